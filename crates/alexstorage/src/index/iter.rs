@@ -1,0 +1,199 @@
+//! Ordered iteration, forward and backward, over any `RangeBounds<i64>`.
+//!
+//! Data nodes form a doubly linked list in key order, so a range is found with two
+//! seeks (its first and last entries) and walked by following occupied bits within a
+//! node and list links between nodes. Walks skip empty nodes; each is bounded by the
+//! number of data nodes.
+
+use std::ops::{Bound, RangeBounds};
+
+use super::data_node::NO_NODE;
+use super::key::to_unsigned;
+use super::model_node::Route;
+use super::Alex;
+
+/// A position in the index: (data node arena index, slot).
+type Position = (u32, usize);
+
+/// A double-ended iterator over `(key, payload)` pairs in ascending key order.
+#[derive(Debug)]
+pub struct Iter<'a, P> {
+    index: &'a Alex<P>,
+    front: Position,
+    back: Position,
+    done: bool,
+}
+
+impl<'a, P: Copy + Default> Iterator for Iter<'a, P> {
+    type Item = (i64, P);
+
+    fn next(&mut self) -> Option<(i64, P)> {
+        if self.done {
+            return None;
+        }
+        let item = self.index.entry_at(self.front);
+        if self.front == self.back || item.is_none() {
+            self.done = true;
+        } else {
+            match self.index.position_after(self.front) {
+                Some(next) => self.front = next,
+                None => self.done = true,
+            }
+        }
+        item
+    }
+}
+
+impl<'a, P: Copy + Default> DoubleEndedIterator for Iter<'a, P> {
+    fn next_back(&mut self) -> Option<(i64, P)> {
+        if self.done {
+            return None;
+        }
+        let item = self.index.entry_at(self.back);
+        if self.front == self.back || item.is_none() {
+            self.done = true;
+        } else {
+            match self.index.position_before(self.back) {
+                Some(previous) => self.back = previous,
+                None => self.done = true,
+            }
+        }
+        item
+    }
+}
+
+impl<P: Copy + Default> Alex<P> {
+    /// Iterates over the keys in `range`, ascending (`.rev()` for descending).
+    pub fn range<R: RangeBounds<i64>>(&self, range: R) -> Iter<'_, P> {
+        let front = match range.start_bound() {
+            Bound::Included(&key) => Some(key),
+            Bound::Excluded(&key) => key.checked_add(1),
+            Bound::Unbounded => Some(i64::MIN),
+        };
+        let back = match range.end_bound() {
+            Bound::Included(&key) => Some(key),
+            Bound::Excluded(&key) => key.checked_sub(1),
+            Bound::Unbounded => Some(i64::MAX),
+        };
+        let empty = Iter { index: self, front: (NO_NODE, 0), back: (NO_NODE, 0), done: true };
+        let (Some(low), Some(high)) = (front, back) else { return empty };
+        if low > high {
+            return empty;
+        }
+        match (self.seek_at_or_after(low), self.seek_at_or_before(high)) {
+            (Some(front), Some(back)) => {
+                let keys = (self.entry_at(front), self.entry_at(back));
+                match keys {
+                    (Some((first, _)), Some((last, _))) if first <= last => {
+                        Iter { index: self, front, back, done: false }
+                    }
+                    _ => empty,
+                }
+            }
+            _ => empty,
+        }
+    }
+
+    /// Iterates over every key, ascending.
+    pub fn iter(&self) -> Iter<'_, P> {
+        self.range(..)
+    }
+
+    /// The smallest key and its payload.
+    pub fn first(&self) -> Option<(i64, P)> {
+        self.iter().next()
+    }
+
+    /// The largest key and its payload.
+    pub fn last(&self) -> Option<(i64, P)> {
+        self.iter().next_back()
+    }
+
+    /// The entry at a position, if it is real.
+    fn entry_at(&self, (node, slot): Position) -> Option<(i64, P)> {
+        self.data.get(node as usize)?.entry(slot)
+    }
+
+    /// The first real slot at or after slot `from` of `node`, following the list.
+    fn first_from(&self, mut node: u32, mut from: usize) -> Option<Position> {
+        for _ in 0..=self.data.len() {
+            let data = self.data.get(node as usize)?;
+            if let Some(slot) = data.next_occupied(from) {
+                return Some((node, slot));
+            }
+            node = data.next;
+            from = 0;
+        }
+        None
+    }
+
+    /// The last real slot at or before slot `from` of `node`, following the list.
+    fn last_from(&self, mut node: u32, mut from: usize) -> Option<Position> {
+        for _ in 0..=self.data.len() {
+            let data = self.data.get(node as usize)?;
+            if let Some(slot) = data.prev_occupied(from) {
+                return Some((node, slot));
+            }
+            node = data.prev;
+            from = usize::MAX;
+        }
+        None
+    }
+
+    fn position_after(&self, (node, slot): Position) -> Option<Position> {
+        self.first_from(node, slot + 1)
+    }
+
+    fn position_before(&self, (node, slot): Position) -> Option<Position> {
+        match slot.checked_sub(1) {
+            Some(from) => self.last_from(node, from),
+            None => self.last_from(self.data.get(node as usize)?.prev, usize::MAX),
+        }
+    }
+
+    /// Position of the smallest key `>= key`.
+    fn seek_at_or_after(&self, key: i64) -> Option<Position> {
+        let unsigned = to_unsigned(key);
+        let mut node = self.root;
+        while node.is_inner() {
+            let inner = self.inner.get(node.index())?;
+            match inner.route(unsigned) {
+                Route::Slot(slot) => node = *inner.children.get(slot)?,
+                Route::Below => return self.first_from(self.edge_data_node(node, false), 0),
+                Route::Above => {
+                    let last = self.edge_data_node(node, true);
+                    return self.first_from(self.data.get(last as usize)?.next, 0);
+                }
+            }
+        }
+        let index = node.index() as u32;
+        let data = self.data.get(index as usize)?;
+        match data.lower_bound(key) {
+            Some(slot) => Some((index, slot)),
+            None => self.first_from(data.next, 0),
+        }
+    }
+
+    /// Position of the largest key `<= key`.
+    fn seek_at_or_before(&self, key: i64) -> Option<Position> {
+        let unsigned = to_unsigned(key);
+        let mut node = self.root;
+        while node.is_inner() {
+            let inner = self.inner.get(node.index())?;
+            match inner.route(unsigned) {
+                Route::Slot(slot) => node = *inner.children.get(slot)?,
+                Route::Above => return self.last_from(self.edge_data_node(node, true), usize::MAX),
+                Route::Below => {
+                    let first = self.edge_data_node(node, false);
+                    return self.last_from(self.data.get(first as usize)?.prev, usize::MAX);
+                }
+            }
+        }
+        let index = node.index() as u32;
+        let data = self.data.get(index as usize)?;
+        match data.upper_bound_occupied(key) {
+            Some(slot) => Some((index, slot)),
+            None => self.last_from(data.prev, usize::MAX),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! AlexStorage: an embedded, persistent key-value store with `i64` keys and byte
+//! values, built around the ALEX updatable learned index.
+//!
+//! This crate is being built up issue by issue; today it holds the in-memory learned
+//! index, [`index::Alex`].
+//!
+//! ```
+//! use alexstorage::index::Alex;
+//!
+//! let mut index: Alex<u64> = Alex::new();
+//! for key in [30, -10, 20] {
+//!     index.insert(key, key as u64 * 2);
+//! }
+//! assert_eq!(index.get(20), Some(40));
+//! assert_eq!(index.iter().map(|(key, _)| key).collect::<Vec<_>>(), [-10, 20, 30]);
+//! ```
+
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod index;
