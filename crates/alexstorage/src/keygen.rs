@@ -70,12 +70,13 @@ pub enum KeyPattern {
     ReverseSequential,
     /// Uniformly random over the whole `i64` range.
     Uniform,
-    /// `exp(N(0, 2))` scaled by 10^6: dense near the bottom, a long sparse tail.
+    /// `exp(N(0, 2))` scaled by 10^9: dense near the bottom, a long sparse tail.
     Lognormal,
     /// Dense runs of consecutive keys at random places in the `i64` range, like
     /// map-cell ids.
     Clustered,
-    /// Exponentially spaced: each key about 1.02 times the previous, with jitter.
+    /// Exponentially spaced: `e^(i * g) + i` for `i < count`, with `g` such that the
+    /// largest key is about 9e18; shuffled.
     Exponential,
     /// Time-series appends: nanosecond timestamps from 2026 on, ascending, with jitter.
     RightEdgeAppend,
@@ -118,72 +119,74 @@ impl KeyPattern {
 
 /// `count` distinct keys of `pattern`, in the pattern's natural insertion order
 /// (ascending for sequential and appends, descending for reverse, random otherwise).
+/// A drawn key that repeats an earlier one is skipped and drawn again.
 pub fn generate(pattern: KeyPattern, count: usize, seed: u64) -> Vec<i64> {
     let mut random = SplitMix64::new(seed ^ 0xA1E5_7040_0000_0000);
-    let mut keys: Vec<i64> = match pattern {
-        KeyPattern::Sequential => (0..count as i64).collect(),
-        KeyPattern::ReverseSequential => (0..count as i64).rev().collect(),
-        KeyPattern::Uniform => (0..count).map(|_| random.next_u64() as i64).collect(),
-        KeyPattern::Lognormal => {
-            (0..count).map(|_| ((2.0 * random.next_normal()).exp() * 1e6).min(9.0e18) as i64).collect()
-        }
-        KeyPattern::Clustered => {
-            let mut keys = Vec::with_capacity(count);
-            while keys.len() < count {
-                let base = random.next_u64() as i64;
-                let run = 1 + random.below(2000) as i64;
-                let step = 1 + random.below(3) as i64;
-                keys.extend((0..run).map(|offset| base.wrapping_add(offset * step)).take(count - keys.len()));
-            }
-            keys
-        }
-        KeyPattern::Exponential => {
-            let mut value = 1.0f64;
-            (0..count)
-                .map(|_| {
-                    value *= 1.02 + 0.01 * random.next_f64();
-                    if value > 9.0e18 {
-                        value = 1.0 + random.next_f64();
-                    }
-                    value as i64
-                })
-                .collect()
-        }
-        KeyPattern::RightEdgeAppend => {
-            let mut time: i64 = 1_767_225_600_000_000_000;
-            (0..count)
-                .map(|_| {
-                    time += 1 + random.below(2_000_000) as i64;
-                    time
-                })
-                .collect()
-        }
-        KeyPattern::Extremes => {
-            let mut keys: Vec<i64> = (0..count as i64)
-                .map(|index| match index % 3 {
-                    0 => i64::MIN + index / 3,
-                    1 => i64::MAX - index / 3,
-                    _ => (index / 3) * if index % 2 == 0 { 1 } else { -1 },
-                })
-                .collect();
-            random.shuffle(&mut keys);
-            keys
-        }
-    };
-    dedup_keep_order(&mut keys);
-    // Duplicates (rare, from random patterns) are replaced so the count is exact.
+    let mut draw = Drawer { pattern, index: 0, time: 1_767_225_600_000_000_000, run_left: 0, run_next: 0, run_step: 1 };
+    let mut seen = std::collections::HashSet::with_capacity(count);
+    let mut keys = Vec::with_capacity(count);
+    // Bounded: past this many draws the rest come uniformly at random.
+    let patient_draws = count.saturating_mul(20).saturating_add(1000);
+    let mut draws = 0usize;
     while keys.len() < count {
-        let extra = random.next_u64() as i64;
-        keys.push(extra);
-        dedup_keep_order(&mut keys);
+        let key = if draws < patient_draws { draw.next(&mut random, count) } else { random.next_u64() as i64 };
+        draws += 1;
+        if seen.insert(key) {
+            keys.push(key);
+        }
+    }
+    if matches!(pattern, KeyPattern::Extremes | KeyPattern::Exponential) {
+        random.shuffle(&mut keys);
     }
     keys
 }
 
-/// Removes repeated keys, keeping the first occurrence of each, in order.
-fn dedup_keep_order(keys: &mut Vec<i64>) {
-    let mut seen = std::collections::HashSet::with_capacity(keys.len());
-    keys.retain(|key| seen.insert(*key));
+/// The state of one pattern's key stream.
+struct Drawer {
+    pattern: KeyPattern,
+    index: i64,
+    time: i64,
+    run_left: u64,
+    run_next: i64,
+    run_step: i64,
+}
+
+impl Drawer {
+    fn next(&mut self, random: &mut SplitMix64, count: usize) -> i64 {
+        let index = self.index;
+        self.index += 1;
+        match self.pattern {
+            KeyPattern::Sequential => index,
+            KeyPattern::ReverseSequential => count as i64 - 1 - index,
+            KeyPattern::Uniform => random.next_u64() as i64,
+            KeyPattern::Lognormal => ((2.0 * random.next_normal()).exp() * 1e9).min(9.0e18) as i64,
+            KeyPattern::Clustered => {
+                if self.run_left == 0 {
+                    self.run_next = random.next_u64() as i64;
+                    self.run_left = 1 + random.below(2000);
+                    self.run_step = 1 + random.below(3) as i64;
+                }
+                self.run_left -= 1;
+                let key = self.run_next;
+                self.run_next = self.run_next.wrapping_add(self.run_step);
+                key
+            }
+            KeyPattern::Exponential => {
+                // Gaps grow geometrically: dense at the bottom, 2^62-wide at the top.
+                let growth = (9.0e18f64).ln() / count.max(1) as f64;
+                ((index as f64 * growth).exp() as i64).saturating_add(index)
+            }
+            KeyPattern::RightEdgeAppend => {
+                self.time += 1 + random.below(2_000_000) as i64;
+                self.time
+            }
+            KeyPattern::Extremes => match index % 3 {
+                0 => i64::MIN + index / 3,
+                1 => i64::MAX - index / 3,
+                _ => (index / 3) * if index % 2 == 0 { 1 } else { -1 },
+            },
+        }
+    }
 }
 
 #[cfg(test)]

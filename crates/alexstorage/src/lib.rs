@@ -7,9 +7,9 @@
 //! ```
 //! use alexstorage::index::Alex;
 //!
-//! let mut index: Alex<u64> = Alex::new();
+//! let mut index: Alex<i64> = Alex::new();
 //! for key in [30, -10, 20] {
-//!     index.insert(key, key as u64 * 2);
+//!     index.insert(key, key * 2);
 //! }
 //! assert_eq!(index.get(20), Some(40));
 //! assert_eq!(index.iter().map(|(key, _)| key).collect::<Vec<_>>(), [-10, 20, 30]);

@@ -1,4 +1,5 @@
 //! Property test: random sequences of bulk load, insert, update, erase, lookup and
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! range over every key pattern, compared with `BTreeMap`, with the structural
 //! invariant checker run after every step.
 

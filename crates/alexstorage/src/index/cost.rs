@@ -30,7 +30,7 @@ pub(crate) const SHIFT_WEIGHT: f64 = 0.05;
 /// Weight of descending through one more inner node.
 pub(crate) const TRAVERSAL_WEIGHT: f64 = 1.0;
 /// Weight of one byte of node metadata, per key it serves.
-pub(crate) const SIZE_WEIGHT_PER_BYTE: f64 = 0.02;
+pub(crate) const SIZE_WEIGHT_PER_BYTE: f64 = 0.05;
 /// Empirical cost above `expected * DEVIATION_FACTOR + DEVIATION_SLACK` is a deviation.
 pub(crate) const DEVIATION_FACTOR: f64 = 1.5;
 /// Absolute slack so that nodes with near-zero expected cost are not flagged by noise.
@@ -128,11 +128,17 @@ pub(crate) fn placement_slot(predicted: usize, next_free: usize, capacity: usize
 /// Estimated cost per key of one data node holding `keys` (ascending), built at
 /// `density`. Large inputs are sampled (every k-th key into a node k times smaller),
 /// which keeps estimates cheap enough to evaluate many candidate layouts.
-pub(crate) fn estimate_data_node_cost<T>(items: &[T], key_of: impl Fn(&T) -> i64, density: f64) -> PlacementCost {
+/// At most `sample_keys` keys are used.
+pub(crate) fn estimate_data_node_cost<T>(
+    items: &[T],
+    key_of: impl Fn(&T) -> i64,
+    density: f64,
+    sample_keys: usize,
+) -> PlacementCost {
     if items.is_empty() {
         return PlacementCost::default();
     }
-    let stride = items.len().div_ceil(ESTIMATE_SAMPLE_KEYS).max(1);
+    let stride = items.len().div_ceil(sample_keys.max(1)).max(1);
     let sample = items.iter().step_by(stride).map(|item| key_of(item));
     let count = items.len().div_ceil(stride);
     let capacity = capacity_for(count, density);
@@ -156,8 +162,8 @@ mod tests {
     fn linear_keys_cost_little_and_skewed_keys_cost_more() {
         let linear: Vec<i64> = (0..10_000).map(|i| i * 7).collect();
         let skewed: Vec<i64> = (0..10_000i64).map(|i| i * i * i).collect();
-        let linear_cost = estimate_data_node_cost(&linear, |&key| key, INIT_DENSITY);
-        let skewed_cost = estimate_data_node_cost(&skewed, |&key| key, INIT_DENSITY);
+        let linear_cost = estimate_data_node_cost(&linear, |&key| key, INIT_DENSITY, ESTIMATE_SAMPLE_KEYS);
+        let skewed_cost = estimate_data_node_cost(&skewed, |&key| key, INIT_DENSITY, ESTIMATE_SAMPLE_KEYS);
         assert!(linear_cost.search_probes < 1.5, "{linear_cost:?}");
         assert!(skewed_cost.total() > 2.0 * linear_cost.total(), "{skewed_cost:?} vs {linear_cost:?}");
     }

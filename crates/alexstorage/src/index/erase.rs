@@ -22,30 +22,41 @@ impl<P: Copy + Default> Alex<P> {
         let Target::Data(index) = target else { return None };
         let old = self.data.get_mut(index)?.remove(key)?;
         self.len -= 1;
-        self.contract_if_sparse(index);
         self.merge_upward(&path, index);
         Some(old)
     }
 
-    /// Rebuilds data node `index` smaller when it has become sparse.
-    fn contract_if_sparse(&mut self, index: usize) {
-        let Some(node) = self.data.get(index) else { return };
-        let capacity = node.capacity();
-        if node.num_keys == 0 && capacity > 0 {
-            self.rebuild_data_node(index, 0);
-        } else if capacity > 2 * MIN_CAPACITY && (node.num_keys as f64) < capacity as f64 * CONTRACT_DENSITY {
-            self.rebuild_data_node(index, capacity_for(node.num_keys, INIT_DENSITY));
-        }
+    /// Whether data node `index` has become sparse: empty, or below the contraction
+    /// density. A node is built or expanded at twice that density at least, so it
+    /// reaches it only after losing half its keys, which keeps merges and contractions
+    /// amortized O(1) per erase.
+    fn is_sparse(&self, index: usize) -> bool {
+        self.data.get(index).is_some_and(|node| {
+            node.num_keys == 0
+                || node.capacity() > 2 * MIN_CAPACITY
+                    && (node.num_keys as f64) < node.capacity() as f64 * CONTRACT_DENSITY
+        })
     }
 
-    /// Merges data node `index` with its buddies and collapses single-child parents,
-    /// walking up `path` for as long as something changes.
+    /// Rebuilds data node `index` smaller when it is sparse.
+    fn contract_if_sparse(&mut self, index: usize) {
+        if !self.is_sparse(index) {
+            return;
+        }
+        let keys = self.data.get(index).map_or(0, |node| node.num_keys);
+        self.rebuild_data_node(index, capacity_for(keys, INIT_DENSITY));
+    }
+
+    /// After an erase from data node `index`: a sparse node merges with its buddy when
+    /// their keys together are few, else contracts; a parent left with a single child
+    /// is replaced by it, up the path for as long as that applies.
     fn merge_upward(&mut self, path: &Path, index: usize) {
         let merge_limit = self.config.max_data_node_keys() / 4;
         let node_id = NodeId::data(index as u32);
         let mut depth = path.len();
+        let mut may_merge = self.is_sparse(index);
         while let Some((parent, slot)) = depth.checked_sub(1).and_then(|depth| path.get(depth)) {
-            let Some(inner) = self.inner.get(parent) else { return };
+            let Some(inner) = self.inner.get(parent) else { break };
             let run = inner.run_of(slot);
             let slots = inner.children.len();
             if run.len() == slots {
@@ -59,21 +70,24 @@ impl<P: Copy + Default> Alex<P> {
                 depth -= 1;
                 continue;
             }
-            let buddy_start = run.start ^ run.len();
-            let Some(&buddy) = inner.children.get(buddy_start) else { return };
-            if buddy.is_inner() || inner.run_of(buddy_start) != (buddy_start..buddy_start + run.len()) {
-                return;
+            if !may_merge {
+                break;
             }
-            let (Some(node), Some(other)) = (self.data.get(index), self.data.get(buddy.index())) else { return };
+            let buddy_start = run.start ^ run.len();
+            let Some(&buddy) = inner.children.get(buddy_start) else { break };
+            if buddy.is_inner() || inner.run_of(buddy_start) != (buddy_start..buddy_start + run.len()) {
+                break;
+            }
+            let (Some(node), Some(other)) = (self.data.get(index), self.data.get(buddy.index())) else { break };
             if node.num_keys + other.num_keys > merge_limit {
-                return;
+                break;
             }
             let (low, high) = if buddy_start < run.start { (other, node) } else { (node, other) };
             let mut entries = low.entries();
             entries.extend(high.entries());
             let buddy_index = buddy.index() as u32;
             self.unlink(buddy_index);
-            let Some(node) = self.data.get(index) else { return };
+            let Some(node) = self.data.get(index) else { break };
             let mut merged = DataNode::build(&entries, INIT_DENSITY);
             merged.prev = node.prev;
             merged.next = node.next;
@@ -83,6 +97,9 @@ impl<P: Copy + Default> Alex<P> {
             self.free_data_node(buddy_index);
             let start = run.start.min(buddy_start);
             self.replace_child(Some((parent, start..start + 2 * run.len())), node_id);
+            // The merged node is dense again unless both were empty.
+            may_merge = self.is_sparse(index);
         }
+        self.contract_if_sparse(index);
     }
 }

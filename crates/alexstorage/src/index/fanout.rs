@@ -16,17 +16,22 @@
 //! of the sampled cost estimates.
 
 use super::cost::{
-    estimate_data_node_cost, INIT_DENSITY, SIZE_WEIGHT_PER_BYTE, TRAVERSAL_WEIGHT,
+    estimate_data_node_cost, ESTIMATE_SAMPLE_KEYS, INIT_DENSITY, SIZE_WEIGHT_PER_BYTE, TRAVERSAL_WEIGHT,
 };
 use super::data_node::{DataNode, Slot};
 use super::key::to_unsigned;
 use super::IndexConfig;
 
+/// Fewest keys the fanout tree samples per level (all of them, for smaller nodes).
+const LAYOUT_SAMPLE_KEYS_MIN: usize = 1 << 8;
+/// Most keys the fanout tree samples per level.
+const LAYOUT_SAMPLE_KEYS_MAX: usize = 1 << 14;
+
+/// Fewest keys sampled from one child (all of them, for smaller children).
+const CHILD_SAMPLE_KEYS_MIN: usize = 8;
+
 /// Levels evaluated past the best one before the search stops.
 const PATIENCE_LEVELS: u32 = 2;
-
-/// Cost assumed per key for a child that must become an inner node itself.
-const SUBTREE_CHILD_COST: f64 = TRAVERSAL_WEIGHT + 2.0;
 
 /// The shape a bulk load gives a node.
 pub(crate) enum Layout {
@@ -59,41 +64,64 @@ pub(crate) fn choose_layout<P: Copy + Default>(
     if max_level == 0 || (count <= 1 && allow_data) {
         return Layout::Data;
     }
-    let mut best_cost = if allow_data && count <= max_keys { data_cost(entries) } else { f64::INFINITY };
+    let stride = layout_stride(count);
+    let mut best_cost = if allow_data && count <= max_keys { data_cost(entries, 1) } else { f64::INFINITY };
     let mut best_level = 0;
+    let mut best_has_subtrees = !best_cost.is_finite();
     let mut best_bounds = Vec::new();
     let mut bounds = vec![0, count];
     for level in 1..=max_level {
         bounds = split_bounds(entries, &bounds, lo, bits, level);
-        let cost = level_cost(entries, &bounds, level, max_keys);
-        if cost < best_cost || best_level == 0 && !best_cost.is_finite() {
+        let (cost, has_subtrees) = level_cost(entries, &bounds, level, max_keys, stride);
+        if cost < best_cost {
             best_cost = cost;
             best_level = level;
+            best_has_subtrees = has_subtrees;
             best_bounds.clone_from(&bounds);
-        } else if level >= best_level + PATIENCE_LEVELS && best_level > 0 {
-            break;
-        } else if best_level == 0 && level >= PATIENCE_LEVELS && best_cost.is_finite() {
+        } else if level >= best_level + PATIENCE_LEVELS && !best_has_subtrees {
+            // Keep looking while the best layout still needs subtrees: a wider fanout
+            // may yet give every child a data node.
             break;
         }
     }
     if best_level == 0 {
         return Layout::Data;
     }
-    let runs = merge_runs(entries, &best_bounds, best_level, max_keys);
+    let runs = merge_runs(entries, &best_bounds, best_level, max_keys, stride);
+    if runs.len() == 1 {
+        // Everything merged back into one child, which therefore fits a data node: an
+        // inner node over a single child would be pure overhead (and, recursing on the
+        // same keys, would never finish).
+        return Layout::Data;
+    }
     Layout::Inner { fanout_bits: best_level, runs, bounds: best_bounds }
 }
 
-/// Estimated cost per key of one data node holding `entries`.
-fn data_cost<P>(entries: &[Slot<P>]) -> f64 {
-    estimate_data_node_cost(entries, |slot| slot.key, INIT_DENSITY).total()
+/// Estimated cost per key of one data node holding `entries`, sampling at most one key
+/// in `stride` (and at most [`ESTIMATE_SAMPLE_KEYS`]).
+fn data_cost<P>(entries: &[Slot<P>], stride: usize) -> f64 {
+    // A few keys at least, so that small children are scored on their real shape.
+    let sample_keys =
+        entries.len().div_ceil(stride.max(1)).max(CHILD_SAMPLE_KEYS_MIN).min(ESTIMATE_SAMPLE_KEYS);
+    estimate_data_node_cost(entries, |slot| slot.key, INIT_DENSITY, sample_keys).total()
 }
 
-/// Cost per key of a child holding `entries`.
-fn child_cost<P>(entries: &[Slot<P>], max_keys: usize) -> f64 {
+/// The sampling stride for scoring layouts of `count` keys: the fanout tree samples a
+/// sixty-fourth of the keys per level, at least [`LAYOUT_SAMPLE_KEYS_MIN`] and at most
+/// [`LAYOUT_SAMPLE_KEYS_MAX`], so that scoring all levels costs about as much as one
+/// pass over the keys, however large the node.
+fn layout_stride(count: usize) -> usize {
+    let samples = (count / 64).clamp(LAYOUT_SAMPLE_KEYS_MIN, LAYOUT_SAMPLE_KEYS_MAX);
+    count.div_ceil(samples).max(1)
+}
+
+/// Cost per key of a child holding `entries`: a data node, or for a child too large
+/// for one, a subtree assumed one level deeper and as regular as the child's keys.
+fn child_cost<P>(entries: &[Slot<P>], max_keys: usize, stride: usize) -> f64 {
     if entries.len() > max_keys {
-        SUBTREE_CHILD_COST
+        TRAVERSAL_WEIGHT + data_cost(entries, stride)
     } else {
-        data_cost(entries)
+        data_cost(entries, stride)
     }
 }
 
@@ -118,27 +146,36 @@ fn split_bounds<P>(entries: &[Slot<P>], parent: &[usize], lo: u64, bits: u32, le
     bounds
 }
 
-/// Cost per key of an inner node whose children are the slots of `bounds`.
-fn level_cost<P>(entries: &[Slot<P>], bounds: &[usize], level: u32, max_keys: usize) -> f64 {
+/// Cost per key of an inner node whose children are the slots of `bounds`, and whether
+/// some child is too large for a data node.
+fn level_cost<P>(entries: &[Slot<P>], bounds: &[usize], level: u32, max_keys: usize, stride: usize) -> (f64, bool) {
     let count = entries.len().max(1) as f64;
     let mut weighted = 0.0;
     let mut children = 0usize;
+    let mut has_subtrees = false;
     for window in bounds.windows(2) {
         if let [start, end] = *window {
             let child = entries.get(start..end).unwrap_or(&[]);
             if !child.is_empty() {
                 children += 1;
-                weighted += child_cost(child, max_keys) * child.len() as f64;
+                has_subtrees |= child.len() > max_keys;
+                weighted += child_cost(child, max_keys, stride) * child.len() as f64;
             }
         }
     }
     let array_bytes = (1usize << level) as f64 * 4.0;
     let size = array_bytes + children as f64 * node_overhead_bytes::<P>();
-    TRAVERSAL_WEIGHT + weighted / count + SIZE_WEIGHT_PER_BYTE * size / count
+    (TRAVERSAL_WEIGHT + weighted / count + SIZE_WEIGHT_PER_BYTE * size / count, has_subtrees)
 }
 
 /// Bottom-up merging of sibling slots into shared children.
-fn merge_runs<P>(entries: &[Slot<P>], bounds: &[usize], level: u32, max_keys: usize) -> Vec<(usize, usize)> {
+fn merge_runs<P>(
+    entries: &[Slot<P>],
+    bounds: &[usize],
+    level: u32,
+    max_keys: usize,
+    stride: usize,
+) -> Vec<(usize, usize)> {
     let slots = 1usize << level;
     let entry_index = |slot: usize| bounds.get(slot).copied().unwrap_or(entries.len());
     // (first slot, slot count, cost per key if known)
@@ -151,7 +188,7 @@ fn merge_runs<P>(entries: &[Slot<P>], bounds: &[usize], level: u32, max_keys: us
             let right = runs.get(index + 1).copied();
             if let Some(right) = right.filter(|right| left.1 == size && right.1 == size && left.0 % (2 * size) == 0) {
                 let cut = [entry_index(left.0), entry_index(right.0), entry_index(right.0 + size)];
-                if let Some(cost) = merge_cost(entries, cut, [left.2, right.2], max_keys) {
+                if let Some(cost) = merge_cost(entries, cut, [left.2, right.2], max_keys, stride) {
                     merged.push((left.0, 2 * size, Some(cost)));
                     index += 2;
                     continue;
@@ -172,7 +209,13 @@ fn merge_runs<P>(entries: &[Slot<P>], bounds: &[usize], level: u32, max_keys: us
 
 /// The cost per key of merging the sibling children `entries[cut[0]..cut[1]]` and
 /// `entries[cut[1]..cut[2]]` into one, when merging is no worse than keeping them apart.
-fn merge_cost<P>(entries: &[Slot<P>], cut: [usize; 3], known: [Option<f64>; 2], max_keys: usize) -> Option<f64> {
+fn merge_cost<P>(
+    entries: &[Slot<P>],
+    cut: [usize; 3],
+    known: [Option<f64>; 2],
+    max_keys: usize,
+    stride: usize,
+) -> Option<f64> {
     let [first, middle, last] = cut;
     let left = entries.get(first..middle).unwrap_or(&[]);
     let right = entries.get(middle..last).unwrap_or(&[]);
@@ -184,15 +227,15 @@ fn merge_cost<P>(entries: &[Slot<P>], cut: [usize; 3], known: [Option<f64>; 2], 
         return None;
     }
     if left.is_empty() {
-        return Some(known[1].unwrap_or_else(|| data_cost(right)));
+        return Some(known[1].unwrap_or_else(|| data_cost(right, stride)));
     }
     if right.is_empty() {
-        return Some(known[0].unwrap_or_else(|| data_cost(left)));
+        return Some(known[0].unwrap_or_else(|| data_cost(left, stride)));
     }
-    let left_cost = known[0].unwrap_or_else(|| data_cost(left));
-    let right_cost = known[1].unwrap_or_else(|| data_cost(right));
+    let left_cost = known[0].unwrap_or_else(|| data_cost(left, stride));
+    let right_cost = known[1].unwrap_or_else(|| data_cost(right, stride));
     let apart = (left_cost * left.len() as f64 + right_cost * right.len() as f64) / total as f64;
-    let merged_cost = data_cost(entries.get(first..last).unwrap_or(&[]));
+    let merged_cost = data_cost(entries.get(first..last).unwrap_or(&[]), stride);
     let saved = SIZE_WEIGHT_PER_BYTE * node_overhead_bytes::<P>() / total as f64;
     (merged_cost <= apart + saved).then_some(merged_cost)
 }

@@ -10,7 +10,7 @@
 //! it is nonetheless bounded, with a full rebuild as the last resort.
 
 use super::cost::{
-    capacity_for, estimate_data_node_cost, EXPANDED_DENSITY, INIT_DENSITY, SIZE_WEIGHT_PER_BYTE,
+    capacity_for, estimate_data_node_cost, ESTIMATE_SAMPLE_KEYS, EXPANDED_DENSITY, INIT_DENSITY, SIZE_WEIGHT_PER_BYTE,
 };
 use super::data_node::{DataNode, InsertOutcome, Slot};
 use super::key::{align_down, common_block_bits, to_unsigned};
@@ -144,7 +144,7 @@ impl<P: Copy + Default> Alex<P> {
         let middle = align_down(low, bits).saturating_add(1u64 << bits.saturating_sub(1).min(63));
         let cut = entries.partition_point(|slot| to_unsigned(slot.key) < middle);
         let (left, right) = entries.split_at(cut.min(entries.len()));
-        let cost = |part: &[Slot<P>], density| estimate_data_node_cost(part, |slot| slot.key, density).total();
+        let cost = |part: &[Slot<P>], density| estimate_data_node_cost(part, |slot| slot.key, density, ESTIMATE_SAMPLE_KEYS).total();
         let count = entries.len() as f64;
         let expanded = cost(entries, EXPANDED_DENSITY);
         let split = (cost(left, INIT_DENSITY) * left.len() as f64 + cost(right, INIT_DENSITY) * right.len() as f64)

@@ -407,3 +407,18 @@ impl<P: Copy + Default> Alex<P> {
 
 #[cfg(test)]
 mod tests;
+
+impl<P: Copy + Default> Alex<P> {
+    /// (smallest key, key count) of every data node in key order; for diagnostics.
+    #[doc(hidden)]
+    pub fn data_node_sizes(&self) -> Vec<(i64, usize)> {
+        let mut sizes = Vec::new();
+        let mut node = self.edge_data_node(self.root, false);
+        for _ in 0..self.data.len() {
+            let Some(data) = self.data.get(node as usize) else { break };
+            sizes.push((data.min_key().unwrap_or(0), data.num_keys));
+            node = data.next;
+        }
+        sizes
+    }
+}
