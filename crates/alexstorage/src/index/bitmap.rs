@@ -17,6 +17,25 @@ impl Bitmap {
         Bitmap { words: vec![0u64; len.div_ceil(64)].into_boxed_slice(), len }
     }
 
+    /// A bitmap of `len` bits over `words`; bits at or past `len` are cleared.
+    pub(crate) fn from_words(mut words: Box<[u64]>, len: usize) -> Self {
+        let len = len.min(words.len() * 64);
+        for (index, word) in words.iter_mut().enumerate() {
+            let first = index * 64;
+            if first >= len {
+                *word = 0;
+            } else if len - first < 64 {
+                *word &= (1u64 << (len - first)) - 1;
+            }
+        }
+        Bitmap { words, len }
+    }
+
+    /// The indexes of the set bits, ascending.
+    pub(crate) fn ones(&self) -> Ones<'_> {
+        Ones { words: &self.words, word_index: 0, word: self.words.first().copied().unwrap_or(0) }
+    }
+
     /// Number of bits.
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -35,6 +54,23 @@ impl Bitmap {
             Some(word) => index < self.len && (word >> (index % 64)) & 1 == 1,
             None => false,
         }
+    }
+
+    /// Hints the processor to bring the word holding bit `index` into the cache.
+    #[inline]
+    pub(crate) fn prefetch(&self, index: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(word) = self.words.get(index / 64) {
+            // SAFETY: a prefetch never faults and has no architectural effect; the
+            // pointer is derived from a live reference in any case.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    (word as *const u64).cast::<i8>(),
+                );
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = index;
     }
 
     /// Sets bit `index` (ignored past the end).
@@ -115,6 +151,29 @@ impl Bitmap {
     }
 }
 
+/// Iterator over the set bits of a [`Bitmap`].
+#[derive(Clone, Debug)]
+pub(crate) struct Ones<'a> {
+    words: &'a [u64],
+    word_index: usize,
+    word: u64,
+}
+
+impl Iterator for Ones<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.word == 0 {
+            self.word_index += 1;
+            self.word = *self.words.get(self.word_index)?;
+        }
+        let bit = self.word.trailing_zeros() as usize;
+        self.word &= self.word - 1;
+        Some(self.word_index * 64 + bit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +201,14 @@ mod tests {
         assert_eq!(bitmap.next_clear(129), Some(129));
         assert!(!bitmap.get(129));
         assert!(bitmap.get(127));
+    }
+
+    #[test]
+    fn ones_and_from_words() {
+        let bitmap = Bitmap::from_words(vec![0b1011, u64::MAX].into_boxed_slice(), 70);
+        assert_eq!(bitmap.ones().collect::<Vec<_>>(), [0, 1, 3, 64, 65, 66, 67, 68, 69]);
+        assert_eq!(bitmap.count_ones(), 9);
+        assert_eq!(Bitmap::new(0).ones().count(), 0);
     }
 
     #[test]

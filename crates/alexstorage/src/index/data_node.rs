@@ -90,35 +90,71 @@ impl<P: Copy + Default> DataNode<P> {
     /// Builds a node from `entries` (strictly ascending keys) with `capacity` slots,
     /// which must exceed the number of entries (it is raised to that if not).
     pub(crate) fn build_with_capacity(entries: &[Slot<P>], capacity: usize) -> Self {
-        let count = entries.len();
+        Self::build_from(entries.iter().copied(), entries.len(), capacity, None)
+    }
+
+    /// This node rebuilt with `capacity` slots. Unless `retrain`, the model is the old
+    /// one stretched to the new capacity, which saves the fit when the keys' shape has
+    /// not changed.
+    pub(crate) fn rebuilt(&self, capacity: usize, retrain: bool) -> Self {
+        let model = (!retrain && self.capacity() > 0).then(|| {
+            let stretch = capacity as f64 / self.capacity() as f64;
+            LinearModel {
+                slope: self.model.slope * stretch,
+                intercept: self.model.intercept * stretch,
+                anchor: self.model.anchor,
+            }
+        });
+        let mut node = Self::build_from(self.occupied(), self.num_keys, capacity, model);
+        node.prev = self.prev;
+        node.next = self.next;
+        node
+    }
+
+    /// Builds a node from `count` entries with strictly ascending keys, placing each at
+    /// its predicted slot or the next free one.
+    fn build_from<I>(entries: I, count: usize, capacity: usize, model: Option<LinearModel>) -> Self
+    where
+        I: Iterator<Item = Slot<P>> + Clone,
+    {
         if capacity == 0 {
             return Self::empty();
         }
         let capacity = capacity.max(count + 1);
-        let model = LinearModel::fit(entries.iter().map(|entry| entry.key), count, capacity);
+        let model =
+            model.unwrap_or_else(|| LinearModel::fit(entries.clone().map(|entry| entry.key), count, capacity));
         let mut slots: Vec<Slot<P>> = Vec::with_capacity(capacity);
-        let mut bitmap = Bitmap::new(capacity);
+        let mut words = vec![0u64; capacity.div_ceil(64)];
         let mut accumulator = PlacementAccumulator::default();
-        for (index, entry) in entries.iter().enumerate() {
+        for (index, entry) in entries.take(count).enumerate() {
             let predicted = model.predict_slot(to_unsigned(entry.key), capacity);
             let slot = placement_slot(predicted, slots.len(), capacity, count - index - 1);
             // Gaps before a key hold a copy of it.
-            slots.resize(slot, Slot { key: entry.key, payload: P::default() });
-            slots.push(*entry);
-            bitmap.set(slot);
+            let gap = Slot { key: entry.key, payload: P::default() };
+            slots.extend(std::iter::repeat_n(gap, slot - slots.len()));
+            slots.push(entry);
+            if let Some(word) = words.get_mut(slot / 64) {
+                *word |= 1 << (slot % 64);
+            }
             accumulator.record(predicted, slot);
         }
+        let num_keys = count.min(slots.len());
         slots.resize(capacity, Slot { key: i64::MAX, payload: P::default() });
         DataNode {
             model,
             slots: slots.into_boxed_slice(),
-            bitmap,
-            num_keys: count,
+            bitmap: Bitmap::from_words(words.into_boxed_slice(), capacity),
+            num_keys,
             prev: NO_NODE,
             next: NO_NODE,
             expected: accumulator.finish(),
             observed: Observed::default(),
         }
+    }
+
+    /// The real entries in key order.
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = Slot<P>> + Clone + '_ {
+        self.bitmap.ones().filter_map(|index| self.slots.get(index).copied())
     }
 
     /// Number of slots.
@@ -140,13 +176,7 @@ impl<P: Copy + Default> DataNode<P> {
     /// The real entries in key order, copied out.
     pub(crate) fn entries(&self) -> Vec<Slot<P>> {
         let mut entries = Vec::with_capacity(self.num_keys);
-        let mut slot = self.bitmap.next_set(0);
-        while let Some(index) = slot {
-            if let Some(entry) = self.slots.get(index) {
-                entries.push(*entry);
-            }
-            slot = self.bitmap.next_set(index + 1);
-        }
+        entries.extend(self.occupied());
         entries
     }
 
@@ -234,13 +264,20 @@ impl<P: Copy + Default> DataNode<P> {
 
     /// Inserts or replaces `key`.
     pub(crate) fn insert(&mut self, key: i64, payload: P) -> InsertOutcome<P> {
+        let capacity = self.capacity();
+        let predicted = self.model.predict_slot(to_unsigned(key), capacity);
+        // The slot search below misses the cache; fetch the bitmap word the insert will
+        // need alongside it rather than after it.
+        self.bitmap.prefetch(predicted);
         let (bound, probes) = if key == i64::MAX {
             match self.bitmap.prev_set(usize::MAX) {
                 Some(last) => (last + 1, 1),
                 None => (0, 1),
             }
+        } else if capacity == 0 {
+            (0, 0)
         } else {
-            self.upper_bound(key)
+            exponential_upper_bound(&self.slots, key, predicted)
         };
         if let Some(previous) = bound.checked_sub(1).and_then(|index| self.slots.get_mut(index)) {
             if previous.key == key {
@@ -253,7 +290,7 @@ impl<P: Copy + Default> DataNode<P> {
         if self.num_keys >= self.max_keys() {
             return InsertOutcome::Full;
         }
-        let shifts = self.insert_at(bound, key, payload);
+        let shifts = self.insert_at(bound, predicted, key, payload);
         self.num_keys += 1;
         self.observed.inserts += 1;
         self.observed.probes += probes;
@@ -263,12 +300,11 @@ impl<P: Copy + Default> DataNode<P> {
 
     /// Places a new key whose predecessor is before `bound` and whose successor is at
     /// or after it. Returns the slots shifted.
-    fn insert_at(&mut self, bound: usize, key: i64, payload: P) -> usize {
+    fn insert_at(&mut self, bound: usize, predicted: usize, key: i64, payload: P) -> usize {
         let capacity = self.capacity();
         let successor = self.bitmap.next_set(bound).unwrap_or(capacity);
         if bound < successor {
             // A run of gaps [bound, successor): place as near the prediction as it allows.
-            let predicted = self.model.predict_slot(to_unsigned(key), capacity);
             let slot = predicted.clamp(bound, successor - 1);
             for gap in &mut self.slots[bound..slot] {
                 gap.key = key;

@@ -18,11 +18,14 @@ use super::Alex;
 impl<P: Copy + Default> Alex<P> {
     /// Removes `key`, returning its payload.
     pub fn remove(&mut self, key: i64) -> Option<P> {
-        let (path, target) = self.descend(to_unsigned(key));
-        let Target::Data(index) = target else { return None };
+        let unsigned = to_unsigned(key);
+        let Target::Data(index) = self.descend_fast(unsigned) else { return None };
         let old = self.data.get_mut(index)?.remove(key)?;
         self.len -= 1;
-        self.merge_upward(&path, index);
+        if self.is_sparse(index) {
+            let (path, _) = self.descend(unsigned);
+            self.merge_upward(&path, index);
+        }
         Some(old)
     }
 
@@ -44,7 +47,7 @@ impl<P: Copy + Default> Alex<P> {
             return;
         }
         let keys = self.data.get(index).map_or(0, |node| node.num_keys);
-        self.rebuild_data_node(index, capacity_for(keys, INIT_DENSITY));
+        self.rebuild_data_node(index, capacity_for(keys, INIT_DENSITY), true);
     }
 
     /// After an erase from data node `index`: a sparse node merges with its buddy when
@@ -54,7 +57,7 @@ impl<P: Copy + Default> Alex<P> {
         let merge_limit = self.config.max_data_node_keys() / 4;
         let node_id = NodeId::data(index as u32);
         let mut depth = path.len();
-        let mut may_merge = self.is_sparse(index);
+        let mut may_merge = true;
         while let Some((parent, slot)) = depth.checked_sub(1).and_then(|depth| path.get(depth)) {
             let Some(inner) = self.inner.get(parent) else { break };
             let run = inner.run_of(slot);

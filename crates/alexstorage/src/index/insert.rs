@@ -10,7 +10,7 @@
 //! it is nonetheless bounded, with a full rebuild as the last resort.
 
 use super::cost::{
-    capacity_for, estimate_data_node_cost, ESTIMATE_SAMPLE_KEYS, EXPANDED_DENSITY, INIT_DENSITY, SIZE_WEIGHT_PER_BYTE,
+    capacity_for, estimate_data_node_cost, ESTIMATE_SAMPLE_KEYS, EXPANDED_DENSITY, MIN_CAPACITY, INIT_DENSITY, SIZE_WEIGHT_PER_BYTE,
 };
 use super::data_node::{DataNode, InsertOutcome, Slot};
 use super::key::{align_down, common_block_bits, to_unsigned};
@@ -77,9 +77,14 @@ impl<P: Copy + Default> Alex<P> {
     pub fn insert(&mut self, key: i64, payload: P) -> Option<P> {
         let unsigned = to_unsigned(key);
         for _ in 0..MAX_STRUCTURAL_STEPS {
-            let (path, target) = self.descend(unsigned);
-            match target {
-                Target::OutsideDomain(node) => self.widen_domain(&path, node, unsigned),
+            match self.descend_fast(unsigned) {
+                Target::OutsideDomain(_) => {
+                    // Structural changes need the path; the common case does not.
+                    let (path, target) = self.descend(unsigned);
+                    if let Target::OutsideDomain(node) = target {
+                        self.widen_domain(&path, node, unsigned);
+                    }
+                }
                 Target::Data(index) => {
                     let outcome = match self.data.get_mut(index) {
                         Some(node) => node.insert(key, payload),
@@ -91,13 +96,33 @@ impl<P: Copy + Default> Alex<P> {
                             self.len += 1;
                             return None;
                         }
-                        InsertOutcome::Full => self.make_room(&path, index),
+                        InsertOutcome::Full => {
+                            let (path, _) = self.descend(unsigned);
+                            self.make_room(&path, index);
+                        }
                     }
                 }
             }
         }
         debug_assert!(false, "insert of {key} did not settle; rebuilding");
         self.insert_by_rebuild(key, payload)
+    }
+
+    /// Descends toward `key` (unsigned) without recording the path.
+    #[inline]
+    pub(crate) fn descend_fast(&self, key: u64) -> Target {
+        let mut node = self.root;
+        while node.is_inner() {
+            let Some(inner) = self.inner.get(node.index()) else { break };
+            match inner.route(key) {
+                Route::Slot(slot) => match inner.children.get(slot) {
+                    Some(&child) => node = child,
+                    None => break,
+                },
+                Route::Below | Route::Above => return Target::OutsideDomain(node.index()),
+            }
+        }
+        Target::Data(node.index())
     }
 
     /// Descends toward `key` (unsigned), recording the inner nodes passed.
@@ -154,17 +179,19 @@ impl<P: Copy + Default> Alex<P> {
     }
 
     /// Rebuilds data node `index` at the expanded density (retraining its model).
+    /// The model is retrained only when the observed costs deviate from the expected
+    /// ones (the keys' shape changed); otherwise it is stretched, as in the paper.
     pub(super) fn expand(&mut self, index: usize) {
-        let keys = self.data.get(index).map_or(0, |node| node.num_keys);
-        self.rebuild_data_node(index, capacity_for(keys + 1, EXPANDED_DENSITY));
+        let Some(node) = self.data.get(index) else { return };
+        let retrain = node.cost_deviates() || node.num_keys < 2 * MIN_CAPACITY;
+        let capacity = capacity_for(node.num_keys + 1, EXPANDED_DENSITY);
+        self.rebuild_data_node(index, capacity, retrain);
     }
 
     /// Rebuilds data node `index` in place with `capacity` slots, keeping its links.
-    pub(super) fn rebuild_data_node(&mut self, index: usize, capacity: usize) {
+    pub(super) fn rebuild_data_node(&mut self, index: usize, capacity: usize, retrain: bool) {
         let Some(node) = self.data.get(index) else { return };
-        let mut rebuilt = DataNode::build_with_capacity(&node.entries(), capacity);
-        rebuilt.prev = node.prev;
-        rebuilt.next = node.next;
+        let rebuilt = node.rebuilt(capacity, retrain);
         if let Some(slot) = self.data.get_mut(index) {
             *slot = rebuilt;
         }

@@ -7,7 +7,7 @@
 
 use std::ops::{Bound, RangeBounds};
 
-use super::data_node::NO_NODE;
+use super::data_node::DataNode;
 use super::key::to_unsigned;
 use super::model_node::Route;
 use super::Alex;
@@ -15,50 +15,68 @@ use super::Alex;
 /// A position in the index: (data node arena index, slot).
 type Position = (u32, usize);
 
+/// One end of an iteration: a real slot of a data node, with the node at hand so that
+/// stepping within a node touches only its bitmap and slots.
+#[derive(Debug)]
+struct Cursor<'a, P> {
+    node: u32,
+    data: &'a DataNode<P>,
+    slot: usize,
+}
+
+impl<'a, P> Clone for Cursor<'a, P> {
+    fn clone(&self) -> Self {
+        Cursor { node: self.node, data: self.data, slot: self.slot }
+    }
+}
+
 /// A double-ended iterator over `(key, payload)` pairs in ascending key order.
 #[derive(Debug)]
 pub struct Iter<'a, P> {
     index: &'a Alex<P>,
-    front: Position,
-    back: Position,
-    done: bool,
+    /// Both ends, or `None` once they have met.
+    ends: Option<(Cursor<'a, P>, Cursor<'a, P>)>,
 }
 
 impl<'a, P: Copy + Default> Iterator for Iter<'a, P> {
     type Item = (i64, P);
 
+    #[inline]
     fn next(&mut self) -> Option<(i64, P)> {
-        if self.done {
-            return None;
-        }
-        let item = self.index.entry_at(self.front);
-        if self.front == self.back || item.is_none() {
-            self.done = true;
+        let (front, back) = self.ends.as_mut()?;
+        let slot = front.data.slots.get(front.slot)?;
+        let item = (slot.key, slot.payload);
+        if front.node == back.node && front.slot == back.slot {
+            self.ends = None;
+        } else if let Some(next) = front.data.bitmap.next_set(front.slot + 1) {
+            front.slot = next;
         } else {
-            match self.index.position_after(self.front) {
-                Some(next) => self.front = next,
-                None => self.done = true,
+            match self.index.first_from(front.data.next, 0) {
+                Some((node, slot)) => *front = self.index.cursor(node, slot)?,
+                None => self.ends = None,
             }
         }
-        item
+        Some(item)
     }
 }
 
 impl<'a, P: Copy + Default> DoubleEndedIterator for Iter<'a, P> {
+    #[inline]
     fn next_back(&mut self) -> Option<(i64, P)> {
-        if self.done {
-            return None;
-        }
-        let item = self.index.entry_at(self.back);
-        if self.front == self.back || item.is_none() {
-            self.done = true;
+        let (front, back) = self.ends.as_mut()?;
+        let slot = back.data.slots.get(back.slot)?;
+        let item = (slot.key, slot.payload);
+        if front.node == back.node && front.slot == back.slot {
+            self.ends = None;
+        } else if let Some(previous) = back.slot.checked_sub(1).and_then(|from| back.data.bitmap.prev_set(from)) {
+            back.slot = previous;
         } else {
-            match self.index.position_before(self.back) {
-                Some(previous) => self.back = previous,
-                None => self.done = true,
+            match self.index.last_from(back.data.prev, usize::MAX) {
+                Some((node, slot)) => *back = self.index.cursor(node, slot)?,
+                None => self.ends = None,
             }
         }
-        item
+        Some(item)
     }
 }
 
@@ -75,7 +93,7 @@ impl<P: Copy + Default> Alex<P> {
             Bound::Excluded(&key) => key.checked_sub(1),
             Bound::Unbounded => Some(i64::MAX),
         };
-        let empty = Iter { index: self, front: (NO_NODE, 0), back: (NO_NODE, 0), done: true };
+        let empty = Iter { index: self, ends: None };
         let (Some(low), Some(high)) = (front, back) else { return empty };
         if low > high {
             return empty;
@@ -84,9 +102,10 @@ impl<P: Copy + Default> Alex<P> {
             (Some(front), Some(back)) => {
                 let keys = (self.entry_at(front), self.entry_at(back));
                 match keys {
-                    (Some((first, _)), Some((last, _))) if first <= last => {
-                        Iter { index: self, front, back, done: false }
-                    }
+                    (Some((first, _)), Some((last, _))) if first <= last => Iter {
+                        index: self,
+                        ends: self.cursor(front.0, front.1).zip(self.cursor(back.0, back.1)),
+                    },
                     _ => empty,
                 }
             }
@@ -140,15 +159,9 @@ impl<P: Copy + Default> Alex<P> {
         None
     }
 
-    fn position_after(&self, (node, slot): Position) -> Option<Position> {
-        self.first_from(node, slot + 1)
-    }
-
-    fn position_before(&self, (node, slot): Position) -> Option<Position> {
-        match slot.checked_sub(1) {
-            Some(from) => self.last_from(node, from),
-            None => self.last_from(self.data.get(node as usize)?.prev, usize::MAX),
-        }
+    /// A cursor at a position.
+    fn cursor(&self, node: u32, slot: usize) -> Option<Cursor<'_, P>> {
+        Some(Cursor { node, data: self.data.get(node as usize)?, slot })
     }
 
     /// Position of the smallest key `>= key`.
