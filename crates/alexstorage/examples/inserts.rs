@@ -12,7 +12,9 @@ fn main() {
     for _ in 0..5 {
         let mut a = Alex::bulk_load(&half).unwrap();
         let t = std::time::Instant::now();
-        for &k in &rest { a.insert(k, k as u64); }
+        for &k in &rest {
+            a.insert(k, k as u64);
+        }
         println!("{:?} ns/insert {:?}", t.elapsed().as_nanos() as f64 / rest.len() as f64, a.stats());
     }
 }

@@ -10,7 +10,12 @@ fn main() {
     let a = Alex::bulk_load(&pairs).unwrap();
     let sizes = a.data_node_sizes();
     let mut hist = std::collections::BTreeMap::new();
-    for (min, count) in &sizes { *hist.entry(count.next_power_of_two()).or_insert(0usize) += 1; let _ = min; }
+    for (min, count) in &sizes {
+        *hist.entry(count.next_power_of_two()).or_insert(0usize) += 1;
+        let _ = min;
+    }
     println!("{hist:?}");
-    for (min, count) in sizes.iter().filter(|s| s.1 < 8).take(20) { println!("{min} {count}"); }
+    for (min, count) in sizes.iter().filter(|s| s.1 < 8).take(20) {
+        println!("{min} {count}");
+    }
 }

@@ -1,7 +1,8 @@
 //! Property test: random sequences of bulk load, insert, update, erase, lookup and
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! range over every key pattern, compared with `BTreeMap`, with the structural
 //! invariant checker run after every step.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -165,7 +166,10 @@ fn every_pattern_inserted_then_erased() {
             }
             assert!(index.is_empty());
             let stats = index.stats();
-            assert!(stats.data_nodes <= 2 && stats.inner_nodes <= 1, "{pattern:?} {config:?}: sparse tree left: {stats:?}");
+            assert!(
+                stats.data_nodes <= 2 && stats.inner_nodes <= 1,
+                "{pattern:?} {config:?}: sparse tree left: {stats:?}"
+            );
         }
     }
 }

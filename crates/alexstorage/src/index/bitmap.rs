@@ -36,6 +36,12 @@ impl Bitmap {
         Ones { words: &self.words, word_index: 0, word: self.words.first().copied().unwrap_or(0) }
     }
 
+    /// Word `index` of the bitmap (bits `64 * index ..`).
+    #[inline]
+    pub(crate) fn word(&self, index: usize) -> Option<u64> {
+        self.words.get(index).copied()
+    }
+
     /// Number of bits.
     #[inline]
     pub(crate) fn len(&self) -> usize {

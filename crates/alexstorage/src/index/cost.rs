@@ -139,7 +139,7 @@ pub(crate) fn estimate_data_node_cost<T>(
         return PlacementCost::default();
     }
     let stride = items.len().div_ceil(sample_keys.max(1)).max(1);
-    let sample = items.iter().step_by(stride).map(|item| key_of(item));
+    let sample = items.iter().step_by(stride).map(&key_of);
     let count = items.len().div_ceil(stride);
     let capacity = capacity_for(count, density);
     let model = LinearModel::fit(sample.clone(), count, capacity);

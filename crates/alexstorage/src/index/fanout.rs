@@ -101,8 +101,7 @@ pub(crate) fn choose_layout<P: Copy + Default>(
 /// in `stride` (and at most [`ESTIMATE_SAMPLE_KEYS`]).
 fn data_cost<P>(entries: &[Slot<P>], stride: usize) -> f64 {
     // A few keys at least, so that small children are scored on their real shape.
-    let sample_keys =
-        entries.len().div_ceil(stride.max(1)).max(CHILD_SAMPLE_KEYS_MIN).min(ESTIMATE_SAMPLE_KEYS);
+    let sample_keys = entries.len().div_ceil(stride.max(1)).clamp(CHILD_SAMPLE_KEYS_MIN, ESTIMATE_SAMPLE_KEYS);
     estimate_data_node_cost(entries, |slot| slot.key, INIT_DENSITY, sample_keys).total()
 }
 

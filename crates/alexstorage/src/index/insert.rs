@@ -10,7 +10,8 @@
 //! it is nonetheless bounded, with a full rebuild as the last resort.
 
 use super::cost::{
-    capacity_for, estimate_data_node_cost, ESTIMATE_SAMPLE_KEYS, EXPANDED_DENSITY, MIN_CAPACITY, INIT_DENSITY, SIZE_WEIGHT_PER_BYTE,
+    capacity_for, estimate_data_node_cost, ESTIMATE_SAMPLE_KEYS, EXPANDED_DENSITY, INIT_DENSITY, MIN_CAPACITY,
+    SIZE_WEIGHT_PER_BYTE,
 };
 use super::data_node::{DataNode, InsertOutcome, Slot};
 use super::key::{align_down, common_block_bits, to_unsigned};
@@ -152,9 +153,8 @@ impl<P: Copy + Default> Alex<P> {
         let Some(node) = self.data.get(index) else { return };
         let keys = node.num_keys;
         let fits = capacity_for(keys + 1, EXPANDED_DENSITY) <= self.config.max_data_node_slots;
-        if fits && (keys < 2 || !node.cost_deviates()) {
-            self.expand(index);
-        } else if fits && self.expansion_beats_split(&node.entries()) {
+        let expand = fits && (keys < 2 || !node.cost_deviates() || self.expansion_beats_split(&node.entries()));
+        if expand {
             self.expand(index);
         } else {
             self.split(path, index);
@@ -169,7 +169,9 @@ impl<P: Copy + Default> Alex<P> {
         let middle = align_down(low, bits).saturating_add(1u64 << bits.saturating_sub(1).min(63));
         let cut = entries.partition_point(|slot| to_unsigned(slot.key) < middle);
         let (left, right) = entries.split_at(cut.min(entries.len()));
-        let cost = |part: &[Slot<P>], density| estimate_data_node_cost(part, |slot| slot.key, density, ESTIMATE_SAMPLE_KEYS).total();
+        let cost = |part: &[Slot<P>], density| {
+            estimate_data_node_cost(part, |slot| slot.key, density, ESTIMATE_SAMPLE_KEYS).total()
+        };
         let count = entries.len() as f64;
         let expanded = cost(entries, EXPANDED_DENSITY);
         let split = (cost(left, INIT_DENSITY) * left.len() as f64 + cost(right, INIT_DENSITY) * right.len() as f64)

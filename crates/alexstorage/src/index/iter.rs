@@ -12,30 +12,122 @@ use super::key::to_unsigned;
 use super::model_node::Route;
 use super::Alex;
 
+/// Slots a forward scan asks the processor to fetch ahead of itself.
+const SCAN_PREFETCH_SLOTS: usize = 128;
+
 /// A position in the index: (data node arena index, slot).
 type Position = (u32, usize);
 
-/// One end of an iteration: a real slot of a data node, with the node at hand so that
-/// stepping within a node touches only its bitmap and slots.
+/// One end of an iteration: a real slot of a data node, with the node at hand and the
+/// rest of the slot's bitmap word in a register, so that stepping within a node is a
+/// few bit operations.
 #[derive(Debug)]
 struct Cursor<'a, P> {
     node: u32,
     data: &'a DataNode<P>,
     slot: usize,
+    /// For a front cursor, the set bits of the slot's word above it; for a back
+    /// cursor, those below it.
+    rest: u64,
 }
 
 impl<'a, P> Clone for Cursor<'a, P> {
     fn clone(&self) -> Self {
-        Cursor { node: self.node, data: self.data, slot: self.slot }
+        Cursor { node: self.node, data: self.data, slot: self.slot, rest: self.rest }
+    }
+}
+
+impl<'a, P: Copy + Default> Cursor<'a, P> {
+    fn front(node: u32, data: &'a DataNode<P>, slot: usize) -> Self {
+        data.prefetch_slots(slot, SCAN_PREFETCH_SLOTS);
+        let word = data.bitmap.word(slot / 64).unwrap_or(0);
+        let shift = slot % 64;
+        let rest = if shift == 63 { 0 } else { word & (u64::MAX << (shift + 1)) };
+        Cursor { node, data, slot, rest }
+    }
+
+    fn back(node: u32, data: &'a DataNode<P>, slot: usize) -> Self {
+        let word = data.bitmap.word(slot / 64).unwrap_or(0);
+        let rest = word & ((1u64 << (slot % 64)) - 1);
+        Cursor { node, data, slot, rest }
+    }
+
+    /// Moves to the next real slot of the same node; false at the node's end.
+    #[inline]
+    fn step_forward(&mut self) -> bool {
+        let mut base = self.slot & !63;
+        for _ in 0..self.data.bitmap.len().div_ceil(64) + 1 {
+            if self.rest != 0 {
+                self.slot = base + self.rest.trailing_zeros() as usize;
+                self.rest &= self.rest - 1;
+                return true;
+            }
+            base += 64;
+            match self.data.bitmap.word(base / 64) {
+                Some(word) => {
+                    self.rest = word;
+                    self.data.prefetch_slots(base + SCAN_PREFETCH_SLOTS - 64, 64);
+                }
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Moves to the previous real slot of the same node; false at the node's start.
+    #[inline]
+    fn step_backward(&mut self) -> bool {
+        let mut base = self.slot & !63;
+        for _ in 0..self.data.bitmap.len().div_ceil(64) + 1 {
+            if self.rest != 0 {
+                let bit = 63 - self.rest.leading_zeros() as usize;
+                self.slot = base + bit;
+                self.rest &= !(1u64 << bit);
+                return true;
+            }
+            let Some(previous) = base.checked_sub(64) else { return false };
+            base = previous;
+            match self.data.bitmap.word(base / 64) {
+                Some(word) => self.rest = word,
+                None => return false,
+            }
+        }
+        false
     }
 }
 
 /// A double-ended iterator over `(key, payload)` pairs in ascending key order.
+///
+/// Each end is found lazily, on its first use, so a forward scan never pays for
+/// finding the range's last key. The two ends share the bounds of what remains
+/// (`low..=high`), narrowed past every key yielded, so they can never cross.
 #[derive(Debug)]
 pub struct Iter<'a, P> {
     index: &'a Alex<P>,
-    /// Both ends, or `None` once they have met.
-    ends: Option<(Cursor<'a, P>, Cursor<'a, P>)>,
+    /// Smallest key still to yield.
+    low: i64,
+    /// Largest key still to yield.
+    high: i64,
+    front: End<'a, P>,
+    back: End<'a, P>,
+}
+
+/// The state of one end of an [`Iter`].
+#[derive(Debug)]
+enum End<'a, P> {
+    /// Not sought yet.
+    Unsought,
+    /// At a real slot.
+    At(Cursor<'a, P>),
+    /// Nothing is left on this side.
+    Finished,
+}
+
+impl<'a, P: Copy + Default> Iter<'a, P> {
+    fn finish(&mut self) {
+        self.front = End::Finished;
+        self.back = End::Finished;
+    }
 }
 
 impl<'a, P: Copy + Default> Iterator for Iter<'a, P> {
@@ -43,17 +135,35 @@ impl<'a, P: Copy + Default> Iterator for Iter<'a, P> {
 
     #[inline]
     fn next(&mut self) -> Option<(i64, P)> {
-        let (front, back) = self.ends.as_mut()?;
+        if let End::Unsought = self.front {
+            self.front = match self.index.seek_at_or_after(self.low) {
+                Some((node, slot)) => match self.index.data.get(node as usize) {
+                    Some(data) => End::At(Cursor::front(node, data, slot)),
+                    None => End::Finished,
+                },
+                None => End::Finished,
+            };
+        }
+        let End::At(front) = &mut self.front else { return None };
         let slot = front.data.slots.get(front.slot)?;
         let item = (slot.key, slot.payload);
-        if front.node == back.node && front.slot == back.slot {
-            self.ends = None;
-        } else if let Some(next) = front.data.bitmap.next_set(front.slot + 1) {
-            front.slot = next;
-        } else {
-            match self.index.first_from(front.data.next, 0) {
-                Some((node, slot)) => *front = self.index.cursor(node, slot)?,
-                None => self.ends = None,
+        if item.0 > self.high || item.0 < self.low {
+            self.finish();
+            return None;
+        }
+        match item.0.checked_add(1) {
+            Some(low) => self.low = low,
+            None => self.finish(),
+        }
+        if let End::At(front) = &mut self.front {
+            if !front.step_forward() {
+                self.front = match self.index.first_from(front.data.next, 0) {
+                    Some((node, slot)) => match self.index.data.get(node as usize) {
+                        Some(data) => End::At(Cursor::front(node, data, slot)),
+                        None => End::Finished,
+                    },
+                    None => End::Finished,
+                };
             }
         }
         Some(item)
@@ -63,17 +173,35 @@ impl<'a, P: Copy + Default> Iterator for Iter<'a, P> {
 impl<'a, P: Copy + Default> DoubleEndedIterator for Iter<'a, P> {
     #[inline]
     fn next_back(&mut self) -> Option<(i64, P)> {
-        let (front, back) = self.ends.as_mut()?;
+        if let End::Unsought = self.back {
+            self.back = match self.index.seek_at_or_before(self.high) {
+                Some((node, slot)) => match self.index.data.get(node as usize) {
+                    Some(data) => End::At(Cursor::back(node, data, slot)),
+                    None => End::Finished,
+                },
+                None => End::Finished,
+            };
+        }
+        let End::At(back) = &mut self.back else { return None };
         let slot = back.data.slots.get(back.slot)?;
         let item = (slot.key, slot.payload);
-        if front.node == back.node && front.slot == back.slot {
-            self.ends = None;
-        } else if let Some(previous) = back.slot.checked_sub(1).and_then(|from| back.data.bitmap.prev_set(from)) {
-            back.slot = previous;
-        } else {
-            match self.index.last_from(back.data.prev, usize::MAX) {
-                Some((node, slot)) => *back = self.index.cursor(node, slot)?,
-                None => self.ends = None,
+        if item.0 > self.high || item.0 < self.low {
+            self.finish();
+            return None;
+        }
+        match item.0.checked_sub(1) {
+            Some(high) => self.high = high,
+            None => self.finish(),
+        }
+        if let End::At(back) = &mut self.back {
+            if !back.step_backward() {
+                self.back = match self.index.last_from(back.data.prev, usize::MAX) {
+                    Some((node, slot)) => match self.index.data.get(node as usize) {
+                        Some(data) => End::At(Cursor::back(node, data, slot)),
+                        None => End::Finished,
+                    },
+                    None => End::Finished,
+                };
             }
         }
         Some(item)
@@ -93,24 +221,13 @@ impl<P: Copy + Default> Alex<P> {
             Bound::Excluded(&key) => key.checked_sub(1),
             Bound::Unbounded => Some(i64::MAX),
         };
-        let empty = Iter { index: self, ends: None };
-        let (Some(low), Some(high)) = (front, back) else { return empty };
+        let (Some(low), Some(high)) = (front, back) else {
+            return Iter { index: self, low: 0, high: -1, front: End::Finished, back: End::Finished };
+        };
         if low > high {
-            return empty;
+            return Iter { index: self, low, high, front: End::Finished, back: End::Finished };
         }
-        match (self.seek_at_or_after(low), self.seek_at_or_before(high)) {
-            (Some(front), Some(back)) => {
-                let keys = (self.entry_at(front), self.entry_at(back));
-                match keys {
-                    (Some((first, _)), Some((last, _))) if first <= last => Iter {
-                        index: self,
-                        ends: self.cursor(front.0, front.1).zip(self.cursor(back.0, back.1)),
-                    },
-                    _ => empty,
-                }
-            }
-            _ => empty,
-        }
+        Iter { index: self, low, high, front: End::Unsought, back: End::Unsought }
     }
 
     /// Iterates over every key, ascending.
@@ -126,11 +243,6 @@ impl<P: Copy + Default> Alex<P> {
     /// The largest key and its payload.
     pub fn last(&self) -> Option<(i64, P)> {
         self.iter().next_back()
-    }
-
-    /// The entry at a position, if it is real.
-    fn entry_at(&self, (node, slot): Position) -> Option<(i64, P)> {
-        self.data.get(node as usize)?.entry(slot)
     }
 
     /// The first real slot at or after slot `from` of `node`, following the list.
@@ -157,11 +269,6 @@ impl<P: Copy + Default> Alex<P> {
             from = usize::MAX;
         }
         None
-    }
-
-    /// A cursor at a position.
-    fn cursor(&self, node: u32, slot: usize) -> Option<Cursor<'_, P>> {
-        Some(Cursor { node, data: self.data.get(node as usize)?, slot })
     }
 
     /// Position of the smallest key `>= key`.
