@@ -17,5 +17,19 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod batch;
+mod db;
+mod error;
 pub mod index;
 pub mod keygen;
+pub mod log;
+mod options;
+mod stats;
+mod value;
+
+pub use batch::WriteBatch;
+pub use db::Db;
+pub use error::{Error, Result};
+pub use options::{Compression, Durability, Options};
+pub use stats::{CorruptRecord, Stats, VerifyReport};
+pub use value::Value;

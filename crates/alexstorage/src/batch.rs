@@ -1,0 +1,64 @@
+//! [`WriteBatch`]: writes applied all together or not at all.
+
+/// A set of puts and deletes that [`crate::Db::write`] applies atomically: readers see
+/// all of them or none, and after any crash the store holds all of them or none.
+/// Values are checked (against `max_value_size`) when the batch is written.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub(crate) operations: Vec<BatchOperation>,
+    /// All values, back to back; operations refer to ranges of it.
+    pub(crate) values: Vec<u8>,
+}
+
+/// One write of a batch.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BatchOperation {
+    Put { column_family: u16, key: i64, value_start: usize, value_len: usize },
+    Delete { column_family: u16, key: i64 },
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: i64, value: impl AsRef<[u8]>) -> &mut Self {
+        self.put_in(0, key, value.as_ref())
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: i64) -> &mut Self {
+        self.operations.push(BatchOperation::Delete { column_family: 0, key });
+        self
+    }
+
+    pub(crate) fn put_in(&mut self, column_family: u16, key: i64, value: &[u8]) -> &mut Self {
+        let value_start = self.values.len();
+        self.values.extend_from_slice(value);
+        self.operations.push(BatchOperation::Put { column_family, key, value_start, value_len: value.len() });
+        self
+    }
+
+    /// Number of writes in the batch.
+    pub fn len(&self) -> usize {
+        self.operations.len()
+    }
+
+    /// Whether the batch holds no writes.
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+
+    /// Removes every write.
+    pub fn clear(&mut self) {
+        self.operations.clear();
+        self.values.clear();
+    }
+
+    /// The value bytes of a put.
+    pub(crate) fn value(&self, start: usize, len: usize) -> &[u8] {
+        self.values.get(start..start + len).unwrap_or(&[])
+    }
+}

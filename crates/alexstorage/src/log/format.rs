@@ -1,0 +1,365 @@
+//! Byte layouts of every on-disk item, each with `encode`/`decode`. The prose
+//! specification, with diagrams, is `docs/FORMAT.md`; the constants and `const`
+//! assertions here pin the same sizes and offsets. All integers are little-endian.
+
+/// Current format version of every file this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Magic number at the start of the store identity file.
+pub const STORE_MAGIC: [u8; 8] = *b"ALEXSTOR";
+/// Magic number at the start of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"ALEXSSEG";
+
+/// Size of the store identity file.
+pub const STORE_HEADER_SIZE: usize = 32;
+/// Size of a segment file's header; the first record starts here.
+pub const SEGMENT_HEADER_SIZE: usize = 64;
+/// Size of a record header; the value follows it.
+pub const RECORD_HEADER_SIZE: usize = 28;
+/// Size of a batch record's value: record count (u32) and body length (u64).
+pub const BATCH_DESCRIPTOR_SIZE: usize = 12;
+
+const _: () = assert!(RECORD_HEADER_SIZE == 4 + 1 + 1 + 2 + 4 + 8 + 8);
+const _: () = assert!(SEGMENT_HEADER_SIZE % 8 == 0 && STORE_HEADER_SIZE % 8 == 0);
+
+/// What a record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A key and its new value.
+    Put = 1,
+    /// A key's deletion (tombstone); no value.
+    Delete = 2,
+    /// The header of an atomic batch: its value is a [`BatchDescriptor`], and the
+    /// batch's records follow it.
+    Batch = 3,
+}
+
+impl RecordKind {
+    fn from_byte(byte: u8) -> Option<RecordKind> {
+        match byte {
+            1 => Some(RecordKind::Put),
+            2 => Some(RecordKind::Delete),
+            3 => Some(RecordKind::Batch),
+            _ => None,
+        }
+    }
+}
+
+/// The fixed part of a record.
+///
+/// ```text
+/// 0       4      5       6        8           12         20     28
+/// +-------+------+-------+--------+-----------+----------+------+=========+
+/// | crc32c| kind | flags | column | value len | sequence | key  | value   |
+/// |  u32  |  u8  |  u8   | family |    u32    |   u64    | i64  | (len B) |
+/// |       |      |       |  u16   |           |          |      |         |
+/// +-------+------+-------+--------+-----------+----------+------+=========+
+/// ```
+///
+/// The CRC-32C covers bytes 4..28 and the value. A record counts as broken when the
+/// kind is unknown, the value would run past the end of the segment, or the CRC does
+/// not match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// What the record is.
+    pub kind: RecordKind,
+    /// Bit flags; bits 0-1 give the value's compression (0 none, 1 LZ4, 2 zstd).
+    pub flags: u8,
+    /// Column family id; 0 is the default family.
+    pub column_family: u16,
+    /// Length of the value bytes that follow.
+    pub value_len: u32,
+    /// Sequence number of the write (a batch's records share their batch's).
+    pub sequence: u64,
+    /// The key (0 for batch headers).
+    pub key: i64,
+}
+
+/// The outcome of reading a record header at some offset.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// A well-formed record whose checksum matches; `len` is header plus value.
+    Record {
+        /// The header.
+        header: RecordHeader,
+        /// Total bytes of the record.
+        len: usize,
+    },
+    /// Only zero bytes: the end of the written part of the segment.
+    End,
+    /// Not a valid record.
+    Invalid(String),
+}
+
+impl RecordHeader {
+    /// The total encoded length of the record (header and value).
+    pub fn record_len(&self) -> usize {
+        RECORD_HEADER_SIZE + self.value_len as usize
+    }
+
+    /// The header's bytes with the CRC of the header and `value` filled in.
+    pub fn encode(&self, value: &[u8]) -> [u8; RECORD_HEADER_SIZE] {
+        let mut bytes = [0u8; RECORD_HEADER_SIZE];
+        bytes[4] = self.kind as u8;
+        bytes[5] = self.flags;
+        bytes[6..8].copy_from_slice(&self.column_family.to_le_bytes());
+        bytes[8..12].copy_from_slice(&self.value_len.to_le_bytes());
+        bytes[12..20].copy_from_slice(&self.sequence.to_le_bytes());
+        bytes[20..28].copy_from_slice(&self.key.to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[4..]), value);
+        bytes[0..4].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// Reads the record starting at `bytes[0]`; `bytes` runs to the end of the written
+    /// region (so a value running past it is invalid).
+    pub fn decode(bytes: &[u8]) -> Decoded {
+        let Some(header) = bytes.get(..RECORD_HEADER_SIZE) else {
+            return if bytes.iter().all(|&byte| byte == 0) {
+                Decoded::End
+            } else {
+                Decoded::Invalid("record header cut short".into())
+            };
+        };
+        if header.iter().all(|&byte| byte == 0) {
+            return Decoded::End;
+        }
+        let kind = match RecordKind::from_byte(header[4]) {
+            Some(kind) => kind,
+            None => return Decoded::Invalid(format!("unknown record kind {}", header[4])),
+        };
+        let read_u32 = |at: usize| u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+        let read_u64 = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        let parsed = RecordHeader {
+            kind,
+            flags: header[5],
+            column_family: u16::from_le_bytes([header[6], header[7]]),
+            value_len: read_u32(8),
+            sequence: read_u64(12),
+            key: read_u64(20) as i64,
+        };
+        let len = parsed.record_len();
+        let Some(record) = bytes.get(..len) else {
+            return Decoded::Invalid(format!("value of {} bytes runs past the end of the segment", parsed.value_len));
+        };
+        let stored = read_u32(0);
+        let computed = crc32c::crc32c(&record[4..]);
+        if stored != computed {
+            return Decoded::Invalid(format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"));
+        }
+        Decoded::Record { header: parsed, len }
+    }
+}
+
+/// The value of a batch header record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchDescriptor {
+    /// Records in the batch.
+    pub count: u32,
+    /// Bytes of those records, which follow the batch header immediately.
+    pub body_len: u64,
+}
+
+impl BatchDescriptor {
+    /// Encoded bytes.
+    pub fn encode(&self) -> [u8; BATCH_DESCRIPTOR_SIZE] {
+        let mut bytes = [0u8; BATCH_DESCRIPTOR_SIZE];
+        bytes[0..4].copy_from_slice(&self.count.to_le_bytes());
+        bytes[4..12].copy_from_slice(&self.body_len.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes a batch header's value.
+    pub fn decode(value: &[u8]) -> Option<BatchDescriptor> {
+        if value.len() != BATCH_DESCRIPTOR_SIZE {
+            return None;
+        }
+        let count = u32::from_le_bytes(value.get(0..4)?.try_into().ok()?);
+        let body_len = u64::from_le_bytes(value.get(4..12)?.try_into().ok()?);
+        Some(BatchDescriptor { count, body_len })
+    }
+}
+
+/// The header of a segment file.
+///
+/// ```text
+/// 0        8         12       16       20       24         32          60      64
+/// +--------+---------+--------+--------+--------+----------+-----------+-------+
+/// | magic  | version | header | segment| flags  | capacity | reserved  | crc32c|
+/// |"ALEXSS"|   u32   |  size  |  id    |  u32   |   u64    | (zeros)   |  u32  |
+/// |  "EG"  |         |  u32   |  u32   |        |          |           |       |
+/// +--------+---------+--------+--------+--------+----------+-----------+-------+
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Format version the segment was written with.
+    pub version: u32,
+    /// The segment's id; its file is named after it.
+    pub id: u32,
+    /// The file's size in bytes, header included.
+    pub capacity: u64,
+}
+
+/// Why a file header was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// Every byte is zero: the file was created but its header never written.
+    Blank,
+    /// The bytes are not such a header.
+    Invalid(String),
+    /// A valid header of a newer format version.
+    NewerVersion(u32),
+}
+
+impl SegmentHeader {
+    /// Encoded bytes.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_SIZE] {
+        let mut bytes = [0u8; SEGMENT_HEADER_SIZE];
+        bytes[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        bytes[8..12].copy_from_slice(&self.version.to_le_bytes());
+        bytes[12..16].copy_from_slice(&(SEGMENT_HEADER_SIZE as u32).to_le_bytes());
+        bytes[16..20].copy_from_slice(&self.id.to_le_bytes());
+        bytes[24..32].copy_from_slice(&self.capacity.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..60]);
+        bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes and checks a segment header.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        let header = bytes.get(..SEGMENT_HEADER_SIZE).ok_or(HeaderError::Invalid("file shorter than a header".into()))?;
+        if header.iter().all(|&byte| byte == 0) {
+            return Err(HeaderError::Blank);
+        }
+        if header[0..8] != SEGMENT_MAGIC {
+            return Err(HeaderError::Invalid("not a segment file (bad magic number)".into()));
+        }
+        let field = |at: usize| u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+        if field(60) != crc32c::crc32c(&header[..60]) {
+            return Err(HeaderError::Invalid("segment header checksum mismatch".into()));
+        }
+        let version = field(8);
+        if version > FORMAT_VERSION {
+            return Err(HeaderError::NewerVersion(version));
+        }
+        if version == 0 || field(12) as usize != SEGMENT_HEADER_SIZE {
+            return Err(HeaderError::Invalid(format!("unsupported segment header (version {version})")));
+        }
+        let mut capacity = [0u8; 8];
+        capacity.copy_from_slice(&header[24..32]);
+        Ok(SegmentHeader { version, id: field(16), capacity: u64::from_le_bytes(capacity) })
+    }
+}
+
+/// The store identity file, `ALEXSTORAGE`, which marks a directory as a store.
+///
+/// ```text
+/// 0          8         12                      28       32
+/// +----------+---------+-----------------------+--------+
+/// |  magic   | version |  reserved (zeros)     | crc32c |
+/// |"ALEXSTOR"|   u32   |                       |  u32   |
+/// +----------+---------+-----------------------+--------+
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreHeader {
+    /// Format version of the store.
+    pub version: u32,
+}
+
+impl StoreHeader {
+    /// Encoded bytes.
+    pub fn encode(&self) -> [u8; STORE_HEADER_SIZE] {
+        let mut bytes = [0u8; STORE_HEADER_SIZE];
+        bytes[0..8].copy_from_slice(&STORE_MAGIC);
+        bytes[8..12].copy_from_slice(&self.version.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..28]);
+        bytes[28..32].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes and checks a store identity file.
+    pub fn decode(bytes: &[u8]) -> Result<StoreHeader, HeaderError> {
+        if bytes.len() != STORE_HEADER_SIZE || bytes[0..8] != STORE_MAGIC {
+            return Err(HeaderError::Invalid("not an AlexStorage identity file".into()));
+        }
+        let field = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        if field(28) != crc32c::crc32c(&bytes[..28]) {
+            return Err(HeaderError::Invalid("identity file checksum mismatch".into()));
+        }
+        match field(8) {
+            0 => Err(HeaderError::Invalid("format version 0".into())),
+            version if version > FORMAT_VERSION => Err(HeaderError::NewerVersion(version)),
+            version => Ok(StoreHeader { version }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: i64, value: &[u8]) -> Vec<u8> {
+        let header = RecordHeader {
+            kind: RecordKind::Put,
+            flags: 0,
+            column_family: 3,
+            value_len: value.len() as u32,
+            sequence: 77,
+            key,
+        };
+        let mut bytes = header.encode(value).to_vec();
+        bytes.extend_from_slice(value);
+        bytes
+    }
+
+    #[test]
+    fn record_round_trip_and_every_single_bit_flip_is_caught() {
+        let bytes = put(-9, b"hello");
+        match RecordHeader::decode(&bytes) {
+            Decoded::Record { header, len } => {
+                assert_eq!(len, bytes.len());
+                assert_eq!((header.key, header.sequence, header.column_family), (-9, 77, 3));
+                assert_eq!(header.kind, RecordKind::Put);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            assert!(matches!(RecordHeader::decode(&flipped), Decoded::Invalid(_)), "bit {bit} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn torn_records_and_zeros() {
+        let bytes = put(1, &[7u8; 40]);
+        for cut in 1..bytes.len() {
+            assert!(matches!(RecordHeader::decode(&bytes[..cut]), Decoded::Invalid(_)), "cut at {cut}");
+        }
+        assert_eq!(RecordHeader::decode(&[0u8; 100]), Decoded::End);
+        assert_eq!(RecordHeader::decode(&[0u8; 3]), Decoded::End);
+        assert_eq!(RecordHeader::decode(&[]), Decoded::End);
+    }
+
+    #[test]
+    fn headers_round_trip_and_refuse_newer_versions() {
+        let segment = SegmentHeader { version: FORMAT_VERSION, id: 12, capacity: 1 << 20 };
+        assert_eq!(SegmentHeader::decode(&segment.encode()), Ok(segment));
+        let newer = SegmentHeader { version: FORMAT_VERSION + 1, ..segment };
+        assert_eq!(SegmentHeader::decode(&newer.encode()), Err(HeaderError::NewerVersion(FORMAT_VERSION + 1)));
+        assert_eq!(SegmentHeader::decode(&[0u8; 64]), Err(HeaderError::Blank));
+        let mut broken = segment.encode();
+        broken[30] ^= 1;
+        assert!(matches!(SegmentHeader::decode(&broken), Err(HeaderError::Invalid(_))));
+        let store = StoreHeader { version: FORMAT_VERSION };
+        assert_eq!(StoreHeader::decode(&store.encode()), Ok(store));
+        assert!(matches!(StoreHeader::decode(b"hello"), Err(HeaderError::Invalid(_))));
+        let descriptor = BatchDescriptor { count: 3, body_len: 999 };
+        assert_eq!(BatchDescriptor::decode(&descriptor.encode()), Some(descriptor));
+        assert_eq!(BatchDescriptor::decode(&[1, 2]), None);
+    }
+}

@@ -1,0 +1,113 @@
+//! Open options: a by-value builder ending in [`Options::open`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::{Db, Result};
+
+/// When a write is acknowledged, and so what it survives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged once in the OS page cache: survives a process crash (`kill -9`).
+    #[default]
+    Buffered,
+    /// Acknowledged once on stable storage: survives an OS crash or power loss.
+    Sync,
+    /// Like `Buffered`, plus a background sync at this interval: loses at most the
+    /// interval on power loss.
+    Periodic(Duration),
+}
+
+/// Value compression.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Values are stored as given and read with zero copies.
+    #[default]
+    None,
+    /// LZ4 block compression.
+    Lz4,
+    /// Zstandard at the given level.
+    Zstd(i32),
+}
+
+/// Settings for opening a store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub(crate) durability: Durability,
+    pub(crate) compression: Compression,
+    pub(crate) max_value_size: usize,
+    pub(crate) segment_size: u64,
+    pub(crate) background_compaction: bool,
+    pub(crate) read_only: bool,
+}
+
+/// Default `max_value_size`: 64 MiB.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
+/// Default `segment_size`: 256 MiB.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
+/// Smallest accepted `segment_size`.
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Buffered,
+            compression: Compression::None,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            background_compaction: true,
+            read_only: false,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: buffered durability, no compression, 64 MiB values, 256 MiB
+    /// segments.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When writes are acknowledged.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Value compression for new writes.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Largest value accepted; larger ones fail with `Error::ValueTooLarge`.
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+
+    /// Capacity of each log segment file, in bytes (a record larger than this gets a
+    /// segment of its own).
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Whether space is reclaimed in the background.
+    pub fn background_compaction(mut self, enabled: bool) -> Self {
+        self.background_compaction = enabled;
+        self
+    }
+
+    /// Open an existing store without the write lock; writes fail with
+    /// `Error::ReadOnly`.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Opens (creating if missing, recovering if present) the store at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(path.as_ref(), self)
+    }
+}

@@ -1,0 +1,57 @@
+//! Counters and reports.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Counters and gauges of a store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Live keys in the default family.
+    pub keys: usize,
+    /// Segment files.
+    pub segments: usize,
+    /// Bytes of records in the log.
+    pub log_bytes: u64,
+    /// Bytes of heap the index uses.
+    pub index_bytes: usize,
+    /// Highest sequence number written.
+    pub sequence: u64,
+    /// Single puts since open.
+    pub puts: u64,
+    /// Single deletes since open (of present keys; others write nothing).
+    pub deletes: u64,
+    /// Batches written since open.
+    pub batches: u64,
+    /// Writes inside those batches.
+    pub batch_writes: u64,
+    /// Record bytes appended since open.
+    pub bytes_written: u64,
+    /// Syncs (`msync` of a segment) since open.
+    pub syncs: u64,
+}
+
+/// What [`crate::Db::verify`] read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Segments read.
+    pub segments: usize,
+    /// Records whose checksums matched.
+    pub records: u64,
+    /// Bytes of those records.
+    pub bytes: u64,
+    /// Every bad record found (at most one per segment: a scan cannot resume after
+    /// one).
+    pub corrupt: Vec<CorruptRecord>,
+}
+
+/// A record that failed verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CorruptRecord {
+    /// Its segment file.
+    pub file: PathBuf,
+    /// Its offset in the file.
+    pub offset: u64,
+    /// What is wrong.
+    pub reason: String,
+}
