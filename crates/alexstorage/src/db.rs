@@ -25,13 +25,13 @@ use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 use crate::batch::{BatchOperation, WriteBatch};
 use crate::index::Alex;
 use crate::log::format::{
-    BatchDescriptor, Decoded, HeaderError, RecordHeader, RecordKind, StoreHeader, FORMAT_VERSION,
-    RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
+    BatchDescriptor, Decoded, HeaderError, RecordHeader, RecordKind, StoreHeader, FORMAT_VERSION, RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
 };
 use crate::log::recovery::Replayed;
 use crate::log::segment::{sync_directory, Segment};
 use crate::log::{Location, Log};
-use crate::options::{MIN_SEGMENT_SIZE, DEFAULT_MAX_VALUE_SIZE};
+use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
 use crate::stats::{CorruptRecord, Stats, VerifyReport};
 use crate::{Compression, Durability, Error, Options, Result, Value};
 
@@ -193,8 +193,7 @@ impl Db {
             return Ok(());
         }
         let sequence = state.sequence + 1;
-        let header =
-            RecordHeader { kind: RecordKind::Delete, flags: 0, column_family: 0, value_len: 0, sequence, key };
+        let header = RecordHeader { kind: RecordKind::Delete, flags: 0, column_family: 0, value_len: 0, sequence, key };
         state.log.append(&[&header.encode(&[])])?;
         state.sequence = sequence;
         state.index.remove(key);
@@ -383,7 +382,8 @@ impl Drop for Shared {
 fn read_value(segment: Arc<Segment>, location: Location, key: i64) -> Result<Value> {
     let offset = u64::from(location.offset());
     let corrupt = |reason: String| Error::corruption(segment.path(), offset, reason);
-    let header = segment.read(offset, RECORD_HEADER_SIZE).ok_or_else(|| corrupt("record header not in the log".into()))?;
+    let header =
+        segment.read(offset, RECORD_HEADER_SIZE).ok_or_else(|| corrupt("record header not in the log".into()))?;
     let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
     let record = segment
         .read(offset, RECORD_HEADER_SIZE + value_len)
@@ -525,9 +525,8 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
             Err(HeaderError::Blank) => Err(Error::corruption(identity, 0, "blank identity file")),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let foreign = std::fs::read_dir(path)?
-                .filter_map(|entry| entry.ok())
-                .any(|entry| entry.file_name() != LOCK_FILE);
+            let foreign =
+                std::fs::read_dir(path)?.filter_map(|entry| entry.ok()).any(|entry| entry.file_name() != LOCK_FILE);
             if foreign {
                 return Err(Error::InvalidArgument(format!(
                     "{} holds files but is not an AlexStorage store",

@@ -206,7 +206,9 @@ fn flip_bit(path: &std::path::Path, offset: usize) {
 
 #[test]
 fn durability_modes_and_flush() {
-    for durability in [Durability::Buffered, Durability::Sync, Durability::Periodic(std::time::Duration::from_millis(5))] {
+    for durability in
+        [Durability::Buffered, Durability::Sync, Durability::Periodic(std::time::Duration::from_millis(5))]
+    {
         let dir = tempfile::tempdir().unwrap();
         let db = Options::new().durability(durability).open(dir.path()).unwrap();
         for key in 0..50 {

@@ -231,7 +231,8 @@ impl SegmentHeader {
 
     /// Decodes and checks a segment header.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
-        let header = bytes.get(..SEGMENT_HEADER_SIZE).ok_or(HeaderError::Invalid("file shorter than a header".into()))?;
+        let header =
+            bytes.get(..SEGMENT_HEADER_SIZE).ok_or(HeaderError::Invalid("file shorter than a header".into()))?;
         if header.iter().all(|&byte| byte == 0) {
             return Err(HeaderError::Blank);
         }

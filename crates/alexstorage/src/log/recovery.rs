@@ -63,12 +63,7 @@ enum ScanEnd {
 impl Log {
     /// Opens the log in `dir`, replaying every record to `apply`, oldest first.
     /// Returns the log and the highest sequence number seen.
-    pub fn open(
-        dir: &Path,
-        segment_size: u64,
-        writable: bool,
-        mut apply: impl FnMut(Replayed),
-    ) -> Result<(Log, u64)> {
+    pub fn open(dir: &Path, segment_size: u64, writable: bool, mut apply: impl FnMut(Replayed)) -> Result<(Log, u64)> {
         let mut files: Vec<(u32, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;

@@ -1,0 +1,124 @@
+//! Property test: random operation sequences (put, overwrite, delete, batch, get,
+//! len, flush, reopen, crash-and-recover) against a `BTreeMap` model; every value
+//! checked after every step and after every recovery.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use alexstorage::{Db, Durability, Options, WriteBatch};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u8, u16),
+    Delete(u8),
+    Batch(Vec<(bool, u8, u16)>),
+    Get(u8),
+    Flush,
+    Reopen,
+    Crash,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (any::<u8>(), 0u16..600).prop_map(|(k, len)| Op::Put(k, len)),
+        3 => any::<u8>().prop_map(Op::Delete),
+        2 => prop::collection::vec((any::<bool>(), any::<u8>(), 0u16..300), 0..12).prop_map(Op::Batch),
+        3 => any::<u8>().prop_map(Op::Get),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
+    ]
+}
+
+/// 256 key slots spread over the whole i64 range, extremes included.
+fn key(slot: u8) -> i64 {
+    match slot {
+        0 => i64::MIN,
+        255 => i64::MAX,
+        _ => (i64::from(slot) - 128).wrapping_mul(0x0123_4567_89AB_CDEF) / 3,
+    }
+}
+
+fn value(slot: u8, len: u16, step: usize) -> Vec<u8> {
+    (0..len)
+        .map(|index| (index as usize).wrapping_mul(31).wrapping_add(step).wrapping_add(slot as usize) as u8)
+        .collect()
+}
+
+fn check_all(db: &Db, model: &BTreeMap<i64, Vec<u8>>) {
+    assert_eq!(db.len(), model.len());
+    for slot in 0..=255u8 {
+        let got = db.get(key(slot)).unwrap().map(|value| value.to_vec());
+        assert_eq!(got.as_ref(), model.get(&key(slot)), "key slot {slot}");
+    }
+}
+
+fn run(durability: Durability, ops: Vec<Op>) {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || Options::new().durability(durability).segment_size(4096).open(dir.path()).unwrap();
+    let mut db = open();
+    let mut model: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+    for (step, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Put(slot, len) => {
+                let bytes = value(slot, len, step);
+                db.put(key(slot), &bytes).unwrap();
+                model.insert(key(slot), bytes);
+            }
+            Op::Delete(slot) => {
+                db.delete(key(slot)).unwrap();
+                model.remove(&key(slot));
+            }
+            Op::Batch(writes) => {
+                let mut batch = WriteBatch::new();
+                let mut next = model.clone();
+                for (is_put, slot, len) in writes {
+                    if is_put {
+                        let bytes = value(slot, len, step);
+                        batch.put(key(slot), &bytes);
+                        next.insert(key(slot), bytes);
+                    } else {
+                        batch.delete(key(slot));
+                        next.remove(&key(slot));
+                    }
+                }
+                db.write(batch).unwrap();
+                model = next;
+            }
+            Op::Get(slot) => {
+                let got = db.get(key(slot)).unwrap().map(|value| value.to_vec());
+                assert_eq!(got.as_ref(), model.get(&key(slot)));
+            }
+            Op::Flush => db.flush().unwrap(),
+            Op::Reopen => {
+                drop(db);
+                db = open();
+                check_all(&db, &model);
+            }
+            Op::Crash => {
+                db.simulate_crash();
+                db = open();
+                check_all(&db, &model);
+            }
+        }
+        assert_eq!(db.len(), model.len());
+    }
+    check_all(&db, &model);
+    db.verify().unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn buffered_store_matches_btreemap(ops in prop::collection::vec(op(), 1..150)) {
+        run(Durability::Buffered, ops);
+    }
+
+    #[test]
+    fn sync_store_matches_btreemap(ops in prop::collection::vec(op(), 1..60)) {
+        run(Durability::Sync, ops);
+    }
+}
