@@ -24,6 +24,7 @@ use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
 
 use crate::batch::{BatchOperation, WriteBatch};
 use crate::index::Alex;
+use crate::log::checkpoint;
 use crate::log::format::{
     BatchDescriptor, Decoded, HeaderError, RecordHeader, RecordKind, StoreHeader, FORMAT_VERSION, RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
@@ -59,6 +60,8 @@ struct Shared {
     _stop_syncer: Mutex<Option<Sender<()>>>,
     /// Set by [`Db::simulate_crash`]: close without the final sync.
     crashed: std::sync::atomic::AtomicBool,
+    /// Serializes checkpoint writers; holds the sequence of the newest checkpoint.
+    checkpoint_lock: Arc<Mutex<u64>>,
 }
 
 struct State {
@@ -67,6 +70,11 @@ struct State {
     sequence: u64,
     counters: Counters,
     poisoned: Option<String>,
+    /// The log's roll-over count when the last checkpoint was started.
+    checkpointed_rollovers: u64,
+    /// How the store was opened: from a checkpoint, and how many keys the log
+    /// replay touched.
+    recovery: (bool, usize),
 }
 
 #[derive(Clone, Copy, Default)]
@@ -102,22 +110,52 @@ impl Db {
         prepare_directory(path, options.read_only)?;
         let lock = if options.read_only { None } else { Some(lock_store(path)?) };
         check_identity(path, options.read_only)?;
-        let mut latest: HashMap<i64, Location> = HashMap::new();
-        let (log, sequence) = Log::open(path, options.segment_size, !options.read_only, |write| match write {
-            Replayed::Put { column_family: 0, key, location, .. } => {
-                latest.insert(key, location);
+        let checkpoint = checkpoint::read(path)?;
+        // The last replayed write of each key: Some(location) for a put, None for a
+        // delete.
+        let mut latest: HashMap<i64, Option<Location>> = HashMap::new();
+        let writable = !options.read_only;
+        let (log, sequence, used_checkpoint) =
+            Log::open(path, options.segment_size, writable, checkpoint.as_ref(), |write| match write {
+                Replayed::Put { column_family: 0, key, location, .. } => {
+                    latest.insert(key, Some(location));
+                }
+                Replayed::Delete { column_family: 0, key, .. } => {
+                    latest.insert(key, None);
+                }
+                // Other families are not opened by this version; their records stay
+                // in the log untouched.
+                Replayed::Put { .. } | Replayed::Delete { .. } => {}
+            })?;
+        let replayed_keys = latest.len();
+        let index = match checkpoint.filter(|_| used_checkpoint) {
+            Some(checkpoint) => {
+                let mut index = Alex::bulk_load(&checkpoint.entries).map_err(invalid_checkpoint)?;
+                for (key, write) in latest {
+                    match write {
+                        Some(location) => index.insert(key, location.0),
+                        None => index.remove(key),
+                    };
+                }
+                index
             }
-            Replayed::Delete { column_family: 0, key, .. } => {
-                latest.remove(&key);
+            None => {
+                let mut pairs: Vec<(i64, u64)> =
+                    latest.into_iter().filter_map(|(key, write)| Some((key, write?.0))).collect();
+                pairs.sort_unstable_by_key(|pair| pair.0);
+                Alex::bulk_load(&pairs).map_err(invalid_checkpoint)?
             }
-            // Other families are not opened by this version; their records stay in
-            // the log untouched.
-            Replayed::Put { .. } | Replayed::Delete { .. } => {}
-        })?;
-        let mut pairs: Vec<(i64, u64)> = latest.into_iter().map(|(key, location)| (key, location.0)).collect();
-        pairs.sort_unstable_by_key(|pair| pair.0);
-        let index = Alex::bulk_load(&pairs).map_err(|error| Error::InvalidArgument(error.to_string()))?;
-        let state = State { index, log, sequence, counters: Counters::default(), poisoned: None };
+        };
+        let checkpointed_rollovers = log.rollovers();
+        let state = State {
+            index,
+            log,
+            sequence,
+            counters: Counters::default(),
+            poisoned: None,
+            checkpointed_rollovers,
+            recovery: (used_checkpoint, replayed_keys),
+        };
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             options,
@@ -125,6 +163,7 @@ impl Db {
             _lock: lock,
             _stop_syncer: Mutex::new(None),
             crashed: std::sync::atomic::AtomicBool::new(false),
+            checkpoint_lock: Arc::new(Mutex::new(0)),
         });
         if let (Durability::Periodic(interval), false) = (shared.options.durability, shared.options.read_only) {
             start_periodic_syncer(&shared, interval)?;
@@ -318,7 +357,36 @@ impl Db {
             batch_writes: counters.batch_writes,
             bytes_written: counters.bytes_written,
             syncs: counters.syncs,
+            unsynced_bytes: state.log.segments().map(|segment| segment.unsynced()).sum(),
+            opened_from_checkpoint: state.recovery.0,
+            replayed_keys: state.recovery.1,
         }
+    }
+
+    /// Snapshots the index (under the caller's write lock) and writes it as a
+    /// checkpoint on another thread, after making the log it points into durable.
+    fn start_background_checkpoint(&self, state: &State) -> Result<()> {
+        let entries: Vec<(i64, u64)> = state.index.iter().collect();
+        let ends = state.log.segment_ends();
+        let segments: Vec<Arc<Segment>> = state.log.segments().cloned().collect();
+        let sequence = state.sequence;
+        let dir = self.shared.path.clone();
+        let lock = Arc::clone(&self.shared.checkpoint_lock);
+        std::thread::Builder::new().name("alexstorage-checkpoint".into()).spawn(move || {
+            let mut newest = lock.lock();
+            if *newest >= sequence {
+                return;
+            }
+            // A checkpoint must never point at records that a power loss could take.
+            if segments.iter().try_for_each(|segment| segment.sync().map(|_| ())).is_err() {
+                return;
+            }
+            // A failed checkpoint is only a slower next open: the log is complete.
+            if checkpoint::write(&dir, sequence, &ends, entries.into_iter()).is_ok() {
+                *newest = sequence;
+            }
+        })?;
+        Ok(())
     }
 
     /// For tests: closes this handle as a crashed process would, without the final
@@ -348,8 +416,13 @@ impl Db {
         Ok(state)
     }
 
-    /// Makes a write durable when the durability mode says so.
+    /// Makes a write durable when the durability mode says so, and starts a
+    /// checkpoint after a segment roll-over.
     fn after_write(&self, state: &mut State) -> Result<()> {
+        if state.log.rollovers() != state.checkpointed_rollovers {
+            state.checkpointed_rollovers = state.log.rollovers();
+            self.start_background_checkpoint(state)?;
+        }
         if self.shared.options.durability != Durability::Sync {
             return Ok(());
         }
@@ -370,12 +443,49 @@ impl Db {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if !self.options.read_only && !*self.crashed.get_mut() {
-            // Closing makes everything acknowledged durable; an error here has no
-            // caller to go to, and the data is in the page cache regardless.
-            let _ = self.state.get_mut().log.sync();
+        if self.options.read_only || *self.crashed.get_mut() {
+            return;
+        }
+        // Closing makes everything acknowledged durable, then checkpoints the index
+        // so that the next open is fast. Errors here have no caller to go to: the
+        // data is in the page cache regardless, and a missing checkpoint only means
+        // a full replay.
+        let state = self.state.get_mut();
+        if state.log.sync().is_err() || state.poisoned.is_some() {
+            return;
+        }
+        let mut newest = self.checkpoint_lock.lock();
+        if *newest < state.sequence || state.sequence == 0 {
+            let ends = state.log.segment_ends();
+            let entries = state.index.iter();
+            if checkpoint::write(&self.path, state.sequence, &ends, ExactIter(entries, state.index.len())).is_ok() {
+                *newest = state.sequence;
+            }
         }
     }
+}
+
+/// An iterator with a known length.
+struct ExactIter<I>(I, usize);
+
+impl<I: Iterator> Iterator for ExactIter<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.0.next()?;
+        self.1 = self.1.saturating_sub(1);
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for ExactIter<I> {}
+
+fn invalid_checkpoint(error: crate::index::BulkLoadError) -> Error {
+    Error::InvalidArgument(format!("index rebuild failed: {error}"))
 }
 
 /// Reads and checks the record of `key` at `location`.

@@ -29,6 +29,12 @@ pub struct Stats {
     pub bytes_written: u64,
     /// Syncs (`msync` of a segment) since open.
     pub syncs: u64,
+    /// Bytes acknowledged but not yet on stable storage.
+    pub unsynced_bytes: u64,
+    /// Whether open loaded the index from a checkpoint.
+    pub opened_from_checkpoint: bool,
+    /// Distinct keys that open replayed from the log (after the checkpoint, if any).
+    pub replayed_keys: usize,
 }
 
 /// What [`crate::Db::verify`] read.

@@ -4,6 +4,7 @@
 //! record to a callback, oldest first; [`Log::append`] writes records and returns where
 //! they landed. See `docs/FORMAT.md` for the bytes.
 
+pub mod checkpoint;
 pub mod format;
 pub mod recovery;
 pub mod segment;
@@ -45,6 +46,7 @@ pub struct Log {
     active: Option<Arc<Segment>>,
     segment_size: u64,
     writable: bool,
+    rollovers: u64,
 }
 
 impl Log {
@@ -85,6 +87,7 @@ impl Log {
         let segment = Arc::new(Segment::create(&self.dir, id, capacity)?);
         self.segments.insert(id, Arc::clone(&segment));
         self.active = Some(Arc::clone(&segment));
+        self.rollovers += 1;
         let offset = segment
             .append(parts)
             .ok_or_else(|| Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")))?;
@@ -100,6 +103,16 @@ impl Log {
             }
         }
         Ok(synced)
+    }
+
+    /// (id, end of records) of every segment, for a checkpoint.
+    pub fn segment_ends(&self) -> Vec<(u32, u64)> {
+        self.segments.values().map(|segment| (segment.id(), segment.published())).collect()
+    }
+
+    /// How many segments have been created since open (roll-overs).
+    pub fn rollovers(&self) -> u64 {
+        self.rollovers
     }
 
     /// The directory.

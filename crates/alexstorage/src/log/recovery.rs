@@ -11,10 +11,11 @@
 //! A batch counts as one unit: if any of its records is bad, the whole batch is the
 //! bad record, starting at its header.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::checkpoint::Checkpoint;
 use super::format::{BatchDescriptor, Decoded, RecordHeader, RecordKind, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use super::segment::{self, Opened, Segment};
 use super::{Location, Log};
@@ -61,9 +62,17 @@ enum ScanEnd {
 }
 
 impl Log {
-    /// Opens the log in `dir`, replaying every record to `apply`, oldest first.
-    /// Returns the log and the highest sequence number seen.
-    pub fn open(dir: &Path, segment_size: u64, writable: bool, mut apply: impl FnMut(Replayed)) -> Result<(Log, u64)> {
+    /// Opens the log in `dir`, replaying to `apply`, oldest first, every record not
+    /// covered by `checkpoint` (all of them when it is `None` or does not match the
+    /// files). Returns the log, the highest sequence number, and whether the
+    /// checkpoint was used.
+    pub fn open(
+        dir: &Path,
+        segment_size: u64,
+        writable: bool,
+        checkpoint: Option<&Checkpoint>,
+        mut apply: impl FnMut(Replayed),
+    ) -> Result<(Log, u64, bool)> {
         let mut files: Vec<(u32, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -85,8 +94,11 @@ impl Log {
         }
         // Segments after the last one with a header were being created at a crash.
         let last_real = opened.iter().rposition(|(_, segment)| segment.is_some());
+        let starts = checkpoint.and_then(|checkpoint| checkpoint_starts(checkpoint, &opened));
+        let used_checkpoint = starts.is_some();
+        let starts = starts.unwrap_or_default();
         let mut segments = BTreeMap::new();
-        let mut sequence = 0u64;
+        let mut sequence = if used_checkpoint { checkpoint.map_or(0, |checkpoint| checkpoint.sequence) } else { 0 };
         for (position, (path, segment)) in opened.into_iter().enumerate() {
             let Some(mut segment) = segment else {
                 if last_real.is_some_and(|last| position < last) {
@@ -99,25 +111,53 @@ impl Log {
                 continue;
             };
             let is_last = Some(position) == last_real;
-            recover_segment(&mut segment, &path, is_last, &mut sequence, &mut apply)?;
+            let start = starts.get(&segment.id()).copied().unwrap_or(SEGMENT_HEADER_SIZE);
+            recover_segment(&mut segment, &path, start, is_last, &mut sequence, &mut apply)?;
             segments.insert(segment.id(), Arc::new(segment));
         }
         let active = if writable { segments.values().next_back().cloned() } else { None };
-        Ok((Log { dir: dir.to_path_buf(), segments, active, segment_size, writable }, sequence))
+        Ok((
+            Log { dir: dir.to_path_buf(), segments, active, segment_size, writable, rollovers: 0 },
+            sequence,
+            used_checkpoint,
+        ))
     }
+}
+
+/// Where to resume each segment's scan after `checkpoint`, if the checkpoint matches
+/// the files: every segment it lists exists and is long enough, and every segment up
+/// to the last one it lists is listed.
+fn checkpoint_starts(checkpoint: &Checkpoint, opened: &[(PathBuf, Option<Segment>)]) -> Option<HashMap<u32, usize>> {
+    let listed: HashMap<u32, u64> = checkpoint.segments.iter().copied().collect();
+    let last_listed = checkpoint.segments.iter().map(|&(id, _)| id).max();
+    let mut starts = HashMap::new();
+    for segment in opened.iter().filter_map(|(_, segment)| segment.as_ref()) {
+        match listed.get(&segment.id()) {
+            Some(&end) => {
+                if end < SEGMENT_HEADER_SIZE as u64 || end > segment.capacity() {
+                    return None;
+                }
+                starts.insert(segment.id(), usize::try_from(end).ok()?);
+            }
+            None if last_listed.is_some_and(|last| segment.id() <= last) => return None,
+            None => {}
+        }
+    }
+    (starts.len() == listed.len()).then_some(starts)
 }
 
 /// Scans one segment, replays its records, and settles its end.
 fn recover_segment(
     segment: &mut Segment,
     path: &Path,
+    start: usize,
     is_last: bool,
     sequence: &mut u64,
     apply: &mut impl FnMut(Replayed),
 ) -> Result<()> {
     let id = segment.id();
     let contents = segment.contents();
-    let (end, dirty_end) = match scan(contents, id, sequence, apply) {
+    let (end, dirty_end) = match scan(contents, start, id, sequence, apply) {
         ScanEnd::Clean { end } => {
             let floor = *sequence;
             let window = contents.get(end..(end + TAIL_CHECK_BYTES).min(contents.len())).unwrap_or(&[]);
@@ -150,9 +190,9 @@ fn tracing_torn_tail(path: &Path, offset: usize, dirty_end: usize) {
     let _ = (path, offset, dirty_end);
 }
 
-/// Scans records from the segment header on, replaying them.
-fn scan(contents: &[u8], segment: u32, sequence: &mut u64, apply: &mut impl FnMut(Replayed)) -> ScanEnd {
-    let mut at = SEGMENT_HEADER_SIZE;
+/// Scans records from `start` on, replaying them.
+fn scan(contents: &[u8], start: usize, segment: u32, sequence: &mut u64, apply: &mut impl FnMut(Replayed)) -> ScanEnd {
+    let mut at = start;
     let mut pending = Vec::new();
     loop {
         let bytes = contents.get(at..).unwrap_or(&[]);

@@ -177,6 +177,14 @@ impl Segment {
         self.published.load(Ordering::Acquire)
     }
 
+    /// Published bytes not yet made durable.
+    pub fn unsynced(&self) -> u64 {
+        if !self.writable {
+            return 0;
+        }
+        self.published().saturating_sub(self.synced.load(Ordering::Acquire))
+    }
+
     /// Bytes still free for appends.
     pub fn remaining(&self) -> u64 {
         self.capacity().saturating_sub(*self.tail.lock())

@@ -1,0 +1,141 @@
+//! Index checkpoints: an image of the index's (key, location) pairs at a known point
+//! of the log, so that opening a large store replays only the log after it. The
+//! layout is in `docs/FORMAT.md`; this module knows locations, not the index.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use super::segment::sync_directory;
+use crate::Result;
+
+/// The checkpoint's file name.
+pub const CHECKPOINT_FILE: &str = "CHECKPOINT";
+/// Magic number at the start of a checkpoint.
+pub const CHECKPOINT_MAGIC: [u8; 8] = *b"ALEXCKPT";
+/// Format version of checkpoints this build writes and reads.
+pub const CHECKPOINT_VERSION: u32 = 1;
+/// Size of the checkpoint header.
+pub const CHECKPOINT_HEADER_SIZE: usize = 48;
+const SEGMENT_ENTRY_SIZE: usize = 12;
+const ENTRY_SIZE: usize = 16;
+
+/// A decoded checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Highest sequence number included.
+    pub sequence: u64,
+    /// Every segment at checkpoint time: (id, end of its records then).
+    pub segments: Vec<(u32, u64)>,
+    /// (key, location) pairs in ascending key order.
+    pub entries: Vec<(i64, u64)>,
+}
+
+/// Writes a checkpoint durably (temporary file, fsync, rename, directory fsync).
+pub fn write(
+    dir: &Path,
+    sequence: u64,
+    segments: &[(u32, u64)],
+    entries: impl ExactSizeIterator<Item = (i64, u64)>,
+) -> Result<()> {
+    let count = entries.len();
+    let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count * 16 + 4);
+    bytes.extend_from_slice(&CHECKPOINT_MAGIC);
+    bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&0u32.to_le_bytes());
+    bytes.extend_from_slice(&sequence.to_le_bytes());
+    bytes.extend_from_slice(&(segments.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&(count as u64).to_le_bytes());
+    bytes.extend_from_slice(&[0u8; 8]);
+    debug_assert_eq!(bytes.len(), CHECKPOINT_HEADER_SIZE);
+    for &(id, end) in segments {
+        bytes.extend_from_slice(&id.to_le_bytes());
+        bytes.extend_from_slice(&end.to_le_bytes());
+    }
+    for (key, location) in entries {
+        bytes.extend_from_slice(&key.to_le_bytes());
+        bytes.extend_from_slice(&location.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let temporary = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let mut file = File::create(&temporary)?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, dir.join(CHECKPOINT_FILE))?;
+    sync_directory(dir)
+}
+
+/// Reads the checkpoint in `dir`. A missing, damaged, unknown-version or inconsistent
+/// checkpoint is `None`: recovery then replays the whole log, which is always correct.
+pub fn read(dir: &Path) -> Result<Option<Checkpoint>> {
+    match std::fs::read(dir.join(CHECKPOINT_FILE)) {
+        Ok(bytes) => Ok(decode(&bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Decodes checkpoint bytes; `None` if anything is off.
+pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    if u32::from_le_bytes(crc.try_into().ok()?) != crc32c::crc32c(body) {
+        return None;
+    }
+    let header = body.get(..CHECKPOINT_HEADER_SIZE)?;
+    let u32_at = |at: usize| -> Option<u32> { Some(u32::from_le_bytes(header.get(at..at + 4)?.try_into().ok()?)) };
+    let u64_at = |at: usize| -> Option<u64> { Some(u64::from_le_bytes(header.get(at..at + 8)?.try_into().ok()?)) };
+    if header.get(..8)? != CHECKPOINT_MAGIC || u32_at(8)? != CHECKPOINT_VERSION {
+        return None;
+    }
+    let sequence = u64_at(16)?;
+    let segment_count = usize::try_from(u64_at(24)?).ok()?;
+    let entry_count = usize::try_from(u64_at(32)?).ok()?;
+    let segments_bytes = segment_count.checked_mul(SEGMENT_ENTRY_SIZE)?;
+    let entries_bytes = entry_count.checked_mul(ENTRY_SIZE)?;
+    let expected = CHECKPOINT_HEADER_SIZE.checked_add(segments_bytes)?.checked_add(entries_bytes)?;
+    if body.len() != expected {
+        return None;
+    }
+    let segment_table = body.get(CHECKPOINT_HEADER_SIZE..CHECKPOINT_HEADER_SIZE + segments_bytes)?;
+    let mut segments = Vec::with_capacity(segment_count);
+    for chunk in segment_table.chunks_exact(SEGMENT_ENTRY_SIZE) {
+        let id = u32::from_le_bytes(chunk.get(0..4)?.try_into().ok()?);
+        let end = u64::from_le_bytes(chunk.get(4..12)?.try_into().ok()?);
+        segments.push((id, end));
+    }
+    let mut entries = Vec::with_capacity(entry_count);
+    for chunk in body.get(CHECKPOINT_HEADER_SIZE + segments_bytes..)?.chunks_exact(ENTRY_SIZE) {
+        let key = i64::from_le_bytes(chunk.get(0..8)?.try_into().ok()?);
+        let location = u64::from_le_bytes(chunk.get(8..16)?.try_into().ok()?);
+        if entries.last().is_some_and(|&(previous, _)| previous >= key) {
+            return None;
+        }
+        entries.push((key, location));
+    }
+    Some(Checkpoint { sequence, segments, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read(dir.path()).unwrap(), None);
+        let entries = vec![(-5i64, 7u64), (3, 9), (i64::MAX, 1)];
+        write(dir.path(), 42, &[(1, 100), (2, 64)], entries.iter().copied()).unwrap();
+        let checkpoint = read(dir.path()).unwrap().unwrap();
+        assert_eq!(checkpoint, Checkpoint { sequence: 42, segments: vec![(1, 100), (2, 64)], entries });
+        let mut bytes = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
+        for index in 0..bytes.len() {
+            bytes[index] ^= 0x40;
+            assert_eq!(decode(&bytes), None, "byte {index}");
+            bytes[index] ^= 0x40;
+        }
+        assert_eq!(decode(&bytes[..10]), None);
+        assert_eq!(decode(&[]), None);
+    }
+}

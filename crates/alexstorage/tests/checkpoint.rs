@@ -1,0 +1,113 @@
+//! Index checkpoints: written on clean close and after roll-overs, used on open with a
+//! replay of only the later log, and ignored (falling back to a full replay) when
+//! damaged or inconsistent with the segment files.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use alexstorage::{Db, Options};
+
+fn fill(db: &Db, model: &mut BTreeMap<i64, Vec<u8>>, keys: std::ops::Range<i64>, round: u8) {
+    for key in keys {
+        let value = vec![round; (key % 50) as usize];
+        db.put(key, &value).unwrap();
+        model.insert(key, value);
+    }
+}
+
+fn check(db: &Db, model: &BTreeMap<i64, Vec<u8>>) {
+    assert_eq!(db.len(), model.len());
+    for (key, value) in model {
+        assert_eq!(db.get(*key).unwrap().unwrap(), *value, "key {key}");
+    }
+}
+
+#[test]
+fn clean_close_writes_a_checkpoint_and_open_replays_only_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let db = Db::open(dir.path()).unwrap();
+    fill(&db, &mut model, 0..5000, 1);
+    drop(db);
+    assert!(dir.path().join("CHECKPOINT").exists());
+    let db = Db::open(dir.path()).unwrap();
+    let stats = db.stats();
+    assert!(stats.opened_from_checkpoint, "{stats:?}");
+    assert_eq!(stats.replayed_keys, 0);
+    check(&db, &model);
+    // Writes after the checkpoint, then a crash: the checkpoint plus the replay.
+    fill(&db, &mut model, 4000..4100, 2);
+    for key in 0..100 {
+        db.delete(key).unwrap();
+        model.remove(&key);
+    }
+    db.simulate_crash();
+    let db = Db::open(dir.path()).unwrap();
+    let stats = db.stats();
+    assert!(stats.opened_from_checkpoint, "{stats:?}");
+    assert_eq!(stats.replayed_keys, 200);
+    check(&db, &model);
+}
+
+#[test]
+fn a_damaged_or_stale_checkpoint_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let db = Db::open(dir.path()).unwrap();
+    fill(&db, &mut model, 0..1000, 1);
+    drop(db);
+    let path = dir.path().join("CHECKPOINT");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    assert!(!db.stats().opened_from_checkpoint);
+    check(&db, &model);
+    drop(db);
+    // A checkpoint listing a segment end beyond the file's records is not trusted
+    // beyond what the files hold: here it lists a segment that does not exist.
+    let good = std::fs::read(&path).unwrap();
+    let mut stale = good.clone();
+    stale[48..52].copy_from_slice(&7u32.to_le_bytes());
+    let body = stale.len() - 4;
+    let crc = crc32c(&stale[..body]);
+    stale[body..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &stale).unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    assert!(!db.stats().opened_from_checkpoint);
+    check(&db, &model);
+}
+
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn roll_overs_write_checkpoints_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let db = Options::new().segment_size(64 << 10).open(dir.path()).unwrap();
+    fill(&db, &mut model, 0..3000, 3);
+    assert!(db.stats().segments > 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.path().join("CHECKPOINT").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(dir.path().join("CHECKPOINT").exists());
+    fill(&db, &mut model, 2500..2600, 4);
+    db.simulate_crash();
+    let db = Db::open(dir.path()).unwrap();
+    let stats = db.stats();
+    assert!(stats.opened_from_checkpoint, "{stats:?}");
+    assert!(stats.replayed_keys < 3000, "{stats:?}");
+    check(&db, &model);
+}
