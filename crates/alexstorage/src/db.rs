@@ -611,14 +611,11 @@ fn prepare_directory(path: &Path, read_only: bool) -> Result<()> {
 
 /// Takes the writer's lock on the store, or fails with `Error::Locked`.
 fn lock_store(path: &Path) -> Result<File> {
-    use fs2::FileExt;
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path.join(LOCK_FILE))?;
-    match file.try_lock_exclusive() {
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
-        Err(error) if error.raw_os_error() == fs2::lock_contended_error().raw_os_error() => {
-            Err(Error::Locked { path: path.to_path_buf() })
-        }
-        Err(error) => Err(error.into()),
+        Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => Err(Error::Locked { path: path.to_path_buf() }),
+        Err(errno) => Err(Error::Io(errno.into())),
     }
 }
 

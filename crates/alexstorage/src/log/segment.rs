@@ -25,7 +25,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fs2::FileExt as _;
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
@@ -70,6 +69,12 @@ pub fn parse_file_name(name: &str) -> Option<u32> {
     u32::from_str_radix(stem, 16).ok()
 }
 
+/// Reserves the blocks of `file` up to `length` bytes (`fallocate`), extending it.
+fn reserve(file: &File, length: u64) -> Result<()> {
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, length)
+        .map_err(|errno| Error::Io(std::io::Error::from(errno)))
+}
+
 /// Makes a directory's entries (new or renamed files) durable.
 pub fn sync_directory(dir: &Path) -> Result<()> {
     File::open(dir)?.sync_all()?;
@@ -105,7 +110,7 @@ impl Segment {
 
     fn initialize(file: &File, dir: &Path, id: u32, capacity: u64) -> Result<()> {
         // Reserve every block now: stores into the mapping can then never fail.
-        file.allocate(capacity)?;
+        reserve(file, capacity)?;
         let header = SegmentHeader { version: FORMAT_VERSION, id, capacity };
         file.write_all_at(&header.encode(), 0)?;
         file.sync_all()?;
@@ -135,7 +140,7 @@ impl Segment {
         if length < capacity && writable {
             // A file cut short (a torn creation, or a test): the rest reads as zeros.
             file.set_len(capacity)?;
-            file.allocate(capacity)?;
+            reserve(&file, capacity)?;
         }
         let mapped = if writable { capacity } else { capacity.min(length) };
         let map = if writable {
