@@ -20,6 +20,8 @@
 mod batch;
 mod db;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod keygen;
 pub mod log;
