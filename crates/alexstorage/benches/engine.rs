@@ -1,0 +1,131 @@
+//! The storage engine benchmark (until the comparative benchmark exists): `Db` against
+//! in-memory `HashMap<i64, Vec<u8>>` gets and `BTreeMap<i64, Vec<u8>>` inserts, plus
+//! reopen time and index heap bytes per key, in one run.
+//!
+//! ```text
+//! cargo bench -p alexstorage --bench engine -- [--keys 1000000] [--value-size 100] [--repeats 3] [--markdown FILE]
+//! ```
+//!
+//! Every get checks its value; a wrong or missing value aborts the run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::hint::black_box;
+use std::time::Instant;
+
+use alexstorage::keygen::{generate, KeyPattern, SplitMix64};
+use alexstorage::{Db, Options};
+
+fn value_of(key: i64, size: usize) -> Vec<u8> {
+    let seed = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..size).map(|index| (seed >> ((index % 8) * 8)) as u8 ^ index as u8).collect()
+}
+
+fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|arg| arg == name).and_then(|at| args.get(at + 1)).cloned();
+    let keys: usize = arg("--keys").and_then(|value| value.replace('_', "").parse().ok()).unwrap_or(1_000_000);
+    let size: usize = arg("--value-size").and_then(|value| value.parse().ok()).unwrap_or(100);
+    let repeats: usize = arg("--repeats").and_then(|value| value.parse().ok()).unwrap_or(3).max(1);
+    let markdown = arg("--markdown");
+
+    let key_list = generate(KeyPattern::Uniform, keys, 42);
+    let mut probe = key_list.clone();
+    SplitMix64::new(7).shuffle(&mut probe);
+    let values: Vec<Vec<u8>> = key_list.iter().map(|&key| value_of(key, size)).collect();
+
+    let mut put_ns = Vec::new();
+    let mut btree_ns = Vec::new();
+    let mut get_ns = Vec::new();
+    let mut hash_ns = Vec::new();
+    let mut reopen_ms = Vec::new();
+    let mut replay_ms = Vec::new();
+    let mut index_bytes = 0usize;
+    let mut log_bytes = 0u64;
+    for repeat in 0..repeats {
+        eprintln!("engine bench: {keys} keys x {size} B, repeat {}/{repeats}", repeat + 1);
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let start = Instant::now();
+        for (key, value) in key_list.iter().zip(&values) {
+            db.put(*key, value).unwrap();
+        }
+        put_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
+
+        let mut btree = BTreeMap::new();
+        let start = Instant::now();
+        for (key, value) in key_list.iter().zip(&values) {
+            btree.insert(*key, value.clone());
+        }
+        btree_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
+        drop(btree);
+
+        let start = Instant::now();
+        for &key in &probe {
+            let value = db.get(black_box(key)).unwrap().expect("missing key");
+            assert_eq!(value.len(), size);
+            assert_eq!(value[..8.min(size)], value_of(key, size)[..8.min(size)], "wrong value for {key}");
+        }
+        get_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
+
+        let map: HashMap<i64, Vec<u8>> = key_list.iter().copied().zip(values.iter().cloned()).collect();
+        let start = Instant::now();
+        for &key in &probe {
+            let value = map.get(&black_box(key)).expect("missing key");
+            assert_eq!(value.len(), size);
+            assert_eq!(value[..8.min(size)], value_of(key, size)[..8.min(size)], "wrong value for {key}");
+        }
+        hash_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
+        drop(map);
+
+        let stats = db.stats();
+        index_bytes = stats.index_bytes;
+        log_bytes = stats.log_bytes;
+        drop(db); // clean close: syncs and writes the index checkpoint
+
+        let start = Instant::now();
+        let db = Db::open(dir.path()).unwrap();
+        assert!(db.get(key_list[0]).unwrap().is_some());
+        reopen_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        assert!(db.stats().opened_from_checkpoint);
+        drop(db);
+
+        std::fs::remove_file(dir.path().join("CHECKPOINT")).unwrap();
+        let start = Instant::now();
+        let db = Db::open(dir.path()).unwrap();
+        assert!(db.get(key_list[0]).unwrap().is_some());
+        replay_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(db.len(), keys);
+    }
+    let (put, btree, get, hash) = (median(put_ns), median(btree_ns), median(get_ns), median(hash_ns));
+    let (reopen, replay) = (median(reopen_ms), median(replay_ms));
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    let raw = keys as f64 * (8 + size) as f64;
+    let table = format!(
+        "| measure ({keys} keys x {size} B, uniform keys, Buffered) | AlexStorage | reference | ratio | goal |\n\
+         |---|---|---|---|---|\n\
+         | get, ns/op | {get:.0} | HashMap<i64, Vec<u8>>: {hash:.0} | {:.2}x | within 2x: {} |\n\
+         | put, ns/op | {put:.0} | BTreeMap<i64, Vec<u8>> insert: {btree:.0} | {:.2}x | within 3x: {} |\n\
+         | reopen after clean close (checkpoint), ms | {reopen:.0} | | | < 1000: {} |\n\
+         | reopen replaying the whole log, ms | {replay:.0} | | | |\n\
+         | index heap, bytes per key | {:.1} | | | |\n\
+         | log bytes / raw bytes (key + value) | {:.3} | | | |\n",
+        get / hash,
+        verdict(get <= 2.0 * hash),
+        put / btree,
+        verdict(put <= 3.0 * btree),
+        verdict(reopen < 1000.0),
+        index_bytes as f64 / keys as f64,
+        log_bytes as f64 / raw,
+    );
+    println!("{table}");
+    if let Some(path) = markdown {
+        std::fs::write(path, &table).unwrap();
+    }
+}
