@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use alexstorage::keygen::{generate, KeyPattern, SplitMix64};
-use alexstorage::{Db, Options};
+use alexstorage::Db;
 
 fn value_of(key: i64, size: usize) -> Vec<u8> {
     let seed = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);

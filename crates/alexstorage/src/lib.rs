@@ -1,8 +1,23 @@
 //! AlexStorage: an embedded, persistent key-value store with `i64` keys and byte
-//! values, built around the ALEX updatable learned index.
+//! values, built around the ALEX updatable learned index ([`index`]) held in memory and
+//! append-only, checksummed log segments ([`log`]) read through memory maps with zero
+//! copies.
 //!
-//! This crate is being built up issue by issue; today it holds the in-memory learned
-//! index, [`index::Alex`].
+//! ```
+//! use alexstorage::{Db, WriteBatch};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Db::open(dir.path())?;
+//! db.put(7, b"seven")?;
+//! let mut batch = WriteBatch::new();
+//! batch.put(8, b"eight").delete(7);
+//! db.write(batch)?;
+//! assert_eq!(db.get(8)?.unwrap(), b"eight");
+//! assert!(db.get(7)?.is_none());
+//! # Ok::<(), alexstorage::Error>(())
+//! ```
+//!
+//! The learned index is usable on its own:
 //!
 //! ```
 //! use alexstorage::index::Alex;
@@ -16,6 +31,11 @@
 //! ```
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 mod batch;
 mod db;

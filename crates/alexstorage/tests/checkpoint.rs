@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -72,23 +74,12 @@ fn a_damaged_or_stale_checkpoint_is_ignored() {
     let mut stale = good.clone();
     stale[48..52].copy_from_slice(&7u32.to_le_bytes());
     let body = stale.len() - 4;
-    let crc = crc32c(&stale[..body]);
+    let crc = common::crc32c(&stale[..body]);
     stale[body..].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &stale).unwrap();
     let db = Db::open(dir.path()).unwrap();
     assert!(!db.stats().opened_from_checkpoint);
     check(&db, &model);
-}
-
-fn crc32c(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 #[test]

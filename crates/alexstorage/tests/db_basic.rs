@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use alexstorage::{Db, Durability, Error, Options, WriteBatch};
@@ -148,23 +150,10 @@ fn refuses_a_newer_format_version() {
     let identity = dir.path().join("ALEXSTORAGE");
     let mut bytes = std::fs::read(&identity).unwrap();
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
-    let crc = crc32c_of(&bytes[..28]);
+    let crc = common::crc32c(&bytes[..28]);
     bytes[28..32].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&identity, &bytes).unwrap();
     assert!(matches!(Db::open(dir.path()), Err(Error::UnsupportedVersion { found: 99, .. })));
-}
-
-/// CRC-32C (Castagnoli), bitwise: the test's own implementation, independent of the
-/// crate's.
-fn crc32c_of(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 #[test]
@@ -242,4 +231,30 @@ fn durability_modes_and_flush() {
         drop(db);
         assert!(Db::open(dir.path()).unwrap().len() >= 50);
     }
+}
+
+#[test]
+fn handles_are_send_sync_and_static() {
+    fn assert_traits<T: Send + Sync + Clone + std::fmt::Debug + 'static>() {}
+    assert_traits::<Db>();
+    assert_traits::<alexstorage::Value>();
+    fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
+    assert_error::<Error>();
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|thread| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for key in 0..200 {
+                    db.put(thread * 1000 + key, key.to_le_bytes()).unwrap();
+                    assert_eq!(db.get(thread * 1000 + key).unwrap().unwrap(), key.to_le_bytes());
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    assert_eq!(db.len(), 800);
 }

@@ -77,3 +77,21 @@ fn a_full_disk_fails_writes_cleanly_and_recovers_when_space_is_freed() {
     assert_eq!(db.get(written).unwrap().unwrap(), value);
     db.verify().unwrap();
 }
+
+#[test]
+fn an_unwritable_path_is_a_clean_error() {
+    let Some((_dir, tmpfs)) = Tmpfs::mount("1M") else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root; the unwritable-path test did not run");
+        return;
+    };
+    let status = Command::new("mount").args(["-o", "remount,ro"]).arg(tmpfs.path()).status().unwrap();
+    assert!(status.success());
+    match Db::open(tmpfs.path().join("store")) {
+        Err(Error::Io(error)) => assert_eq!(error.raw_os_error(), Some(30), "expected EROFS, got {error}"),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    match Db::open(tmpfs.path()) {
+        Err(Error::Io(error)) => assert_eq!(error.raw_os_error(), Some(30), "expected EROFS, got {error}"),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
