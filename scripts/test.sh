@@ -20,6 +20,7 @@ cargo test --workspace --doc
 
 echo "== benchmark smoke run (correctness checks of the benchmark itself)"
 cargo bench -p alexstorage --bench index -- --keys 20000 --repeats 1 >/dev/null
+cargo bench -p alexstorage --bench engine -- --keys 20000 --repeats 1 >/dev/null
 
 echo "== scale tests (release)"
 cargo test --release -p alexstorage --test index_scale
