@@ -74,7 +74,9 @@ impl Options {
         self
     }
 
-    /// Value compression for new writes.
+    /// Value compression for new writes. This version stores values uncompressed
+    /// (the record format reserves the flag bits); opening with `Lz4` or `Zstd` fails
+    /// with `Error::InvalidArgument` rather than silently not compressing.
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
         self
@@ -93,7 +95,8 @@ impl Options {
         self
     }
 
-    /// Whether space is reclaimed in the background.
+    /// Whether space is reclaimed in the background. Compaction is not part of this
+    /// version yet: the log grows until it arrives, and the setting is kept for it.
     pub fn background_compaction(mut self, enabled: bool) -> Self {
         self.background_compaction = enabled;
         self
