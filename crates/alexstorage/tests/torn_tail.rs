@@ -57,7 +57,11 @@ fn copy_store(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        if entry.file_name().to_string_lossy().ends_with(".tmp") {
+            continue; // a file being written; the store ignores it
+        }
+        std::fs::copy(entry.path(), to.join(entry.file_name()))
+            .unwrap_or_else(|error| panic!("copy {} -> {}: {error}", entry.path().display(), to.display()));
     }
 }
 

@@ -86,8 +86,10 @@ impl Log {
         let id = self.segments.keys().next_back().map_or(1, |last| last + 1);
         let segment = Arc::new(Segment::create(&self.dir, id, capacity)?);
         self.segments.insert(id, Arc::clone(&segment));
-        self.active = Some(Arc::clone(&segment));
-        self.rollovers += 1;
+        // Sealing a segment is a roll-over; creating the first one is not.
+        if self.active.replace(Arc::clone(&segment)).is_some() {
+            self.rollovers += 1;
+        }
         let offset = segment
             .append(parts)
             .ok_or_else(|| Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")))?;
@@ -110,7 +112,7 @@ impl Log {
         self.segments.values().map(|segment| (segment.id(), segment.published())).collect()
     }
 
-    /// How many segments have been created since open (roll-overs).
+    /// How many times since open a full segment was sealed for a new one.
     pub fn rollovers(&self) -> u64 {
         self.rollovers
     }

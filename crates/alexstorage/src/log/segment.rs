@@ -137,12 +137,10 @@ impl Segment {
         if capacity < SEGMENT_HEADER_SIZE as u64 || capacity > u64::from(u32::MAX) {
             return Err(Error::corruption(path, 0, format!("implausible segment capacity {capacity}")));
         }
-        if length < capacity && writable {
-            // A file cut short (a torn creation, or a test): the rest reads as zeros.
-            file.set_len(capacity)?;
-            reserve(&file, capacity)?;
-        }
-        let mapped = if writable { capacity } else { capacity.min(length) };
+        // A file cut short (damage, or a test) is used as far as it goes: appends that
+        // do not fit roll over to a new segment. It is never extended, so a damaged
+        // header cannot make recovery allocate gigabytes.
+        let mapped = capacity.min(length);
         let map = if writable {
             MmapOptions::new().len(mapped as usize).map_raw(&file)?
         } else {
