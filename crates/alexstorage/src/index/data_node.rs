@@ -30,6 +30,9 @@ pub(crate) struct Slot<P> {
     pub(crate) payload: P,
 }
 
+/// Shifts of at most this many slots are done with a plain loop.
+const SHORT_SHIFT: usize = 8;
+
 /// "No node" in the data-node links.
 pub(crate) const NO_NODE: u32 = u32::MAX;
 
@@ -352,7 +355,14 @@ impl<P: Copy + Default> DataNode<P> {
 
     /// Moves `[bound, gap)` one slot right and puts the key at `bound`.
     fn shift_right(&mut self, bound: usize, gap: usize, key: i64, payload: P) -> usize {
-        self.slots.copy_within(bound..gap, bound + 1);
+        if gap - bound <= SHORT_SHIFT {
+            // Most shifts move a slot or two: a loop beats a call to memmove.
+            for index in (bound..gap).rev() {
+                self.slots[index + 1] = self.slots[index];
+            }
+        } else {
+            self.slots.copy_within(bound..gap, bound + 1);
+        }
         self.bitmap.set(gap);
         self.occupy(bound, key, payload);
         gap - bound
@@ -360,7 +370,13 @@ impl<P: Copy + Default> DataNode<P> {
 
     /// Moves `(gap, bound)` one slot left and puts the key at `bound - 1`.
     fn shift_left(&mut self, gap: usize, bound: usize, key: i64, payload: P) -> usize {
-        self.slots.copy_within(gap + 1..bound, gap);
+        if bound - gap <= SHORT_SHIFT {
+            for index in gap + 1..bound {
+                self.slots[index - 1] = self.slots[index];
+            }
+        } else {
+            self.slots.copy_within(gap + 1..bound, gap);
+        }
         self.bitmap.set(gap);
         self.occupy(bound - 1, key, payload);
         bound - 1 - gap
