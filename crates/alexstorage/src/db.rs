@@ -314,11 +314,22 @@ impl Db {
 
     /// Makes every write acknowledged so far durable, in any durability mode.
     pub fn flush(&self) -> Result<()> {
-        let segments: Vec<Arc<Segment>> = self.shared.state.read().log.segments().cloned().collect();
+        let segments: Vec<Arc<Segment>> = {
+            let state = self.shared.state.read();
+            if let Some(reason) = &state.poisoned {
+                return Err(Error::Poisoned(reason.clone()));
+            }
+            state.log.segments().cloned().collect()
+        };
         let mut synced = 0;
         for segment in segments {
-            if segment.sync()? {
-                synced += 1;
+            match segment.sync() {
+                Ok(true) => synced += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    self.shared.state.write().poisoned = Some(error.to_string());
+                    return Err(error);
+                }
             }
         }
         if synced > 0 {
@@ -663,20 +674,26 @@ fn start_periodic_syncer(shared: &Arc<Shared>, interval: Duration) -> Result<()>
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        let Some(shared) = weak.upgrade() else { return };
-        let segments: Vec<Arc<Segment>> = shared.state.read().log.segments().cloned().collect();
+        // Hold the store only while listing its segments, so that the last handle's
+        // drop (the final sync and checkpoint) runs in the caller's thread, not here.
+        let segments: Vec<Arc<Segment>> = match weak.upgrade() {
+            Some(shared) => shared.state.read().log.segments().cloned().collect(),
+            None => return,
+        };
         let mut synced = 0;
         for segment in segments {
             match segment.sync() {
                 Ok(true) => synced += 1,
                 Ok(false) => {}
                 Err(error) => {
-                    shared.state.write().poisoned = Some(error.to_string());
+                    if let Some(shared) = weak.upgrade() {
+                        shared.state.write().poisoned = Some(error.to_string());
+                    }
                     return;
                 }
             }
         }
-        if synced > 0 {
+        if let (true, Some(shared)) = (synced > 0, weak.upgrade()) {
             shared.state.write().counters.syncs += synced;
         }
     })?;

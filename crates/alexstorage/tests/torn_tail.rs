@@ -132,3 +132,51 @@ fn a_bad_record_before_good_ones_is_corruption_not_a_tail() {
         other => panic!("expected corruption, got {other:?}"),
     }
 }
+
+#[test]
+fn a_complete_record_out_of_sequence_is_corruption_even_at_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let (start, end) = build(&path, false);
+    // Append a copy of an earlier, valid record after the last one: its checksum
+    // matches, so it was fully written and cannot be a torn tail.
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path.join(SEGMENT)).unwrap();
+    let mut record = vec![0u8; (end - start) as usize];
+    file.read_exact_at(&mut record, start).unwrap();
+    file.write_all_at(&record, end).unwrap();
+    drop(file);
+    match Db::open(&path) {
+        Err(Error::Corruption { offset, reason, .. }) => {
+            assert_eq!(offset, end);
+            assert!(reason.contains("sequence"), "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+#[test]
+fn read_only_opens_alongside_a_busy_writer_never_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Options::new().segment_size(1 << 16).open(dir.path()).unwrap();
+    db.put(0, b"first").unwrap();
+    let writer = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            for key in 1..20_000i64 {
+                db.put(key, key.to_le_bytes()).unwrap();
+            }
+        })
+    };
+    let mut opens = 0;
+    while !writer.is_finished() {
+        let reader = Options::new().read_only(true).open(dir.path()).unwrap();
+        assert_eq!(reader.get(0).unwrap().unwrap(), b"first");
+        let seen = reader.len();
+        for key in (1..seen as i64).step_by(97) {
+            assert_eq!(reader.get(key).unwrap().unwrap(), key.to_le_bytes());
+        }
+        opens += 1;
+    }
+    writer.join().unwrap();
+    assert!(opens > 0);
+}

@@ -83,7 +83,18 @@ impl Log {
         if capacity > u64::from(u32::MAX) {
             return Err(Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")));
         }
-        let id = self.segments.keys().next_back().map_or(1, |last| last + 1);
+        let id = match self.segments.keys().next_back() {
+            None => 1,
+            Some(last) => last
+                .checked_add(1)
+                .ok_or_else(|| Error::InvalidArgument("segment ids are exhausted (u32::MAX segments)".into()))?,
+        };
+        // A sealed segment must be complete on disk before a later one can hold
+        // records: recovery treats a bad record followed by a later segment as
+        // corruption, so the older tail may not be left to a later flush.
+        if let Some(active) = &self.active {
+            active.seal()?;
+        }
         let segment = Arc::new(Segment::create(&self.dir, id, capacity)?);
         self.segments.insert(id, Arc::clone(&segment));
         // Sealing a segment is a roll-over; creating the first one is not.

@@ -46,10 +46,10 @@ pub enum Replayed {
     },
 }
 
-/// Zero bytes after which no record can follow a bad one (longer than any record).
-const ZERO_RUN_LIMIT: usize = 1 << 31;
-
 /// How far past a segment's last record recovery looks for leftovers of a torn write.
+/// Reading further would fault in the whole reserved-but-unwritten rest of the file;
+/// leftovers beyond the window are harmless because appends always leave a zero
+/// record header after the last record when a segment is sealed ([`Segment::seal`]).
 const TAIL_CHECK_BYTES: usize = 4 << 20;
 
 /// How a segment's scan ended.
@@ -59,6 +59,8 @@ enum ScanEnd {
     /// At a record that does not decode. Records of sequence `floor` or below found
     /// after it are leftovers of the same write (a torn batch), not later writes.
     Bad { offset: usize, reason: String, floor: u64 },
+    /// At a complete record that breaks the log's rules: never a torn tail.
+    Corrupt { offset: usize, reason: String },
 }
 
 impl Log {
@@ -112,7 +114,10 @@ impl Log {
             };
             let is_last = Some(position) == last_real;
             let start = starts.get(&segment.id()).copied().unwrap_or(SEGMENT_HEADER_SIZE);
-            recover_segment(&mut segment, &path, start, is_last, &mut sequence, &mut apply)?;
+            // A read-only open may race a writer appending to the last segment: there,
+            // a bad record just ends the view (a writer's recovery decides the rest).
+            let tail_only = is_last && !writable;
+            recover_segment(&mut segment, &path, start, is_last, tail_only, &mut sequence, &mut apply)?;
             segments.insert(segment.id(), Arc::new(segment));
         }
         let active = if writable { segments.values().next_back().cloned() } else { None };
@@ -152,6 +157,7 @@ fn recover_segment(
     path: &Path,
     start: usize,
     is_last: bool,
+    tail_only: bool,
     sequence: &mut u64,
     apply: &mut impl FnMut(Replayed),
 ) -> Result<()> {
@@ -163,6 +169,7 @@ fn recover_segment(
             let window = contents.get(end..(end + TAIL_CHECK_BYTES).min(contents.len())).unwrap_or(&[]);
             match window.iter().rposition(|&byte| byte != 0) {
                 None => (end, end),
+                Some(_) if tail_only => (end, end),
                 Some(last) => {
                     if valid_record_after(contents, end, floor) {
                         let reason = "zeroed record header followed by valid records";
@@ -172,17 +179,21 @@ fn recover_segment(
                 }
             }
         }
+        ScanEnd::Corrupt { offset, reason } => return Err(Error::corruption(path, offset as u64, reason)),
+        ScanEnd::Bad { offset, .. } if tail_only => (offset, offset),
         ScanEnd::Bad { offset, reason, floor } => {
             if !is_last || valid_record_after(contents, offset, floor) {
                 return Err(Error::corruption(path, offset as u64, reason));
             }
-            let window = contents.get(offset..).unwrap_or(&[]);
+            // The torn write's leftovers: its claimed length, plus the usual window.
+            let reach = offset.saturating_add(claimed_len(contents, offset)).saturating_add(TAIL_CHECK_BYTES);
+            let window = contents.get(offset..reach.min(contents.len())).unwrap_or(&[]);
             let dirty = window.iter().rposition(|&byte| byte != 0).map_or(offset, |last| offset + last + 1);
             tracing_torn_tail(path, offset, dirty);
             (offset, dirty)
         }
     };
-    segment.set_recovered_end(end as u64, dirty_end as u64)
+    segment.set_recovered_end(end as u64, dirty_end as u64, is_last)
 }
 
 /// Torn tails are expected after a crash; recovery notes them and goes on.
@@ -202,8 +213,10 @@ fn scan(contents: &[u8], start: usize, segment: u32, sequence: &mut u64, apply: 
             Decoded::Record { header, len } => (header, len),
         };
         if header.sequence <= *sequence {
+            // A record whose checksum matches was fully written: it cannot be a torn
+            // tail, whatever follows it.
             let reason = format!("sequence {} does not follow {}", header.sequence, *sequence);
-            return ScanEnd::Bad { offset: at, reason, floor: *sequence };
+            return ScanEnd::Corrupt { offset: at, reason };
         }
         match header.kind {
             RecordKind::Put | RecordKind::Delete => {
@@ -267,6 +280,14 @@ fn scan_batch(
     Ok(body_end)
 }
 
+/// The length (header included) the possibly damaged record at `offset` claims, or 0.
+fn claimed_len(contents: &[u8], offset: usize) -> usize {
+    match contents.get(offset + 8..offset + 12) {
+        Some(&[a, b, c, d]) => RECORD_HEADER_SIZE.saturating_add(u32::from_le_bytes([a, b, c, d]) as usize),
+        _ => 0,
+    }
+}
+
 fn replayed(header: &RecordHeader, location: Location) -> Replayed {
     if header.kind == RecordKind::Delete {
         Replayed::Delete { column_family: header.column_family, key: header.key, sequence: header.sequence }
@@ -279,22 +300,38 @@ fn replayed(header: &RecordHeader, location: Location) -> Replayed {
 /// where the bad record says the next one starts, then at every byte, up to a run of
 /// zeros longer than any record could contain.
 fn valid_record_after(contents: &[u8], offset: usize, floor: u64) -> bool {
-    let decodes = |at: usize| match RecordHeader::decode(contents.get(at..).unwrap_or(&[])) {
-        Decoded::Record { header, .. } => header.sequence > floor,
-        _ => false,
+    // Sequences rise by one per write and a record takes at least a header, so a
+    // later record at `at` has a sequence in (floor, floor + 1 + distance / header].
+    // Checking that before the CRC rejects nearly every false candidate cheaply,
+    // including records embedded in the bad record's own value.
+    let plausible_sequence = |at: usize| {
+        let Some(bytes) = contents.get(at + 12..at + 20) else { return false };
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        let sequence = u64::from_le_bytes(word);
+        let reach = 1 + ((at - offset) / RECORD_HEADER_SIZE) as u64;
+        sequence > floor && sequence <= floor.saturating_add(reach)
     };
-    if let Some(header) = contents.get(offset + 8..offset + 12) {
-        let claimed = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let next = offset + RECORD_HEADER_SIZE + claimed;
-        if next < contents.len() && decodes(next) {
-            return true;
-        }
+    let decodes = |at: usize| {
+        plausible_sequence(at)
+            && match RecordHeader::decode(contents.get(at..).unwrap_or(&[])) {
+                Decoded::Record { header, .. } => header.sequence > floor,
+                _ => false,
+            }
+    };
+    let claimed = claimed_len(contents, offset);
+    let next = offset + claimed;
+    if claimed > 0 && next < contents.len() && decodes(next) {
+        return true;
     }
+    // Past the bad record's claimed extent, a run of zeros this long means nothing
+    // more was written.
+    let zero_run_limit = TAIL_CHECK_BYTES.max(claimed);
     let mut zeros = 0usize;
     for at in offset + 1..contents.len().saturating_sub(RECORD_HEADER_SIZE) {
         let byte = contents.get(at).copied().unwrap_or(0);
         zeros = if byte == 0 { zeros + 1 } else { 0 };
-        if zeros > ZERO_RUN_LIMIT {
+        if zeros > zero_run_limit && at > next {
             return false;
         }
         // Cheap filter first: a record's kind byte sits 4 bytes in.

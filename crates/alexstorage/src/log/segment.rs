@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
-use super::format::{HeaderError, SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_SIZE};
+use super::format::{HeaderError, SegmentHeader, FORMAT_VERSION, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::{Error, Result};
 
 /// A segment file and its mapping.
@@ -44,6 +44,10 @@ pub struct Segment {
     synced: AtomicU64,
     /// Serializes appends; holds the write tail (equal to `published` between appends).
     tail: Mutex<u64>,
+    /// Serializes syncs, and remembers a failed one: Linux reports a writeback error
+    /// once per open file, so after a failure every later sync must fail too, or a
+    /// caller could be told its data is durable when it was dropped.
+    sync_failure: Mutex<Option<String>>,
     writable: bool,
 }
 
@@ -104,6 +108,7 @@ impl Segment {
             published: AtomicU64::new(start),
             synced: AtomicU64::new(start),
             tail: Mutex::new(start),
+            sync_failure: Mutex::new(None),
             writable: true,
         })
     }
@@ -141,6 +146,11 @@ impl Segment {
         // do not fit roll over to a new segment. It is never extended, so a damaged
         // header cannot make recovery allocate gigabytes.
         let mapped = capacity.min(length);
+        if writable {
+            // A file restored sparse (copied, for instance) must get its blocks back:
+            // a store into a hole on a full disk would be SIGBUS.
+            reserve(&file, mapped)?;
+        }
         let map = if writable {
             MmapOptions::new().len(mapped as usize).map_raw(&file)?
         } else {
@@ -156,6 +166,7 @@ impl Segment {
             published: AtomicU64::new(start),
             synced: AtomicU64::new(start),
             tail: Mutex::new(start),
+            sync_failure: Mutex::new(None),
             writable,
         }))
     }
@@ -202,8 +213,11 @@ impl Segment {
     }
 
     /// Declares `[header, end)` the segment's records after recovery scanned them, and
-    /// zeroes what lies between `end` and `dirty_end` (a torn tail), durably.
-    pub fn set_recovered_end(&mut self, end: u64, dirty_end: u64) -> Result<()> {
+    /// zeroes what lies between `end` and `dirty_end` (a torn tail), durably. With
+    /// `make_durable`, also fsyncs the file: after a crash its records may exist only
+    /// in the page cache (sealed segments were synced when they were sealed, so only
+    /// the last one needs this).
+    pub fn set_recovered_end(&mut self, end: u64, dirty_end: u64, make_durable: bool) -> Result<()> {
         let end = end.clamp(SEGMENT_HEADER_SIZE as u64, self.capacity());
         let dirty_end = dirty_end.clamp(end, self.capacity());
         if dirty_end > end && self.writable {
@@ -211,6 +225,12 @@ impl Segment {
             // out any concurrent reader or writer of these bytes.
             unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(end as usize), 0, (dirty_end - end) as usize) };
             self.map.flush_range(end as usize, (dirty_end - end) as usize)?;
+        }
+        if self.writable && make_durable {
+            // What recovery read may exist only in the page cache (a process crash
+            // loses nothing there, but a power loss would): make it durable before
+            // anything is appended after it or a checkpoint points into it.
+            self.file.sync_all()?;
         }
         self.published.store(end, Ordering::Release);
         self.synced.store(end, Ordering::Release);
@@ -244,6 +264,24 @@ impl Segment {
         Some(start)
     }
 
+    /// Seals the segment for good: writes a zero record header right after the last
+    /// record (unless the segment is full), so that a scan stops there whatever bytes
+    /// an old torn write left further on, then makes everything durable.
+    pub fn seal(&self) -> Result<()> {
+        if self.writable {
+            let tail = self.tail.lock();
+            let start = *tail as usize;
+            let end = (start + RECORD_HEADER_SIZE).min(self.map.len());
+            if start < end {
+                // SAFETY: [start, end) is inside the mapping, at or above `published`
+                // (no reader slices it), and the tail lock makes this the only writer.
+                unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(start), 0, end - start) };
+                self.map.flush_range(start, end - start)?;
+            }
+        }
+        self.sync().map(|_| ())
+    }
+
     /// `len` published bytes at `offset`, or `None` if they are not all published.
     #[inline]
     pub fn read(&self, offset: u64, len: usize) -> Option<&[u8]> {
@@ -258,13 +296,20 @@ impl Segment {
 
     /// Makes everything published so far durable; returns whether anything was synced.
     pub fn sync(&self) -> Result<bool> {
+        let mut failure = self.sync_failure.lock();
+        if let Some(reason) = failure.as_ref() {
+            return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
+        }
         let published = self.published();
         let synced = self.synced.load(Ordering::Acquire);
         if published <= synced || !self.writable {
             return Ok(false);
         }
-        self.map.flush_range(synced as usize, (published - synced) as usize)?;
-        self.synced.fetch_max(published, Ordering::AcqRel);
+        if let Err(error) = self.map.flush_range(synced as usize, (published - synced) as usize) {
+            *failure = Some(error.to_string());
+            return Err(error.into());
+        }
+        self.synced.store(published, Ordering::Release);
         Ok(true)
     }
 
@@ -296,7 +341,7 @@ mod tests {
         let Opened::Segment(mut reopened) = Segment::open(&path, true).unwrap() else { panic!("blank") };
         assert_eq!(reopened.id(), 7);
         assert_eq!(&reopened.contents()[64..75], b"hello world");
-        reopened.set_recovered_end(70, 80).unwrap();
+        reopened.set_recovered_end(70, 80, true).unwrap();
         assert_eq!(reopened.read(64, 6), Some(&b"hello "[..]));
         assert_eq!(&reopened.contents()[70..75], &[0u8; 5]);
         assert_eq!(parse_file_name(&file_name(0xabc)), Some(0xabc));
