@@ -371,6 +371,7 @@ impl Db {
             unsynced_bytes: state.log.segments().map(|segment| segment.unsynced()).sum(),
             opened_from_checkpoint: state.recovery.0,
             replayed_keys: state.recovery.1,
+            torn_tail_bytes: state.log.torn_bytes(),
         }
     }
 

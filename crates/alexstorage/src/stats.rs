@@ -35,6 +35,8 @@ pub struct Stats {
     pub opened_from_checkpoint: bool,
     /// Distinct keys that open replayed from the log (after the checkpoint, if any).
     pub replayed_keys: usize,
+    /// Bytes of torn tail (an interrupted last write) that open discarded.
+    pub torn_tail_bytes: u64,
 }
 
 /// What [`crate::Db::verify`] read.

@@ -34,7 +34,8 @@ fn build(path: &Path, last_is_batch: bool) -> (u64, u64) {
     (start, end)
 }
 
-fn check_recovered(path: &Path, last_applied: bool, context: &str) {
+/// Reopens and checks the store; returns the torn-tail bytes the first open discarded.
+fn check_recovered(path: &Path, last_applied: bool, context: &str) -> u64 {
     let db = Db::open(path).unwrap_or_else(|error| panic!("{context}: open failed: {error}"));
     for key in 0..20 {
         let expected = if key == 3 && last_applied { None } else { Some(vec![key as u8; key as usize]) };
@@ -44,6 +45,7 @@ fn check_recovered(path: &Path, last_applied: bool, context: &str) {
         }
     }
     assert_eq!(db.get(100).unwrap().is_some(), last_applied, "{context}");
+    let torn_tail_bytes = db.stats().torn_tail_bytes;
     db.verify().unwrap_or_else(|error| panic!("{context}: verify: {error}"));
     // The store keeps working where the torn record was.
     db.put(200, b"after recovery").unwrap();
@@ -51,6 +53,8 @@ fn check_recovered(path: &Path, last_applied: bool, context: &str) {
     let db = Db::open(path).unwrap();
     assert_eq!(db.get(200).unwrap().unwrap(), b"after recovery", "{context}");
     db.verify().unwrap();
+    assert_eq!(db.stats().torn_tail_bytes, 0, "{context}: the torn tail was not cleared");
+    torn_tail_bytes
 }
 
 fn copy_store(from: &Path, to: &Path) {
@@ -78,7 +82,9 @@ fn last_record_cut_at_every_offset() {
             let zeros = vec![0u8; (end - cut) as usize];
             file.write_all_at(&zeros, cut).unwrap();
             drop(file);
-            check_recovered(&copy, cut == end, &format!("batch={last_is_batch} zeroed from {cut}"));
+            let torn = check_recovered(&copy, cut == end, &format!("batch={last_is_batch} zeroed from {cut}"));
+            // Something of the record was left (and so discarded) unless it was zeroed whole.
+            assert_eq!(torn > 0, cut > start && cut < end, "zeroed from {cut}: {torn} torn bytes");
             std::fs::remove_dir_all(&copy).unwrap();
         }
         // The file itself cut short.

@@ -47,6 +47,8 @@ pub struct Log {
     segment_size: u64,
     writable: bool,
     rollovers: u64,
+    /// Bytes of torn tail that recovery discarded when the log was opened.
+    torn_bytes: u64,
 }
 
 impl Log {
@@ -121,6 +123,11 @@ impl Log {
     /// (id, end of records) of every segment, for a checkpoint.
     pub fn segment_ends(&self) -> Vec<(u32, u64)> {
         self.segments.values().map(|segment| (segment.id(), segment.published())).collect()
+    }
+
+    /// Bytes of torn tail recovery discarded at open (0 after a clean close).
+    pub fn torn_bytes(&self) -> u64 {
+        self.torn_bytes
     }
 
     /// How many times since open a full segment was sealed for a new one.

@@ -100,7 +100,10 @@ impl Log {
         let used_checkpoint = starts.is_some();
         let starts = starts.unwrap_or_default();
         let mut segments = BTreeMap::new();
-        let mut sequence = if used_checkpoint { checkpoint.map_or(0, |checkpoint| checkpoint.sequence) } else { 0 };
+        let mut progress = Progress {
+            sequence: if used_checkpoint { checkpoint.map_or(0, |checkpoint| checkpoint.sequence) } else { 0 },
+            torn_bytes: 0,
+        };
         for (position, (path, segment)) in opened.into_iter().enumerate() {
             let Some(mut segment) = segment else {
                 if last_real.is_some_and(|last| position < last) {
@@ -117,15 +120,13 @@ impl Log {
             // A read-only open may race a writer appending to the last segment: there,
             // a bad record just ends the view (a writer's recovery decides the rest).
             let tail_only = is_last && !writable;
-            recover_segment(&mut segment, &path, start, is_last, tail_only, &mut sequence, &mut apply)?;
+            recover_segment(&mut segment, &path, start, is_last, tail_only, &mut progress, &mut apply)?;
             segments.insert(segment.id(), Arc::new(segment));
         }
         let active = if writable { segments.values().next_back().cloned() } else { None };
-        Ok((
-            Log { dir: dir.to_path_buf(), segments, active, segment_size, writable, rollovers: 0 },
-            sequence,
-            used_checkpoint,
-        ))
+        let torn_bytes = progress.torn_bytes;
+        let log = Log { dir: dir.to_path_buf(), segments, active, segment_size, writable, rollovers: 0, torn_bytes };
+        Ok((log, progress.sequence, used_checkpoint))
     }
 }
 
@@ -151,6 +152,15 @@ fn checkpoint_starts(checkpoint: &Checkpoint, opened: &[(PathBuf, Option<Segment
     (starts.len() == listed.len()).then_some(starts)
 }
 
+/// What recovery has established so far.
+#[derive(Default)]
+struct Progress {
+    /// Highest sequence number replayed (or covered by the checkpoint).
+    sequence: u64,
+    /// Bytes of torn tail discarded.
+    torn_bytes: u64,
+}
+
 /// Scans one segment, replays its records, and settles its end.
 fn recover_segment(
     segment: &mut Segment,
@@ -158,9 +168,10 @@ fn recover_segment(
     start: usize,
     is_last: bool,
     tail_only: bool,
-    sequence: &mut u64,
+    progress: &mut Progress,
     apply: &mut impl FnMut(Replayed),
 ) -> Result<()> {
+    let sequence = &mut progress.sequence;
     let id = segment.id();
     let contents = segment.contents();
     let (end, dirty_end) = match scan(contents, start, id, sequence, apply) {
@@ -189,16 +200,17 @@ fn recover_segment(
             let reach = offset.saturating_add(claimed_len(contents, offset)).saturating_add(TAIL_CHECK_BYTES);
             let window = contents.get(offset..reach.min(contents.len())).unwrap_or(&[]);
             let dirty = window.iter().rposition(|&byte| byte != 0).map_or(offset, |last| offset + last + 1);
-            tracing_torn_tail(path, offset, dirty);
+            tracing::warn!(
+                file = %path.display(),
+                offset,
+                discarded_bytes = dirty - offset,
+                "recovery discarded a torn tail: {reason}"
+            );
+            progress.torn_bytes += (dirty - offset) as u64;
             (offset, dirty)
         }
     };
     segment.set_recovered_end(end as u64, dirty_end as u64, is_last)
-}
-
-/// Torn tails are expected after a crash; recovery notes them and goes on.
-fn tracing_torn_tail(path: &Path, offset: usize, dirty_end: usize) {
-    let _ = (path, offset, dirty_end);
 }
 
 /// Scans records from `start` on, replaying them.
