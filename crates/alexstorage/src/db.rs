@@ -182,14 +182,7 @@ impl Db {
         self.check_value(value.len())?;
         let mut state = self.write_state()?;
         let sequence = state.sequence + 1;
-        let header = RecordHeader {
-            kind: RecordKind::Put,
-            flags: 0,
-            column_family: 0,
-            value_len: value.len() as u32,
-            sequence,
-            key,
-        };
+        let header = RecordHeader::new(RecordKind::Put, 0, key, sequence, value.len() as u32);
         let location = state.log.append(&[&header.encode(value), value])?;
         state.sequence = sequence;
         state.index.insert(key, location.0);
@@ -232,7 +225,7 @@ impl Db {
             return Ok(());
         }
         let sequence = state.sequence + 1;
-        let header = RecordHeader { kind: RecordKind::Delete, flags: 0, column_family: 0, value_len: 0, sequence, key };
+        let header = RecordHeader::new(RecordKind::Delete, 0, key, sequence, 0);
         state.log.append(&[&header.encode(&[])])?;
         state.sequence = sequence;
         state.index.remove(key);
@@ -259,15 +252,8 @@ impl Db {
         let sequence = state.sequence + 1;
         let (headers, body_len) = encode_batch(&batch, sequence);
         let descriptor = BatchDescriptor { count, body_len }.encode();
-        let batch_header = RecordHeader {
-            kind: RecordKind::Batch,
-            flags: 0,
-            column_family: 0,
-            value_len: descriptor.len() as u32,
-            sequence,
-            key: 0,
-        };
-        let batch_header = batch_header.encode(&descriptor);
+        let batch_header =
+            RecordHeader::new(RecordKind::Batch, 0, 0, sequence, descriptor.len() as u32).encode(&descriptor);
         let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + 2 * batch.len());
         parts.push(&batch_header);
         parts.push(&descriptor);
@@ -534,20 +520,12 @@ fn encode_batch(batch: &WriteBatch, sequence: u64) -> (Vec<[u8; RECORD_HEADER_SI
         .map(|operation| match *operation {
             BatchOperation::Put { column_family, key, value_start, value_len } => {
                 body_len += (RECORD_HEADER_SIZE + value_len) as u64;
-                let header = RecordHeader {
-                    kind: RecordKind::Put,
-                    flags: 0,
-                    column_family,
-                    value_len: value_len as u32,
-                    sequence,
-                    key,
-                };
-                header.encode(batch.value(value_start, value_len))
+                RecordHeader::new(RecordKind::Put, column_family, key, sequence, value_len as u32)
+                    .encode(batch.value(value_start, value_len))
             }
             BatchOperation::Delete { column_family, key } => {
                 body_len += RECORD_HEADER_SIZE as u64;
-                RecordHeader { kind: RecordKind::Delete, flags: 0, column_family, value_len: 0, sequence, key }
-                    .encode(&[])
+                RecordHeader::new(RecordKind::Delete, column_family, key, sequence, 0).encode(&[])
             }
         })
         .collect();

@@ -92,6 +92,11 @@ pub enum Decoded {
 }
 
 impl RecordHeader {
+    /// The header of a record of `kind` with no flags.
+    pub fn new(kind: RecordKind, column_family: u16, key: i64, sequence: u64, value_len: u32) -> Self {
+        RecordHeader { kind, flags: 0, column_family, value_len, sequence, key }
+    }
+
     /// The total encoded length of the record (header and value).
     pub fn record_len(&self) -> usize {
         RECORD_HEADER_SIZE + self.value_len as usize

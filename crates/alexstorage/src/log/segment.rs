@@ -99,8 +99,13 @@ impl Segment {
             return Err(error);
         }
         let map = MmapOptions::new().len(capacity as usize).map_raw(&file)?;
+        Ok(Self::with_map(id, path, file, map, true))
+    }
+
+    /// A segment over `map` with no records yet published.
+    fn with_map(id: u32, path: PathBuf, file: File, map: MmapRaw, writable: bool) -> Segment {
         let start = SEGMENT_HEADER_SIZE as u64;
-        Ok(Segment {
+        Segment {
             id,
             path,
             file,
@@ -109,8 +114,8 @@ impl Segment {
             synced: AtomicU64::new(start),
             tail: Mutex::new(start),
             sync_failure: Mutex::new(None),
-            writable: true,
-        })
+            writable,
+        }
     }
 
     fn initialize(file: &File, dir: &Path, id: u32, capacity: u64) -> Result<()> {
@@ -156,19 +161,7 @@ impl Segment {
         } else {
             MmapOptions::new().len(mapped as usize).map_raw_read_only(&file)?
         };
-        let id = header.id;
-        let start = SEGMENT_HEADER_SIZE as u64;
-        Ok(Opened::Segment(Segment {
-            id,
-            path: path.to_path_buf(),
-            file,
-            map,
-            published: AtomicU64::new(start),
-            synced: AtomicU64::new(start),
-            tail: Mutex::new(start),
-            sync_failure: Mutex::new(None),
-            writable,
-        }))
+        Ok(Opened::Segment(Self::with_map(header.id, path.to_path_buf(), file, map, writable)))
     }
 
     /// The segment's id.
