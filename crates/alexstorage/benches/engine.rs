@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use alexstorage::keygen::{generate, KeyPattern, SplitMix64};
-use alexstorage::Db;
+use alexstorage::{Db, Durability, Options};
 
 fn value_of(key: i64, size: usize) -> Vec<u8> {
     (0..size).map(|index| byte_of(key, index)).collect()
@@ -115,6 +115,32 @@ fn main() {
         replay_ms.push(start.elapsed().as_secs_f64() * 1e3);
         assert_eq!(db.len(), keys);
     }
+    // Durable writes: Durability::Sync, 1 thread, then 8 threads sharing syncs.
+    let sync_rates: Vec<(usize, f64, u64)> = [1usize, 8]
+        .iter()
+        .map(|&threads| {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Options::new().durability(Durability::Sync).open(dir.path()).unwrap();
+            let per_thread = 2000 / threads;
+            let start = Instant::now();
+            let handles: Vec<_> = (0..threads)
+                .map(|thread| {
+                    let db = db.clone();
+                    let value = vec![7u8; size];
+                    std::thread::spawn(move || {
+                        for index in 0..per_thread {
+                            db.put((thread * per_thread + index) as i64, &value).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+            let rate = (threads * per_thread) as f64 / start.elapsed().as_secs_f64();
+            (threads, rate, db.stats().syncs)
+        })
+        .collect();
     let (put, btree, get, hash) = (median(put_ns), median(btree_ns), median(get_ns), median(hash_ns));
     let (reopen, replay) = (median(reopen_ms), median(replay_ms));
     let verdict = |met: bool| if met { "met" } else { "NOT met" };
@@ -127,7 +153,9 @@ fn main() {
          | reopen after clean close (checkpoint), ms | {reopen:.0} | | | < 1000: {} |\n\
          | reopen replaying the whole log, ms | {replay:.0} | | | |\n\
          | index heap, bytes per key | {:.1} | | | |\n\
-         | log bytes / raw bytes (key + value) | {:.3} | | | |\n",
+         | log bytes / raw bytes (key + value) | {:.3} | | | |\n\
+         | Sync puts/s, 1 thread ({} syncs for 2000 puts) | {:.0} | | | |\n\
+         | Sync puts/s, 8 threads ({} syncs for 2000 puts) | {:.0} | | {:.2}x the 1-thread rate | |\n",
         get / hash,
         verdict(get <= 2.0 * hash),
         put / btree,
@@ -135,6 +163,11 @@ fn main() {
         verdict(reopen < 1000.0),
         index_bytes as f64 / keys as f64,
         log_bytes as f64 / raw,
+        sync_rates[0].2,
+        sync_rates[0].1,
+        sync_rates[1].2,
+        sync_rates[1].1,
+        sync_rates[1].1 / sync_rates[0].1,
     );
     println!("{table}");
     if let Some(path) = markdown {

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -62,6 +63,8 @@ struct Shared {
     crashed: std::sync::atomic::AtomicBool,
     /// Serializes checkpoint writers; holds the sequence of the newest checkpoint.
     checkpoint_lock: Arc<Mutex<u64>>,
+    /// Segment syncs since open (outside the lock: syncs run outside it).
+    syncs: AtomicU64,
 }
 
 struct State {
@@ -84,7 +87,6 @@ struct Counters {
     batches: u64,
     batch_writes: u64,
     bytes_written: u64,
-    syncs: u64,
 }
 
 impl std::fmt::Debug for Db {
@@ -164,6 +166,7 @@ impl Db {
             _stop_syncer: Mutex::new(None),
             crashed: std::sync::atomic::AtomicBool::new(false),
             checkpoint_lock: Arc::new(Mutex::new(0)),
+            syncs: AtomicU64::new(0),
         });
         if let (Durability::Periodic(interval), false) = (shared.options.durability, shared.options.read_only) {
             start_periodic_syncer(&shared, interval)?;
@@ -188,7 +191,7 @@ impl Db {
         state.index.insert(key, location.0);
         state.counters.puts += 1;
         state.counters.bytes_written += (RECORD_HEADER_SIZE + value.len()) as u64;
-        self.after_write(&mut state)
+        self.after_write(state)
     }
 
     /// The latest value of `key`.
@@ -231,7 +234,7 @@ impl Db {
         state.index.remove(key);
         state.counters.deletes += 1;
         state.counters.bytes_written += RECORD_HEADER_SIZE as u64;
-        self.after_write(&mut state)
+        self.after_write(state)
     }
 
     /// Applies every write of `batch` atomically: readers see all or none of them, and
@@ -285,7 +288,7 @@ impl Db {
         state.counters.batches += 1;
         state.counters.batch_writes += u64::from(count);
         state.counters.bytes_written += (RECORD_HEADER_SIZE + descriptor.len()) as u64 + body_len;
-        self.after_write(&mut state)
+        self.after_write(state)
     }
 
     /// Number of live keys (exact).
@@ -318,9 +321,7 @@ impl Db {
                 }
             }
         }
-        if synced > 0 {
-            self.shared.state.write().counters.syncs += synced;
-        }
+        self.shared.syncs.fetch_add(synced, Ordering::Relaxed);
         Ok(())
     }
 
@@ -353,7 +354,7 @@ impl Db {
             batches: counters.batches,
             batch_writes: counters.batch_writes,
             bytes_written: counters.bytes_written,
-            syncs: counters.syncs,
+            syncs: self.shared.syncs.load(Ordering::Relaxed),
             unsynced_bytes: state.log.segments().map(|segment| segment.unsynced()).sum(),
             opened_from_checkpoint: state.recovery.0,
             replayed_keys: state.recovery.1,
@@ -414,28 +415,41 @@ impl Db {
         Ok(state)
     }
 
-    /// Makes a write durable when the durability mode says so, and starts a
-    /// checkpoint after a segment roll-over.
-    fn after_write(&self, state: &mut State) -> Result<()> {
+    /// Finishes a write: starts a checkpoint after a segment roll-over, releases the
+    /// write lock, and, in `Sync` mode, makes the write durable.
+    ///
+    /// The sync runs outside the store's lock, which is what makes it a group commit:
+    /// a segment syncs everything published so far, so writers whose records were
+    /// appended while another writer's `msync` was in flight find their records
+    /// already durable, or share the next `msync`. Each returns only once its own
+    /// record is durable.
+    fn after_write(&self, mut state: RwLockWriteGuard<'_, State>) -> Result<()> {
         if state.log.rollovers() != state.checkpointed_rollovers {
             state.checkpointed_rollovers = state.log.rollovers();
-            self.start_background_checkpoint(state)?;
+            self.start_background_checkpoint(&state)?;
         }
         if self.shared.options.durability != Durability::Sync {
             return Ok(());
         }
-        match state.log.sync() {
-            Ok(synced) => {
-                state.counters.syncs += synced as u64;
-                Ok(())
-            }
-            Err(error) => {
-                // The write is in the log but may not be durable, and a failed sync
-                // can lose dirty pages: refuse further writes until a reopen recovers.
-                state.poisoned = Some(error.to_string());
-                Err(error)
+        let unsynced: Vec<Arc<Segment>> =
+            state.log.segments().filter(|segment| segment.unsynced() > 0).cloned().collect();
+        drop(state);
+        for segment in unsynced {
+            match segment.sync() {
+                Ok(true) => {
+                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    // The write is in the log but may not be durable, and a failed
+                    // sync can lose dirty pages: refuse further writes until a reopen
+                    // recovers.
+                    self.shared.state.write().poisoned = Some(error.to_string());
+                    return Err(error);
+                }
             }
         }
+        Ok(())
     }
 }
 
@@ -673,7 +687,7 @@ fn start_periodic_syncer(shared: &Arc<Shared>, interval: Duration) -> Result<()>
             }
         }
         if let (true, Some(shared)) = (synced > 0, weak.upgrade()) {
-            shared.state.write().counters.syncs += synced;
+            shared.syncs.fetch_add(synced, Ordering::Relaxed);
         }
     })?;
     *shared._stop_syncer.lock() = Some(stop);
