@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use alexstorage::{Db, Durability, Options, WriteBatch};
@@ -110,7 +112,7 @@ fn run(durability: Durability, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(48), ..ProptestConfig::default() })]
 
     #[test]
     fn buffered_store_matches_btreemap(ops in prop::collection::vec(op(), 1..150)) {

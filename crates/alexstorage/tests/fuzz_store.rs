@@ -4,11 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use alexstorage::fuzzing::{damage_valid_store_checked, open_arbitrary_store};
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(200), ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_store_files_never_panic(data in prop::collection::vec(any::<u8>(), 0..4096)) {

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -114,7 +116,7 @@ const TINY: IndexConfig = IndexConfig { max_data_node_slots: 64, max_fanout_bits
 const SMALL: IndexConfig = IndexConfig { max_data_node_slots: 256, max_fanout_bits: 4 };
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(64), ..ProptestConfig::default() })]
 
     #[test]
     fn tiny_nodes_match_btreemap(
