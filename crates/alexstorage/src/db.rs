@@ -187,11 +187,12 @@ impl Db {
         let sequence = state.sequence + 1;
         let header = RecordHeader::new(RecordKind::Put, 0, key, sequence, value.len() as u32);
         let location = state.log.append(&[&header.encode(value), value])?;
+        let written = (location, (RECORD_HEADER_SIZE + value.len()) as u64);
         state.sequence = sequence;
         state.index.insert(key, location.0);
         state.counters.puts += 1;
         state.counters.bytes_written += (RECORD_HEADER_SIZE + value.len()) as u64;
-        self.after_write(state)
+        self.after_write(state, written)
     }
 
     /// The latest value of `key`.
@@ -229,12 +230,13 @@ impl Db {
         }
         let sequence = state.sequence + 1;
         let header = RecordHeader::new(RecordKind::Delete, 0, key, sequence, 0);
-        state.log.append(&[&header.encode(&[])])?;
+        let location = state.log.append(&[&header.encode(&[])])?;
+        let written = (location, RECORD_HEADER_SIZE as u64);
         state.sequence = sequence;
         state.index.remove(key);
         state.counters.deletes += 1;
         state.counters.bytes_written += RECORD_HEADER_SIZE as u64;
-        self.after_write(state)
+        self.after_write(state, written)
     }
 
     /// Applies every write of `batch` atomically: readers see all or none of them, and
@@ -267,6 +269,7 @@ impl Db {
             }
         }
         let start = state.log.append(&parts)?;
+        let written = (start, parts.iter().map(|part| part.len() as u64).sum::<u64>());
         state.sequence = sequence;
         let mut offset = u64::from(start.offset()) + (RECORD_HEADER_SIZE + descriptor.len()) as u64;
         for operation in &batch.operations {
@@ -288,7 +291,7 @@ impl Db {
         state.counters.batches += 1;
         state.counters.batch_writes += u64::from(count);
         state.counters.bytes_written += (RECORD_HEADER_SIZE + descriptor.len()) as u64 + body_len;
-        self.after_write(state)
+        self.after_write(state, written)
     }
 
     /// Number of live keys (exact).
@@ -423,7 +426,7 @@ impl Db {
     /// appended while another writer's `msync` was in flight find their records
     /// already durable, or share the next `msync`. Each returns only once its own
     /// record is durable.
-    fn after_write(&self, mut state: RwLockWriteGuard<'_, State>) -> Result<()> {
+    fn after_write(&self, mut state: RwLockWriteGuard<'_, State>, written: (Location, u64)) -> Result<()> {
         if state.log.rollovers() != state.checkpointed_rollovers {
             state.checkpointed_rollovers = state.log.rollovers();
             self.start_background_checkpoint(&state)?;
@@ -431,25 +434,25 @@ impl Db {
         if self.shared.options.durability != Durability::Sync {
             return Ok(());
         }
-        let unsynced: Vec<Arc<Segment>> =
-            state.log.segments().filter(|segment| segment.unsynced() > 0).cloned().collect();
+        // Earlier segments were synced when they were sealed: only the one written
+        // to can hold this write's unsynced bytes.
+        let (location, len) = written;
+        let segment = state.log.segment(location.segment()).cloned();
         drop(state);
-        for segment in unsynced {
-            match segment.sync() {
-                Ok(true) => {
-                    self.shared.syncs.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    // The write is in the log but may not be durable, and a failed
-                    // sync can lose dirty pages: refuse further writes until a reopen
-                    // recovers.
-                    self.shared.state.write().poisoned = Some(error.to_string());
-                    return Err(error);
-                }
+        let Some(segment) = segment else { return Ok(()) };
+        match segment.sync_through(u64::from(location.offset()) + len) {
+            Ok(true) => {
+                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(error) => {
+                // The write is in the log but may not be durable, and a failed sync
+                // can lose dirty pages: refuse further writes until a reopen recovers.
+                self.shared.state.write().poisoned = Some(error.to_string());
+                Err(error)
             }
         }
-        Ok(())
     }
 }
 

@@ -289,13 +289,20 @@ impl Segment {
 
     /// Makes everything published so far durable; returns whether anything was synced.
     pub fn sync(&self) -> Result<bool> {
+        self.sync_through(u64::MAX)
+    }
+
+    /// Makes the bytes below `end` durable (and, while at it, everything published);
+    /// returns whether an `msync` was needed. A writer waiting here while another's
+    /// sync runs usually finds its record already covered: that is the group commit.
+    pub fn sync_through(&self, end: u64) -> Result<bool> {
         let mut failure = self.sync_failure.lock();
         if let Some(reason) = failure.as_ref() {
             return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
         }
         let published = self.published();
         let synced = self.synced.load(Ordering::Acquire);
-        if published <= synced || !self.writable {
+        if published <= synced || end <= synced || !self.writable {
             return Ok(false);
         }
         if let Err(error) = self.map.flush_range(synced as usize, (published - synced) as usize) {
