@@ -313,19 +313,16 @@ impl Db {
             }
             state.log.segments().cloned().collect()
         };
-        let mut synced = 0;
-        for segment in segments {
-            match segment.sync() {
-                Ok(true) => synced += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    self.shared.state.write().poisoned = Some(error.to_string());
-                    return Err(error);
-                }
+        match sync_segments(&segments) {
+            Ok(synced) => {
+                self.shared.syncs.fetch_add(synced, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.shared.state.write().poisoned = Some(error.to_string());
+                Err(error)
             }
         }
-        self.shared.syncs.fetch_add(synced, Ordering::Relaxed);
-        Ok(())
     }
 
     /// Reads every record of every segment and checks every checksum. Returns the
@@ -660,6 +657,18 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
     }
 }
 
+/// Syncs every segment in `segments`; returns how many needed an `msync`, or the
+/// first failure (after which the caller poisons the store).
+fn sync_segments(segments: &[Arc<Segment>]) -> Result<u64> {
+    let mut synced = 0;
+    for segment in segments {
+        if segment.sync()? {
+            synced += 1;
+        }
+    }
+    Ok(synced)
+}
+
 /// Starts the background syncer of `Durability::Periodic`; it stops when the store
 /// closes.
 fn start_periodic_syncer(shared: &Arc<Shared>, interval: Duration) -> Result<()> {
@@ -676,22 +685,15 @@ fn start_periodic_syncer(shared: &Arc<Shared>, interval: Duration) -> Result<()>
             Some(shared) => shared.state.read().log.segments().cloned().collect(),
             None => return,
         };
-        let mut synced = 0;
-        for segment in segments {
-            match segment.sync() {
-                Ok(true) => synced += 1,
-                Ok(false) => {}
-                Err(error) => {
-                    if let Some(shared) = weak.upgrade() {
-                        shared.state.write().poisoned = Some(error.to_string());
-                    }
-                    return;
-                }
+        let result = sync_segments(&segments);
+        let Some(shared) = weak.upgrade() else { return };
+        match result {
+            Ok(synced) => shared.syncs.fetch_add(synced, Ordering::Relaxed),
+            Err(error) => {
+                shared.state.write().poisoned = Some(error.to_string());
+                return;
             }
-        }
-        if let (true, Some(shared)) = (synced > 0, weak.upgrade()) {
-            shared.syncs.fetch_add(synced, Ordering::Relaxed);
-        }
+        };
     })?;
     *shared._stop_syncer.lock() = Some(stop);
     Ok(())
