@@ -58,7 +58,7 @@ struct Shared {
     /// Held for the life of a writable store (the lock is released when it closes).
     _lock: Option<File>,
     /// Dropping it stops the periodic syncer.
-    _stop_syncer: Mutex<Option<Sender<()>>>,
+    stop_syncer: Mutex<Option<Sender<()>>>,
     /// Set by [`Db::simulate_crash`]: close without the final sync.
     crashed: std::sync::atomic::AtomicBool,
     /// Serializes checkpoint writers; holds the sequence of the newest checkpoint.
@@ -163,7 +163,7 @@ impl Db {
             options,
             state: RwLock::new(state),
             _lock: lock,
-            _stop_syncer: Mutex::new(None),
+            stop_syncer: Mutex::new(None),
             crashed: std::sync::atomic::AtomicBool::new(false),
             checkpoint_lock: Arc::new(Mutex::new(0)),
             syncs: AtomicU64::new(0),
@@ -695,6 +695,6 @@ fn start_periodic_syncer(shared: &Arc<Shared>, interval: Duration) -> Result<()>
             }
         };
     })?;
-    *shared._stop_syncer.lock() = Some(stop);
+    *shared.stop_syncer.lock() = Some(stop);
     Ok(())
 }

@@ -14,32 +14,24 @@ use crate::log::segment::Segment;
 /// deletes, new segments, compaction, closing the store). `to_vec()` copies it out.
 #[derive(Clone)]
 pub struct Value {
-    repr: Repr,
-}
-
-#[derive(Clone)]
-enum Repr {
-    /// `len` bytes at `offset` of a segment, below its published end.
-    Mapped { segment: Arc<Segment>, offset: u64, len: usize },
-    /// Bytes of our own (a decompressed value).
-    Owned(Arc<[u8]>),
+    /// The segment holding the bytes; keeps its mapping alive.
+    segment: Arc<Segment>,
+    /// Where the bytes start in the segment (below its published end).
+    offset: u64,
+    /// How many bytes.
+    len: usize,
 }
 
 impl Value {
     /// A view of `len` published bytes at `offset` of `segment`.
     pub(crate) fn mapped(segment: Arc<Segment>, offset: u64, len: usize) -> Value {
-        Value { repr: Repr::Mapped { segment, offset, len } }
+        Value { segment, offset, len }
     }
 
-    /// A value owning its bytes.
-    #[allow(dead_code)]
-    pub(crate) fn owned(bytes: impl Into<Arc<[u8]>>) -> Value {
-        Value { repr: Repr::Owned(bytes.into()) }
-    }
-
-    /// Whether the bytes are a view of the mapped file (no copy was made).
+    /// Whether the bytes are a view of the mapped file (no copy was made). Always
+    /// true in this version; compressed values, when they come, will be copies.
     pub fn is_zero_copy(&self) -> bool {
-        matches!(self.repr, Repr::Mapped { .. })
+        true
     }
 }
 
@@ -48,13 +40,10 @@ impl Deref for Value {
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        match &self.repr {
-            // The range was published before this value was made and published bytes
-            // never change, so `read` cannot fail here; an empty slice is the
-            // defensive answer rather than a panic.
-            Repr::Mapped { segment, offset, len } => segment.read(*offset, *len).unwrap_or(&[]),
-            Repr::Owned(bytes) => bytes,
-        }
+        // The range was published before this value was made and published bytes
+        // never change, so `read` cannot fail here; an empty slice is the defensive
+        // answer rather than a panic.
+        self.segment.read(self.offset, self.len).unwrap_or(&[])
     }
 }
 

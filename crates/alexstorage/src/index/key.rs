@@ -14,7 +14,6 @@ pub(crate) fn to_unsigned(key: i64) -> u64 {
 
 /// Inverse of [`to_unsigned`].
 #[inline]
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn from_unsigned(value: u64) -> i64 {
     (value ^ (1 << 63)) as i64
 }

@@ -10,7 +10,7 @@ pub mod recovery;
 pub mod segment;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::{Error, Result};
@@ -133,10 +133,5 @@ impl Log {
     /// How many times since open a full segment was sealed for a new one.
     pub fn rollovers(&self) -> u64 {
         self.rollovers
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }

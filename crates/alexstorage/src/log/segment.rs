@@ -192,11 +192,6 @@ impl Segment {
         self.published().saturating_sub(self.synced.load(Ordering::Acquire))
     }
 
-    /// Bytes still free for appends.
-    pub fn remaining(&self) -> u64 {
-        self.capacity().saturating_sub(*self.tail.lock())
-    }
-
     /// The whole mapping, for recovery's scan. Exclusive access (`&mut self`) means no
     /// append can run concurrently.
     pub fn contents(&mut self) -> &[u8] {
@@ -311,12 +306,6 @@ impl Segment {
         }
         self.synced.store(published, Ordering::Release);
         Ok(true)
-    }
-
-    /// Syncs the whole file, metadata included (used before a segment is relied upon).
-    pub fn sync_file(&self) -> Result<()> {
-        self.file.sync_all()?;
-        Ok(())
     }
 }
 
