@@ -470,31 +470,12 @@ impl Drop for Shared {
         if *newest < state.sequence || state.sequence == 0 {
             let ends = state.log.segment_ends();
             let entries = state.index.iter();
-            if checkpoint::write(&self.path, state.sequence, &ends, ExactIter(entries, state.index.len())).is_ok() {
+            if checkpoint::write(&self.path, state.sequence, &ends, entries).is_ok() {
                 *newest = state.sequence;
             }
         }
     }
 }
-
-/// An iterator with a known length.
-struct ExactIter<I>(I, usize);
-
-impl<I: Iterator> Iterator for ExactIter<I> {
-    type Item = I::Item;
-
-    fn next(&mut self) -> Option<I::Item> {
-        let item = self.0.next()?;
-        self.1 = self.1.saturating_sub(1);
-        Some(item)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.1, Some(self.1))
-    }
-}
-
-impl<I: Iterator> ExactSizeIterator for ExactIter<I> {}
 
 fn invalid_checkpoint(error: crate::index::BulkLoadError) -> Error {
     Error::InvalidArgument(format!("index rebuild failed: {error}"))

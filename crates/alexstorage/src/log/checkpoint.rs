@@ -36,25 +36,31 @@ pub fn write(
     dir: &Path,
     sequence: u64,
     segments: &[(u32, u64)],
-    entries: impl ExactSizeIterator<Item = (i64, u64)>,
+    entries: impl Iterator<Item = (i64, u64)>,
 ) -> Result<()> {
-    let count = entries.len();
-    let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count * 16 + 4);
+    let (count_hint, _) = entries.size_hint();
+    let capacity = CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count_hint * ENTRY_SIZE + 4;
+    let mut bytes = Vec::with_capacity(capacity);
     bytes.extend_from_slice(&CHECKPOINT_MAGIC);
     bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&0u32.to_le_bytes());
     bytes.extend_from_slice(&sequence.to_le_bytes());
     bytes.extend_from_slice(&(segments.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&(count as u64).to_le_bytes());
+    bytes.extend_from_slice(&0u64.to_le_bytes()); // entry count, filled in below
     bytes.extend_from_slice(&[0u8; 8]);
     debug_assert_eq!(bytes.len(), CHECKPOINT_HEADER_SIZE);
     for &(id, end) in segments {
         bytes.extend_from_slice(&id.to_le_bytes());
         bytes.extend_from_slice(&end.to_le_bytes());
     }
+    let mut count = 0u64;
     for (key, location) in entries {
         bytes.extend_from_slice(&key.to_le_bytes());
         bytes.extend_from_slice(&location.to_le_bytes());
+        count += 1;
+    }
+    if let Some(field) = bytes.get_mut(32..40) {
+        field.copy_from_slice(&count.to_le_bytes());
     }
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
