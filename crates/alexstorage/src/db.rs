@@ -30,7 +30,7 @@ use crate::log::format::{
     BatchDescriptor, Decoded, HeaderError, RecordHeader, RecordKind, StoreHeader, FORMAT_VERSION, RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
 };
-use crate::log::recovery::Replayed;
+use crate::log::recovery::{verify_records, Replayed};
 use crate::log::segment::{sync_directory, Segment};
 use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
@@ -330,8 +330,9 @@ impl Db {
     pub fn verify(&self) -> Result<VerifyReport> {
         let segments: Vec<Arc<Segment>> = self.shared.state.read().log.segments().cloned().collect();
         let mut report = VerifyReport { segments: segments.len(), ..VerifyReport::default() };
+        let mut sequence = 0;
         for segment in &segments {
-            verify_segment(segment, &mut report);
+            verify_segment(segment, &mut sequence, &mut report);
         }
         match report.corrupt.first() {
             Some(bad) => Err(Error::corruption(&bad.file, bad.offset, bad.reason.clone())),
@@ -528,27 +529,18 @@ fn encode_batch(batch: &WriteBatch, sequence: u64) -> (Vec<[u8; RECORD_HEADER_SI
 }
 
 /// Decodes every published record of `segment` into `report`.
-fn verify_segment(segment: &Segment, report: &mut VerifyReport) {
-    let start = SEGMENT_HEADER_SIZE as u64;
+/// Checks every published record of `segment` as recovery would (checksums, rising
+/// sequence numbers after `sequence`, complete batches) into `report`.
+fn verify_segment(segment: &Segment, sequence: &mut u64, report: &mut VerifyReport) {
     let published = segment.published();
-    let bytes = segment.read(start, (published - start) as usize).unwrap_or(&[]);
-    let mut at = 0usize;
-    while at < bytes.len() {
-        match RecordHeader::decode(bytes.get(at..).unwrap_or(&[])) {
-            Decoded::Record { len, .. } => {
-                report.records += 1;
-                report.bytes += len as u64;
-                at += len;
-            }
-            Decoded::End => {
-                let reason = "zero bytes inside the written log".to_string();
-                report.corrupt.push(CorruptRecord { file: segment.path().into(), offset: start + at as u64, reason });
-                return;
-            }
-            Decoded::Invalid(reason) => {
-                report.corrupt.push(CorruptRecord { file: segment.path().into(), offset: start + at as u64, reason });
-                return;
-            }
+    let contents = segment.read(0, published as usize).unwrap_or(&[]);
+    match verify_records(contents, segment.id(), sequence) {
+        Ok(writes) => {
+            report.records += writes;
+            report.bytes += published - SEGMENT_HEADER_SIZE as u64;
+        }
+        Err((offset, reason)) => {
+            report.corrupt.push(CorruptRecord { file: segment.path().into(), offset: offset as u64, reason });
         }
     }
 }

@@ -44,9 +44,9 @@ pub struct Stats {
 pub struct VerifyReport {
     /// Segments read.
     pub segments: usize,
-    /// Records whose checksums matched.
+    /// Writes (puts and deletes, batch members included) whose records checked out.
     pub records: u64,
-    /// Bytes of those records.
+    /// Bytes of records in the segments that checked out.
     pub bytes: u64,
     /// Every bad record found (at most one per segment: a scan cannot resume after
     /// one).

@@ -213,6 +213,20 @@ fn recover_segment(
     segment.set_recovered_end(end as u64, dirty_end as u64, is_last)
 }
 
+/// Checks the records of `contents` (a segment's bytes from offset 0 up to its end of
+/// records) exactly as recovery reads them: checksums, sequence numbers rising from
+/// `sequence`, complete batches, and no end marker before the end. Returns the writes
+/// (puts and deletes, batch members included) counted, or the offset and reason of the
+/// first bad record.
+pub fn verify_records(contents: &[u8], segment: u32, sequence: &mut u64) -> std::result::Result<u64, (usize, String)> {
+    let mut writes = 0u64;
+    match scan(contents, SEGMENT_HEADER_SIZE, segment, sequence, &mut |_| writes += 1) {
+        ScanEnd::Clean { end } if end == contents.len() => Ok(writes),
+        ScanEnd::Clean { end } => Err((end, "zero bytes inside the written log".into())),
+        ScanEnd::Bad { offset, reason, .. } | ScanEnd::Corrupt { offset, reason } => Err((offset, reason)),
+    }
+}
+
 /// Scans records from `start` on, replaying them.
 fn scan(contents: &[u8], start: usize, segment: u32, sequence: &mut u64, apply: &mut impl FnMut(Replayed)) -> ScanEnd {
     let mut at = start;
