@@ -136,13 +136,7 @@ impl<'a, P: Copy + Default> Iterator for Iter<'a, P> {
     #[inline]
     fn next(&mut self) -> Option<(i64, P)> {
         if let End::Unsought = self.front {
-            self.front = match self.index.seek_at_or_after(self.low) {
-                Some((node, slot)) => match self.index.data.get(node as usize) {
-                    Some(data) => End::At(Cursor::front(node, data, slot)),
-                    None => End::Finished,
-                },
-                None => End::Finished,
-            };
+            self.front = self.index.end_at(self.index.seek_at_or_after(self.low), Cursor::front);
         }
         let End::At(front) = &mut self.front else { return None };
         let slot = front.data.slots.get(front.slot)?;
@@ -157,13 +151,7 @@ impl<'a, P: Copy + Default> Iterator for Iter<'a, P> {
         }
         if let End::At(front) = &mut self.front {
             if !front.step_forward() {
-                self.front = match self.index.first_from(front.data.next, 0) {
-                    Some((node, slot)) => match self.index.data.get(node as usize) {
-                        Some(data) => End::At(Cursor::front(node, data, slot)),
-                        None => End::Finished,
-                    },
-                    None => End::Finished,
-                };
+                self.front = self.index.end_at(self.index.first_from(front.data.next, 0), Cursor::front);
             }
         }
         Some(item)
@@ -174,13 +162,7 @@ impl<'a, P: Copy + Default> DoubleEndedIterator for Iter<'a, P> {
     #[inline]
     fn next_back(&mut self) -> Option<(i64, P)> {
         if let End::Unsought = self.back {
-            self.back = match self.index.seek_at_or_before(self.high) {
-                Some((node, slot)) => match self.index.data.get(node as usize) {
-                    Some(data) => End::At(Cursor::back(node, data, slot)),
-                    None => End::Finished,
-                },
-                None => End::Finished,
-            };
+            self.back = self.index.end_at(self.index.seek_at_or_before(self.high), Cursor::back);
         }
         let End::At(back) = &mut self.back else { return None };
         let slot = back.data.slots.get(back.slot)?;
@@ -195,13 +177,7 @@ impl<'a, P: Copy + Default> DoubleEndedIterator for Iter<'a, P> {
         }
         if let End::At(back) = &mut self.back {
             if !back.step_backward() {
-                self.back = match self.index.last_from(back.data.prev, usize::MAX) {
-                    Some((node, slot)) => match self.index.data.get(node as usize) {
-                        Some(data) => End::At(Cursor::back(node, data, slot)),
-                        None => End::Finished,
-                    },
-                    None => End::Finished,
-                };
+                self.back = self.index.end_at(self.index.last_from(back.data.prev, usize::MAX), Cursor::back);
             }
         }
         Some(item)
@@ -243,6 +219,18 @@ impl<P: Copy + Default> Alex<P> {
     /// The largest key and its payload.
     pub fn last(&self) -> Option<(i64, P)> {
         self.iter().next_back()
+    }
+
+    /// An iteration end at `position` (a cursor made by `cursor`), or finished.
+    fn end_at<'a>(
+        &'a self,
+        position: Option<Position>,
+        cursor: fn(u32, &'a DataNode<P>, usize) -> Cursor<'a, P>,
+    ) -> End<'a, P> {
+        match position.and_then(|(node, slot)| Some(cursor(node, self.data.get(node as usize)?, slot))) {
+            Some(cursor) => End::At(cursor),
+            None => End::Finished,
+        }
     }
 
     /// The first real slot at or after slot `from` of `node`, following the list.
