@@ -78,7 +78,8 @@ pub fn damage_valid_store(dir: &Path, damage: &[u8]) -> Result<()> {
     read_everything(dir, true)
 }
 
-/// Opens the store and reads all it can; panics only if a read returns wrong bytes.
+/// Opens the store and reads all it can (checking values is the callers' job:
+/// [`damage_valid_store_checked`] knows what was written).
 fn read_everything(dir: &Path, write_after: bool) -> Result<()> {
     let db = Db::open(dir)?;
     let _ = db.len();
