@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The main job of the README. Until the comparative benchmark of ../shared/BENCHMARKS.md
-# exists (it will take this place), it runs the learned-index benchmark (ALEX against
-# BTreeMap and binary search on a sorted Vec) at 1M and 10M keys on four key
-# distributions, then the store benchmark at 1M keys x 100 B, and writes the tables to
-# bench-out/. Extra arguments go to the index benchmark, e.g. `--keys 1000000`.
+# The main job of the README: the comparative benchmark of ../shared/BENCHMARKS.md at
+# its defaults (1M keys, 100-byte values, uniform keys, 3 repeats) against RocksDB,
+# LMDB, redb, fjall, sled and std's maps. Installs what the peer engines need to build
+# (the first build compiles RocksDB's C++: 25-45 minutes on 2 cores), then runs.
+# Results: bench-out/results.md, results.json, all.png, headline.png.
+# Extra arguments go to the benchmark, e.g. `--keys 10000000 --repeats 1`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p bench-out
-cargo bench -p alexstorage --bench index -- --markdown bench-out/index.md "$@"
-cargo bench -p alexstorage --bench engine -- --keys 1000000 --markdown bench-out/engine.md
-echo "tables written to bench-out/index.md and bench-out/engine.md"
+bash scripts/deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/alexstorage-target}"
+cargo build --release -p alexstorage-bench
+exec "$CARGO_TARGET_DIR/release/alexstorage-bench" "$@"

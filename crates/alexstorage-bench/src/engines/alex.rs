@@ -1,0 +1,70 @@
+//! AlexStorage, the subject.
+
+use std::path::Path;
+
+use alexstorage::{Db, Durability, Options};
+use anyhow::Result;
+
+use super::{Class, EngineKind, Feature, Found, Latest, Reader, Store, Visit};
+
+/// AlexStorage with its defaults, durability per class.
+pub struct AlexStorage;
+
+impl EngineKind for AlexStorage {
+    fn name(&self) -> &'static str {
+        "alexstorage"
+    }
+
+    fn open(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>> {
+        let durability = match class {
+            Class::Buffered => Durability::Buffered,
+            Class::Sync => Durability::Sync,
+        };
+        Ok(Box::new(Options::new().durability(durability).open(dir)?))
+    }
+
+    fn settings(&self, class: Class) -> String {
+        let mode = match class {
+            Class::Buffered => "Durability::Buffered (record written into the shared writable mmap of the segment before put returns: survives kill -9, no fsync)",
+            Class::Sync => "Durability::Sync (msync of the record's pages before put returns)",
+        };
+        format!("{mode}; defaults otherwise (64 MiB segments, no compression)")
+    }
+
+    fn lacks(&self, feature: Feature) -> Option<&'static str> {
+        match feature {
+            Feature::Scan => Some("Db::range lands with issue 7"),
+            Feature::Compaction => Some("compaction lands with issue 7"),
+            Feature::Persistence => None,
+        }
+    }
+}
+
+impl Store for Db {
+    fn put(&self, key: i64, value: &[u8]) -> Result<()> {
+        Ok(Db::put(self, key, value)?)
+    }
+
+    fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {
+        match Db::get(self, key)? {
+            Some(value) => found(&value).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn reader(&self) -> Result<Box<dyn Reader + '_>> {
+        Ok(Box::new(Latest(self)))
+    }
+
+    fn scan(&self, _start: i64, _count: usize, _visit: Visit<'_>) -> Result<usize> {
+        anyhow::bail!("AlexStorage has no range scans yet")
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(Db::flush(self)?)
+    }
+
+    fn compact(&mut self) -> Result<()> {
+        anyhow::bail!("AlexStorage has no compaction yet")
+    }
+}

@@ -1,0 +1,85 @@
+//! fjall.
+
+use std::path::Path;
+
+use anyhow::Result;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{Class, EngineKind, Found, Latest, Reader, Store, Visit};
+use crate::data::{key_bytes, key_from_bytes};
+
+/// Block cache: larger than the data at 1M x 100 B (fjall recommends 20-25% of memory,
+/// or more when the data fits).
+const CACHE_BYTES: u64 = 1 << 30;
+
+/// fjall.
+pub struct Fjall;
+
+struct FjallStore {
+    db: Database,
+    keyspace: Keyspace,
+    persist: PersistMode,
+}
+
+impl EngineKind for Fjall {
+    fn name(&self) -> &'static str {
+        "fjall"
+    }
+
+    fn open(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>> {
+        let db = Database::builder(dir).cache_size(CACHE_BYTES).open()?;
+        let keyspace = db.keyspace("bench", KeyspaceCreateOptions::default)?;
+        let persist = match class {
+            Class::Buffered => PersistMode::Buffer,
+            Class::Sync => PersistMode::SyncData,
+        };
+        Ok(Box::new(FjallStore { db, keyspace, persist }))
+    }
+
+    fn settings(&self, class: Class) -> String {
+        let sync = match class {
+            Class::Buffered => {
+                "Database::persist(PersistMode::Buffer) after each insert (fjall's journal buffers in user space; \
+                 this hands each write to the OS, so it survives kill -9)"
+            }
+            Class::Sync => "Database::persist(PersistMode::SyncData) after each insert (fdatasync)",
+        };
+        format!("{sync}; 1 GiB cache, default keyspace options (bloom filters, LZ4)")
+    }
+}
+
+impl Store for FjallStore {
+    fn put(&self, key: i64, value: &[u8]) -> Result<()> {
+        self.keyspace.insert(key_bytes(key), value)?;
+        Ok(self.db.persist(self.persist)?)
+    }
+
+    fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {
+        match self.keyspace.get(key_bytes(key))? {
+            Some(value) => found(&value).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn reader(&self) -> Result<Box<dyn Reader + '_>> {
+        Ok(Box::new(Latest(self)))
+    }
+
+    fn scan(&self, start: i64, count: usize, visit: Visit<'_>) -> Result<usize> {
+        let mut visited = 0;
+        for guard in self.keyspace.range(key_bytes(start)..).take(count) {
+            let (key, value) = guard.into_inner()?;
+            visit(key_from_bytes(&key)?, &value)?;
+            visited += 1;
+        }
+        Ok(visited)
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(self.db.persist(PersistMode::SyncAll)?)
+    }
+
+    fn compact(&mut self) -> Result<()> {
+        Ok(self.keyspace.major_compact()?)
+    }
+}

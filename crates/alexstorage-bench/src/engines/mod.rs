@@ -1,0 +1,123 @@
+//! One adapter per engine, behind two small traits: [`EngineKind`] opens a store in a
+//! directory with a durability class and says how it is configured; [`Store`] is the
+//! open store. Every adapter stores the same `i64` keys (as order-preserving big-endian
+//! bytes where the engine wants bytes) and the same value bytes.
+
+mod alex;
+mod fjall_engine;
+mod lmdb;
+mod memory;
+mod redb_engine;
+mod rocks;
+mod sled_engine;
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// The durability class of a row: every engine in the row gets the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Class {
+    /// Each write returns once it is in the OS's hands (survives `kill -9` of the
+    /// process, not power loss); no fsync per write.
+    Buffered,
+    /// Each write returns once it is on stable storage (fsync/fdatasync/msync).
+    Sync,
+}
+
+/// Features a workload needs that an engine may lack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// Ordered scans from a start key.
+    Scan,
+    /// Data that outlives the process (reopen, on-disk size, sync writes).
+    Persistence,
+    /// An explicit call that reclaims the space of overwritten records.
+    Compaction,
+}
+
+/// Called with the bytes of a value that was found.
+pub type Found<'a> = &'a mut dyn FnMut(&[u8]) -> Result<()>;
+
+/// Called with each key and value a scan returns, in order.
+pub type Visit<'a> = &'a mut dyn FnMut(i64, &[u8]) -> Result<()>;
+
+/// An open store.
+pub trait Store: Send + Sync {
+    /// Writes `value` under `key` with the store's durability class.
+    fn put(&self, key: i64, value: &[u8]) -> Result<()>;
+
+    /// Reads the latest committed value of `key`; calls `found` with it. Returns whether
+    /// the key was present.
+    fn get(&self, key: i64, found: Found<'_>) -> Result<bool>;
+
+    /// A reader for a run of gets by one thread. Engines whose reads need a transaction
+    /// (LMDB, redb) keep one open for a bounded number of gets, as their documentation
+    /// recommends for read-heavy loops; the others read the latest state each time.
+    fn reader(&self) -> Result<Box<dyn Reader + '_>>;
+
+    /// Visits up to `count` entries with keys `>= start`, in ascending key order.
+    /// Returns how many it visited. Only called when the engine supports [`Feature::Scan`].
+    fn scan(&self, start: i64, count: usize, visit: Visit<'_>) -> Result<usize>;
+
+    /// Makes everything written so far durable (and, for engines that buffer in user
+    /// space, hands it to the OS).
+    fn flush(&self) -> Result<()>;
+
+    /// Reclaims the space of overwritten records now. Only called when the engine
+    /// supports [`Feature::Compaction`].
+    fn compact(&mut self) -> Result<()>;
+}
+
+/// A run of reads by one thread.
+pub trait Reader {
+    /// As [`Store::get`], possibly from a read transaction opened a few gets ago.
+    fn get(&mut self, key: i64, found: Found<'_>) -> Result<bool>;
+}
+
+/// Reads through [`Store::get`]: for engines with no read transactions.
+pub struct Latest<'a, S: ?Sized>(pub &'a S);
+
+impl<S: Store + ?Sized> Reader for Latest<'_, S> {
+    fn get(&mut self, key: i64, found: Found<'_>) -> Result<bool> {
+        self.0.get(key, found)
+    }
+}
+
+/// How many gets a read transaction serves before it is renewed.
+pub const READS_PER_TXN: u32 = 1024;
+
+/// An engine: how to open it and how it is configured.
+pub trait EngineKind: Sync {
+    /// Short name, as `--engines` takes it.
+    fn name(&self) -> &'static str;
+
+    /// Opens (creating if needed) a store in `dir` with durability class `class`.
+    fn open(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>>;
+
+    /// The exact settings used for `class`, for the report.
+    fn settings(&self, class: Class) -> String;
+
+    /// Why the engine cannot run workloads needing `feature`, if it cannot.
+    fn lacks(&self, _feature: Feature) -> Option<&'static str> {
+        None
+    }
+}
+
+/// Every engine, in report order: the subject first, then peers, then in-memory references.
+pub fn all() -> Vec<&'static dyn EngineKind> {
+    vec![
+        &alex::AlexStorage,
+        &rocks::RocksDb,
+        &lmdb::Lmdb,
+        &redb_engine::Redb,
+        &fjall_engine::Fjall,
+        &sled_engine::Sled,
+        &memory::HashMapRef,
+        &memory::BTreeMapRef,
+    ]
+}
+
+/// The name of the subject.
+pub const SUBJECT: &str = "alexstorage";
