@@ -72,7 +72,7 @@ struct Args {
     /// Durable writes per sync-write variant.
     #[arg(long, default_value_t = 10_000)]
     sync_writes: usize,
-    /// Operations per YCSB workload (default: the key count).
+    /// Operations per YCSB workload (default: a fifth of the key count).
     #[arg(long)]
     ycsb_ops: Option<usize>,
     /// Seed of every key and request stream.
@@ -125,7 +125,7 @@ fn run(args: Args) -> Result<()> {
         sync_writes: args.sync_writes.max(1),
         scans: (args.keys / 10).clamp(1, 10_000),
         scan_length: 100,
-        ycsb_ops: args.ycsb_ops.unwrap_or(args.keys),
+        ycsb_ops: args.ycsb_ops.unwrap_or(args.keys / 5).max(1),
         overwrite_passes: 3,
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;

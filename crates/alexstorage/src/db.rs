@@ -13,15 +13,17 @@
 //! be: the store then refuses writes (`Error::Poisoned`) until it is reopened and
 //! recovered, never continuing in a half-known state.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::batch::{BatchOperation, WriteBatch};
 use crate::index::Alex;
@@ -34,7 +36,9 @@ use crate::log::recovery::{verify_records, Replayed};
 use crate::log::segment::{sync_directory, Segment};
 use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
+use crate::snapshot::{History, OldVersion, Range, Registration, Snapshot};
 use crate::stats::{CorruptRecord, Stats, VerifyReport};
+use crate::value::{Lease, Leases};
 use crate::{Compression, Durability, Error, Options, Result, Value};
 
 /// Name of the file that marks a directory as a store.
@@ -45,18 +49,45 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const MAX_VALUE_SIZE_LIMIT: usize = 1 << 30;
 
 /// An open store. Cheap to clone; all clones share one store, which closes cleanly
-/// (everything acknowledged made durable) when the last handle is dropped.
+/// (everything acknowledged made durable, the lock file released) when the last
+/// handle is dropped. Snapshots and ranges may outlive it: they keep reading, but
+/// hold neither the lock nor any write path.
 #[derive(Clone)]
 pub struct Db {
     shared: Arc<Shared>,
+    /// Shared by the clones of this handle only: its drop closes the store.
+    _handle: Arc<Handle>,
 }
 
-struct Shared {
-    path: PathBuf,
+/// Closes the store when the last [`Db`] clone lets go of it.
+struct Handle(Arc<Shared>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) path: PathBuf,
     options: Options,
-    state: RwLock<State>,
-    /// Held for the life of a writable store (the lock is released when it closes).
-    _lock: Option<File>,
+    /// What readers use: the index, the segments, kept versions. Sharded: a reader
+    /// locks only its own shard, a writer all of them, briefly, for in-memory work.
+    view: ShardedLock<View>,
+    /// The single writer's section: the log tail and sequence numbers. Segment
+    /// roll-overs and their I/O happen under it, never under the view's lock.
+    writer: Mutex<Writer>,
+    /// Live snapshots: sequence -> how many.
+    snapshots: Mutex<BTreeMap<u64, usize>>,
+    /// 1 + the newest live snapshot's sequence, 0 if none. Changed under `snapshots`
+    /// while holding the view (shared for registering, exclusive for releasing);
+    /// read by writers under the exclusive view lock.
+    newest_snapshot: AtomicU64,
+    /// How the store was opened: from a checkpoint, and how many keys the log replay
+    /// touched.
+    recovery: (bool, usize),
+    /// Held while a writable store is open; released by [`Shared::close`].
+    lock_file: Mutex<Option<File>>,
     /// Dropping it stops the periodic syncer.
     stop_syncer: Mutex<Option<Sender<()>>>,
     /// Set by [`Db::simulate_crash`]: close without the final sync.
@@ -65,19 +96,50 @@ struct Shared {
     checkpoint_lock: Arc<Mutex<u64>>,
     /// Segment syncs since open (outside the lock: syncs run outside it).
     syncs: AtomicU64,
+    /// `Sync` writes acknowledged since open (each after its record was durable).
+    sync_writes: AtomicU64,
 }
 
-struct State {
-    index: Alex<u64>,
+/// The readers' side of the store.
+pub(crate) struct View {
+    pub(crate) index: Alex<u64>,
+    /// Every live segment, with leases for readers.
+    segments: HashMap<u32, Leases>,
+    /// The sequence of the last write readers can see.
+    pub(crate) sequence: u64,
+    /// Superseded versions live snapshots can still read.
+    pub(crate) history: History,
+}
+
+impl View {
+    /// A lease on the segment holding `location`; `None` if no such segment is live.
+    #[inline]
+    pub(crate) fn lease_at(&self, location: Location) -> Slot {
+        (location, self.segments.get(&location.segment()).map(Leases::lease))
+    }
+
+    /// Where the latest version of `key` is, with a lease on its segment.
+    #[inline]
+    pub(crate) fn locate(&self, key: i64) -> Option<Slot> {
+        self.index.get(key).map(|location| self.lease_at(Location(location)))
+    }
+}
+
+/// A record's location and a lease on its segment (`None`: the segment is missing,
+/// which reading reports as corruption).
+pub(crate) type Slot = (Location, Option<Arc<Lease>>);
+
+/// The writer's side of the store.
+struct Writer {
     log: Log,
+    /// The last sequence number assigned.
     sequence: u64,
     counters: Counters,
     poisoned: Option<String>,
     /// The log's roll-over count when the last checkpoint was started.
     checkpointed_rollovers: u64,
-    /// How the store was opened: from a checkpoint, and how many keys the log
-    /// replay touched.
-    recovery: (bool, usize),
+    /// The newest segment the view has leases for.
+    leased: u32,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -88,6 +150,9 @@ struct Counters {
     batch_writes: u64,
     bytes_written: u64,
 }
+
+/// A write's record(s): where they start and how many bytes.
+type Written = (Location, u64);
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -148,30 +213,31 @@ impl Db {
                 Alex::bulk_load(&pairs).map_err(invalid_checkpoint)?
             }
         };
+        let segments = log.segments().map(|segment| (segment.id(), Leases::new(Arc::clone(segment)))).collect();
+        let view = View { index, segments, sequence, history: History::default() };
         let checkpointed_rollovers = log.rollovers();
-        let state = State {
-            index,
-            log,
-            sequence,
-            counters: Counters::default(),
-            poisoned: None,
-            checkpointed_rollovers,
-            recovery: (used_checkpoint, replayed_keys),
-        };
+        let leased = log.segments().map(|segment| segment.id()).max().unwrap_or(0);
+        let writer =
+            Writer { log, sequence, counters: Counters::default(), poisoned: None, checkpointed_rollovers, leased };
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             options,
-            state: RwLock::new(state),
-            _lock: lock,
+            view: ShardedLock::new(view),
+            writer: Mutex::new(writer),
+            snapshots: Mutex::new(BTreeMap::new()),
+            newest_snapshot: AtomicU64::new(0),
+            recovery: (used_checkpoint, replayed_keys),
+            lock_file: Mutex::new(lock),
             stop_syncer: Mutex::new(None),
             crashed: std::sync::atomic::AtomicBool::new(false),
             checkpoint_lock: Arc::new(Mutex::new(0)),
             syncs: AtomicU64::new(0),
+            sync_writes: AtomicU64::new(0),
         });
         if let (Durability::Periodic(interval), false) = (shared.options.durability, shared.options.read_only) {
             start_periodic_syncer(&shared, interval)?;
         }
-        Ok(Db { shared })
+        Ok(Db { _handle: Arc::new(Handle(Arc::clone(&shared))), shared })
     }
 
     /// The store's directory.
@@ -183,60 +249,59 @@ impl Db {
     pub fn put(&self, key: i64, value: impl AsRef<[u8]>) -> Result<()> {
         let value = value.as_ref();
         self.check_value(value.len())?;
-        let mut state = self.write_state()?;
-        let sequence = state.sequence + 1;
+        let mut writer = self.lock_writer()?;
+        let sequence = writer.sequence + 1;
         let header = RecordHeader::new(RecordKind::Put, 0, key, sequence, value.len() as u32);
-        let location = state.log.append(&[&header.encode(value), value])?;
-        let written = (location, (RECORD_HEADER_SIZE + value.len()) as u64);
-        state.sequence = sequence;
-        state.index.insert(key, location.0);
-        state.counters.puts += 1;
-        state.counters.bytes_written += (RECORD_HEADER_SIZE + value.len()) as u64;
-        self.after_write(state, written)
+        let hint = self.shared.old_version(key);
+        let location = writer.log.append(&[&header.encode(value), value])?;
+        let len = (RECORD_HEADER_SIZE + value.len()) as u64;
+        self.publish(&mut writer, sequence, location, |shared, view| {
+            if let Some(old) = view.index.insert(key, location.0) {
+                shared.retire(view, key, Location(old), sequence, hint);
+            }
+        });
+        writer.sequence = sequence;
+        writer.counters.puts += 1;
+        writer.counters.bytes_written += len;
+        self.after_write(writer, (location, len))
     }
 
     /// The latest value of `key`.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
-        let found = {
-            let state = self.shared.state.read();
-            match state.index.get(key) {
-                None => return Ok(None),
-                Some(location) => {
-                    let location = Location(location);
-                    (location, state.log.segment(location.segment()).cloned())
-                }
+        let slot = self.shared.read_view().locate(key);
+        match slot {
+            None => Ok(None),
+            Some((location, lease)) => {
+                read_record(&self.shared.path, location, lease, key).map(|(_, value)| Some(value))
             }
-        };
-        match found {
-            (location, Some(segment)) => read_value(segment, location, key).map(Some),
-            (location, None) => Err(Error::corruption(
-                &self.shared.path,
-                u64::from(location.offset()),
-                format!("index points into segment {} which does not exist", location.segment()),
-            )),
         }
     }
 
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: i64) -> Result<bool> {
-        Ok(self.shared.state.read().index.contains_key(key))
+        Ok(self.shared.read_view().index.contains_key(key))
     }
 
     /// Deletes `key`; deleting an absent key is `Ok(())` and writes nothing.
     pub fn delete(&self, key: i64) -> Result<()> {
-        let mut state = self.write_state()?;
-        if !state.index.contains_key(key) {
+        let mut writer = self.lock_writer()?;
+        // Only the writer changes the index, and it is this thread: no race.
+        if !self.shared.read_view().index.contains_key(key) {
             return Ok(());
         }
-        let sequence = state.sequence + 1;
+        let sequence = writer.sequence + 1;
         let header = RecordHeader::new(RecordKind::Delete, 0, key, sequence, 0);
-        let location = state.log.append(&[&header.encode(&[])])?;
-        let written = (location, RECORD_HEADER_SIZE as u64);
-        state.sequence = sequence;
-        state.index.remove(key);
-        state.counters.deletes += 1;
-        state.counters.bytes_written += RECORD_HEADER_SIZE as u64;
-        self.after_write(state, written)
+        let hint = self.shared.old_version(key);
+        let location = writer.log.append(&[&header.encode(&[])])?;
+        self.publish(&mut writer, sequence, location, |shared, view| {
+            if let Some(old) = view.index.remove(key) {
+                shared.retire(view, key, Location(old), sequence, hint);
+            }
+        });
+        writer.sequence = sequence;
+        writer.counters.deletes += 1;
+        writer.counters.bytes_written += RECORD_HEADER_SIZE as u64;
+        self.after_write(writer, (location, RECORD_HEADER_SIZE as u64))
     }
 
     /// Applies every write of `batch` atomically: readers see all or none of them, and
@@ -253,8 +318,8 @@ impl Db {
         }
         let count = u32::try_from(batch.len())
             .map_err(|_| Error::InvalidArgument(format!("a batch of {} writes is too large", batch.len())))?;
-        let mut state = self.write_state()?;
-        let sequence = state.sequence + 1;
+        let mut writer = self.lock_writer()?;
+        let sequence = writer.sequence + 1;
         let (headers, body_len) = encode_batch(&batch, sequence);
         let descriptor = BatchDescriptor { count, body_len }.encode();
         let batch_header =
@@ -268,35 +333,38 @@ impl Db {
                 parts.push(batch.value(value_start, value_len));
             }
         }
-        let start = state.log.append(&parts)?;
+        let start = writer.log.append(&parts)?;
         let written = (start, parts.iter().map(|part| part.len() as u64).sum::<u64>());
-        state.sequence = sequence;
-        let mut offset = u64::from(start.offset()) + (RECORD_HEADER_SIZE + descriptor.len()) as u64;
-        for operation in &batch.operations {
-            let location = Location::new(start.segment(), offset as u32);
-            match *operation {
-                BatchOperation::Put { column_family: 0, key, value_len, .. } => {
-                    state.index.insert(key, location.0);
-                    offset += (RECORD_HEADER_SIZE + value_len) as u64;
-                }
-                BatchOperation::Put { value_len, .. } => offset += (RECORD_HEADER_SIZE + value_len) as u64,
-                BatchOperation::Delete { column_family, key } => {
-                    if column_family == 0 {
-                        state.index.remove(key);
+        // All of the batch becomes visible in one exclusive section.
+        self.publish(&mut writer, sequence, start, |shared, view| {
+            let mut offset = u64::from(start.offset()) + (RECORD_HEADER_SIZE + descriptor.len()) as u64;
+            for operation in &batch.operations {
+                let location = Location::new(start.segment(), offset as u32);
+                let (key, old) = match *operation {
+                    BatchOperation::Put { column_family, key, value_len, .. } => {
+                        offset += (RECORD_HEADER_SIZE + value_len) as u64;
+                        (key, if column_family == 0 { view.index.insert(key, location.0) } else { None })
                     }
-                    offset += RECORD_HEADER_SIZE as u64;
+                    BatchOperation::Delete { column_family, key } => {
+                        offset += RECORD_HEADER_SIZE as u64;
+                        (key, if column_family == 0 { view.index.remove(key) } else { None })
+                    }
+                };
+                if let Some(old) = old {
+                    shared.retire(view, key, Location(old), sequence, None);
                 }
             }
-        }
-        state.counters.batches += 1;
-        state.counters.batch_writes += u64::from(count);
-        state.counters.bytes_written += (RECORD_HEADER_SIZE + descriptor.len()) as u64 + body_len;
-        self.after_write(state, written)
+        });
+        writer.sequence = sequence;
+        writer.counters.batches += 1;
+        writer.counters.batch_writes += u64::from(count);
+        writer.counters.bytes_written += (RECORD_HEADER_SIZE + descriptor.len()) as u64 + body_len;
+        self.after_write(writer, written)
     }
 
     /// Number of live keys (exact).
     pub fn len(&self) -> usize {
-        self.shared.state.read().index.len()
+        self.shared.read_view().index.len()
     }
 
     /// Whether the store holds no keys.
@@ -304,14 +372,42 @@ impl Db {
         self.len() == 0
     }
 
+    /// A point-in-time view: reads through it ignore every later write.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.shared.register_snapshot())
+    }
+
+    /// The keys in `range` with their values, in ascending key order (`.rev()` for
+    /// descending), as of this call: a lazy iterator over a snapshot taken now.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = alexstorage::Db::open(dir.path()).unwrap();
+    /// for key in [5, -3, 12, 7] {
+    ///     db.put(key, key.to_le_bytes()).unwrap();
+    /// }
+    /// let keys: Vec<i64> = db.range(-3..=7).map(|entry| entry.unwrap().0).collect();
+    /// assert_eq!(keys, [-3, 5, 7]);
+    /// let (last, value) = db.iter().next_back().unwrap().unwrap();
+    /// assert_eq!((last, &value[..]), (12, &12i64.to_le_bytes()[..]));
+    /// ```
+    pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
+        self.snapshot().range(range)
+    }
+
+    /// Every key with its value, ascending: `range(..)`.
+    pub fn iter(&self) -> Range {
+        self.range(..)
+    }
+
     /// Makes every write acknowledged so far durable, in any durability mode.
     pub fn flush(&self) -> Result<()> {
         let segments: Vec<Arc<Segment>> = {
-            let state = self.shared.state.read();
-            if let Some(reason) = &state.poisoned {
+            let writer = self.shared.writer.lock();
+            if let Some(reason) = &writer.poisoned {
                 return Err(Error::Poisoned(reason.clone()));
             }
-            state.log.segments().cloned().collect()
+            writer.log.segments().cloned().collect()
         };
         match sync_segments(&segments) {
             Ok(synced) => {
@@ -319,7 +415,7 @@ impl Db {
                 Ok(())
             }
             Err(error) => {
-                self.shared.state.write().poisoned = Some(error.to_string());
+                self.shared.writer.lock().poisoned = Some(error.to_string());
                 Err(error)
             }
         }
@@ -328,7 +424,7 @@ impl Db {
     /// Reads every record of every segment and checks every checksum. Returns the
     /// report, or `Error::Corruption` for the first bad record.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let segments: Vec<Arc<Segment>> = self.shared.state.read().log.segments().cloned().collect();
+        let segments: Vec<Arc<Segment>> = self.shared.writer.lock().log.segments().cloned().collect();
         let mut report = VerifyReport { segments: segments.len(), ..VerifyReport::default() };
         let mut sequence = 0;
         for segment in &segments {
@@ -342,51 +438,29 @@ impl Db {
 
     /// Counters and gauges.
     pub fn stats(&self) -> Stats {
-        let state = self.shared.state.read();
-        let counters = state.counters;
+        let writer = self.shared.writer.lock();
+        let view = self.shared.read_view();
+        let counters = writer.counters;
         Stats {
-            keys: state.index.len(),
-            segments: state.log.segments().count(),
-            log_bytes: state.log.bytes(),
-            index_bytes: state.index.size_in_bytes(),
-            sequence: state.sequence,
+            keys: view.index.len(),
+            segments: writer.log.segments().count(),
+            log_bytes: writer.log.bytes(),
+            index_bytes: view.index.size_in_bytes(),
+            sequence: writer.sequence,
             puts: counters.puts,
             deletes: counters.deletes,
             batches: counters.batches,
             batch_writes: counters.batch_writes,
             bytes_written: counters.bytes_written,
             syncs: self.shared.syncs.load(Ordering::Relaxed),
-            unsynced_bytes: state.log.segments().map(|segment| segment.unsynced()).sum(),
-            opened_from_checkpoint: state.recovery.0,
-            replayed_keys: state.recovery.1,
-            torn_tail_bytes: state.log.torn_bytes(),
+            sync_writes: self.shared.sync_writes.load(Ordering::Relaxed),
+            unsynced_bytes: writer.log.segments().map(|segment| segment.unsynced()).sum(),
+            snapshots: self.shared.snapshots.lock().values().sum(),
+            retained_versions: view.history.len(),
+            opened_from_checkpoint: self.shared.recovery.0,
+            replayed_keys: self.shared.recovery.1,
+            torn_tail_bytes: writer.log.torn_bytes(),
         }
-    }
-
-    /// Snapshots the index (under the caller's write lock) and writes it as a
-    /// checkpoint on another thread, after making the log it points into durable.
-    fn start_background_checkpoint(&self, state: &State) -> Result<()> {
-        let entries: Vec<(i64, u64)> = state.index.iter().collect();
-        let ends = state.log.segment_ends();
-        let segments: Vec<Arc<Segment>> = state.log.segments().cloned().collect();
-        let sequence = state.sequence;
-        let dir = self.shared.path.clone();
-        let lock = Arc::clone(&self.shared.checkpoint_lock);
-        std::thread::Builder::new().name("alexstorage-checkpoint".into()).spawn(move || {
-            let mut newest = lock.lock();
-            if *newest >= sequence {
-                return;
-            }
-            // A checkpoint must never point at records that a power loss could take.
-            if segments.iter().try_for_each(|segment| segment.sync().map(|_| ())).is_err() {
-                return;
-            }
-            // A failed checkpoint is only a slower next open: the log is complete.
-            if checkpoint::write(&dir, sequence, &ends, entries.into_iter()).is_ok() {
-                *newest = sequence;
-            }
-        })?;
-        Ok(())
     }
 
     /// For tests: closes this handle as a crashed process would, without the final
@@ -404,30 +478,47 @@ impl Db {
         Ok(())
     }
 
-    /// The state, locked for a write, if writes are allowed.
-    fn write_state(&self) -> Result<RwLockWriteGuard<'_, State>> {
+    /// The writer's section, if writes are allowed.
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
         if self.shared.options.read_only {
             return Err(Error::ReadOnly);
         }
-        let state = self.shared.state.write();
-        if let Some(reason) = &state.poisoned {
+        let writer = self.shared.writer.lock();
+        if let Some(reason) = &writer.poisoned {
             return Err(Error::Poisoned(reason.clone()));
         }
-        Ok(state)
+        Ok(writer)
+    }
+
+    /// Makes a write appended at `location` visible: in one exclusive section of the
+    /// view, adds a new segment's leases if the append rolled over, applies `change`
+    /// to the index, and moves the visible sequence to `sequence`. In-memory work only.
+    fn publish(&self, writer: &mut Writer, sequence: u64, location: Location, change: impl FnOnce(&Shared, &mut View)) {
+        let mut new_segment = None;
+        if location.segment() > writer.leased {
+            new_segment = writer.log.segment(location.segment()).cloned();
+            writer.leased = location.segment();
+        }
+        let mut view = self.shared.write_view();
+        if let Some(segment) = new_segment {
+            view.segments.entry(segment.id()).or_insert_with(|| Leases::new(segment));
+        }
+        change(&self.shared, &mut view);
+        view.sequence = sequence;
     }
 
     /// Finishes a write: starts a checkpoint after a segment roll-over, releases the
-    /// write lock, and, in `Sync` mode, makes the write durable.
+    /// writer's section, and, in `Sync` mode, makes the write durable.
     ///
-    /// The sync runs outside the store's lock, which is what makes it a group commit:
-    /// a segment syncs everything published so far, so writers whose records were
+    /// The sync runs outside every lock, which is what makes it a group commit: a
+    /// segment syncs everything published so far, so writers whose records were
     /// appended while another writer's `msync` was in flight find their records
     /// already durable, or share the next `msync`. Each returns only once its own
     /// record is durable.
-    fn after_write(&self, mut state: RwLockWriteGuard<'_, State>, written: (Location, u64)) -> Result<()> {
-        if state.log.rollovers() != state.checkpointed_rollovers {
-            state.checkpointed_rollovers = state.log.rollovers();
-            self.start_background_checkpoint(&state)?;
+    fn after_write(&self, mut writer: MutexGuard<'_, Writer>, written: Written) -> Result<()> {
+        if writer.log.rollovers() != writer.checkpointed_rollovers {
+            writer.checkpointed_rollovers = writer.log.rollovers();
+            self.start_background_checkpoint(&writer)?;
         }
         if self.shared.options.durability != Durability::Sync {
             return Ok(());
@@ -435,46 +526,173 @@ impl Db {
         // Earlier segments were synced when they were sealed: only the one written
         // to can hold this write's unsynced bytes.
         let (location, len) = written;
-        let segment = state.log.segment(location.segment()).cloned();
-        drop(state);
+        let segment = writer.log.segment(location.segment()).cloned();
+        drop(writer);
         let Some(segment) = segment else { return Ok(()) };
-        match segment.sync_through(u64::from(location.offset()) + len) {
-            Ok(true) => {
-                self.shared.syncs.fetch_add(1, Ordering::Relaxed);
+        let outcome = segment.sync_through(u64::from(location.offset()) + len);
+        match outcome {
+            Ok(synced) => {
+                self.shared.syncs.fetch_add(u64::from(synced), Ordering::Relaxed);
+                self.shared.sync_writes.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(false) => Ok(()),
             Err(error) => {
                 // The write is in the log but may not be durable, and a failed sync
                 // can lose dirty pages: refuse further writes until a reopen recovers.
-                self.shared.state.write().poisoned = Some(error.to_string());
+                self.shared.writer.lock().poisoned = Some(error.to_string());
                 Err(error)
             }
         }
     }
+
+    /// Writes a checkpoint of the index as of now on another thread: it registers a
+    /// snapshot here (in-memory, under the writer's section so that the log's ends
+    /// match the snapshot), then reads the snapshot's locations in chunks there.
+    fn start_background_checkpoint(&self, writer: &Writer) -> Result<()> {
+        let ends = writer.log.segment_ends();
+        let segments: Vec<Arc<Segment>> = writer.log.segments().cloned().collect();
+        let snapshot = self.snapshot();
+        let dir = self.shared.path.clone();
+        let lock = Arc::clone(&self.shared.checkpoint_lock);
+        std::thread::Builder::new().name("alexstorage-checkpoint".into()).spawn(move || {
+            let sequence = snapshot.sequence();
+            let mut newest = lock.lock();
+            if *newest >= sequence {
+                return;
+            }
+            // A checkpoint must never point at records that a power loss could take.
+            if segments.iter().try_for_each(|segment| segment.sync().map(|_| ())).is_err() {
+                return;
+            }
+            let mut locations = snapshot.locations();
+            // A failed checkpoint is only a slower next open: the log is complete.
+            let written = checkpoint::write(&dir, sequence, &ends, &mut locations);
+            if written.is_ok() && locations.error.is_none() {
+                *newest = sequence;
+            } else {
+                // Entries were missing: never leave a checkpoint that lacks keys.
+                let _ = std::fs::remove_file(dir.join(checkpoint::CHECKPOINT_FILE));
+            }
+        })?;
+        Ok(())
+    }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        if self.options.read_only || *self.crashed.get_mut() {
+impl Shared {
+    /// The view, for reading (the calling thread's shard of the lock).
+    #[inline]
+    pub(crate) fn read_view(&self) -> ShardedLockReadGuard<'_, View> {
+        // The lock is poisoned only if a thread panicked inside it; the view is
+        // changed in single steps that leave it consistent, so go on reading.
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The view, exclusively (every shard).
+    fn write_view(&self) -> ShardedLockWriteGuard<'_, View> {
+        self.view.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a snapshot of the current state.
+    fn register_snapshot(self: &Arc<Self>) -> Registration {
+        let view = self.read_view();
+        let sequence = view.sequence;
+        let len = view.index.len();
+        let mut snapshots = self.snapshots.lock();
+        *snapshots.entry(sequence).or_insert(0) += 1;
+        let newest = snapshots.last_key_value().map_or(0, |(newest, _)| newest + 1);
+        self.newest_snapshot.store(newest, Ordering::Release);
+        drop(snapshots);
+        drop(view);
+        Registration { shared: Arc::clone(self), sequence, len }
+    }
+
+    /// Unregisters a snapshot and drops the versions only it kept.
+    pub(crate) fn release_snapshot(&self, sequence: u64) {
+        let mut view = self.write_view();
+        let mut snapshots = self.snapshots.lock();
+        if let Some(count) = snapshots.get_mut(&sequence) {
+            *count -= 1;
+            if *count == 0 {
+                snapshots.remove(&sequence);
+            }
+        }
+        let newest = snapshots.last_key_value().map_or(0, |(newest, _)| newest + 1);
+        self.newest_snapshot.store(newest, Ordering::Release);
+        let garbage = if snapshots.is_empty() {
+            view.history.take()
+        } else {
+            view.history.prune(&snapshots);
+            History::default()
+        };
+        drop(snapshots);
+        drop(view);
+        // Freed outside the locks.
+        drop(garbage);
+    }
+
+    /// Where the current version of `key` is and its sequence, read before the
+    /// exclusive section (so that reading a record, which may fault a page in, never
+    /// happens while readers are locked out), if snapshots are live. Called by the
+    /// writer, so the index cannot change before the write is published.
+    fn old_version(&self, key: i64) -> Option<(Location, u64)> {
+        if self.newest_snapshot.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let (location, lease) = self.read_view().locate(key)?;
+        Some((location, record_sequence(lease?.segment(), location)?))
+    }
+
+    /// Called (under the exclusive view) when the write with `sequence` supersedes
+    /// the version of `key` at `old`: keeps that version if a live snapshot sees it.
+    /// `hint` is [`Shared::old_version`]'s answer, if it was asked.
+    fn retire(&self, view: &mut View, key: i64, old: Location, sequence: u64, hint: Option<(Location, u64)>) {
+        let newest = self.newest_snapshot.load(Ordering::Acquire);
+        if newest == 0 {
             return;
         }
-        // Closing makes everything acknowledged durable, then checkpoints the index
-        // so that the next open is fast. Errors here have no caller to go to: the
-        // data is in the page cache regardless, and a missing checkpoint only means
-        // a full replay.
-        let state = self.state.get_mut();
-        if state.log.sync().is_err() || state.poisoned.is_some() {
+        let from = match hint {
+            Some((location, from)) if location == old => Some(from),
+            // A snapshot registered after the hint was skipped, or a batch: read now.
+            _ => view.lease_at(old).1.and_then(|lease| record_sequence(lease.segment(), old)),
+        };
+        // Unreadable: the version is not kept, and a snapshot reading the key reports
+        // the corruption through the latest version's read instead.
+        let Some(from) = from else { return };
+        // `newest` is 1 + the newest live snapshot sequence.
+        if newest > from {
+            view.history.keep(key, OldVersion { from, until: sequence, location: old.0 });
+        }
+    }
+}
+
+impl Shared {
+    /// Closes the store (the last [`Db`] handle was dropped): stops the syncer, waits
+    /// for a background checkpoint, makes everything acknowledged durable, writes a
+    /// checkpoint so that the next open is fast, and releases the lock file. Errors
+    /// have no caller to go to: the data is in the page cache regardless, and a
+    /// missing checkpoint only means a full replay.
+    fn close(&self) {
+        drop(self.stop_syncer.lock().take());
+        let lock_file = self.lock_file.lock().take();
+        if self.options.read_only {
             return;
         }
         let mut newest = self.checkpoint_lock.lock();
-        if *newest < state.sequence || state.sequence == 0 {
-            let ends = state.log.segment_ends();
-            let entries = state.index.iter();
-            if checkpoint::write(&self.path, state.sequence, &ends, entries).is_ok() {
-                *newest = state.sequence;
+        if self.crashed.load(Ordering::Relaxed) {
+            return;
+        }
+        let writer = self.writer.lock();
+        if writer.log.sync().is_err() || writer.poisoned.is_some() {
+            return;
+        }
+        if *newest < writer.sequence || writer.sequence == 0 {
+            let ends = writer.log.segment_ends();
+            let view = self.read_view();
+            if checkpoint::write(&self.path, writer.sequence, &ends, view.index.iter()).is_ok() {
+                *newest = writer.sequence;
             }
         }
+        drop(lock_file);
     }
 }
 
@@ -482,9 +700,28 @@ fn invalid_checkpoint(error: crate::index::BulkLoadError) -> Error {
     Error::InvalidArgument(format!("index rebuild failed: {error}"))
 }
 
-/// Reads and checks the record of `key` at `location`.
-fn read_value(segment: Arc<Segment>, location: Location, key: i64) -> Result<Value> {
+/// The sequence number in the header of the record at `location` of `segment`.
+pub(crate) fn record_sequence(segment: &Segment, location: Location) -> Option<u64> {
+    let header = segment.read(u64::from(location.offset()), RECORD_HEADER_SIZE)?;
+    Some(u64::from_le_bytes(header.get(12..20)?.try_into().ok()?))
+}
+
+/// Reads and checks the record of `key` at `location`: its sequence and its value.
+pub(crate) fn read_record(
+    store: &Path,
+    location: Location,
+    lease: Option<Arc<Lease>>,
+    key: i64,
+) -> Result<(u64, Value)> {
     let offset = u64::from(location.offset());
+    let Some(lease) = lease else {
+        return Err(Error::corruption(
+            store,
+            offset,
+            format!("index points into segment {} which does not exist", location.segment()),
+        ));
+    };
+    let segment = lease.segment();
     let corrupt = |reason: String| Error::corruption(segment.path(), offset, reason);
     let header =
         segment.read(offset, RECORD_HEADER_SIZE).ok_or_else(|| corrupt("record header not in the log".into()))?;
@@ -497,7 +734,8 @@ fn read_value(segment: Arc<Segment>, location: Location, key: i64) -> Result<Val
             if header.flags != 0 {
                 return Err(corrupt(format!("unsupported record flags {:#04x}", header.flags)));
             }
-            Ok(Value::mapped(Arc::clone(&segment), offset + RECORD_HEADER_SIZE as u64, value_len))
+            let sequence = header.sequence;
+            Ok((sequence, Value::mapped(Arc::clone(&lease), offset + RECORD_HEADER_SIZE as u64, value_len)))
         }
         Decoded::Record { header, .. } => {
             Err(corrupt(format!("index expects a put of key {key}, record is a {:?} of {}", header.kind, header.key)))
@@ -655,7 +893,7 @@ fn start_periodic_syncer(shared: &Arc<Shared>, interval: Duration) -> Result<()>
         // Hold the store only while listing its segments, so that the last handle's
         // drop (the final sync and checkpoint) runs in the caller's thread, not here.
         let segments: Vec<Arc<Segment>> = match weak.upgrade() {
-            Some(shared) => shared.state.read().log.segments().cloned().collect(),
+            Some(shared) => shared.writer.lock().log.segments().cloned().collect(),
             None => return,
         };
         let result = sync_segments(&segments);
@@ -663,7 +901,7 @@ fn start_periodic_syncer(shared: &Arc<Shared>, interval: Duration) -> Result<()>
         match result {
             Ok(synced) => shared.syncs.fetch_add(synced, Ordering::Relaxed),
             Err(error) => {
-                shared.state.write().poisoned = Some(error.to_string());
+                shared.writer.lock().poisoned = Some(error.to_string());
                 return;
             }
         };

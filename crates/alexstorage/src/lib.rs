@@ -46,6 +46,7 @@ pub mod index;
 pub mod keygen;
 pub mod log;
 mod options;
+mod snapshot;
 mod stats;
 mod value;
 
@@ -53,5 +54,6 @@ pub use batch::WriteBatch;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};
+pub use snapshot::{Range, Snapshot};
 pub use stats::{CorruptRecord, Stats, VerifyReport};
 pub use value::Value;

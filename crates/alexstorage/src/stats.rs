@@ -29,8 +29,16 @@ pub struct Stats {
     pub bytes_written: u64,
     /// Syncs (`msync` of a segment) since open.
     pub syncs: u64,
+    /// `Durability::Sync` writes acknowledged since open, each after its record was
+    /// durable. `sync_writes / syncs` is the mean group-commit size.
+    pub sync_writes: u64,
     /// Bytes acknowledged but not yet on stable storage.
     pub unsynced_bytes: u64,
+    /// Live snapshots (ranges and background checkpoints hold one each).
+    pub snapshots: usize,
+    /// Superseded versions kept in memory because a live snapshot can see them; 0
+    /// once every snapshot is dropped.
+    pub retained_versions: usize,
     /// Whether open loaded the index from a checkpoint.
     pub opened_from_checkpoint: bool,
     /// Distinct keys that open replayed from the log (after the checkpoint, if any).

@@ -1,10 +1,61 @@
 //! [`Value`]: a value read from the store, usually a zero-copy view of a segment.
+//!
+//! # Leases: keeping a segment mapped without a shared counter
+//! A value must keep its segment mapped, which takes a reference count. If every value
+//! cloned the segment's one `Arc`, every get on every core would write the same cache
+//! line, and reads would stop scaling at two threads. So a segment is handed out
+//! through [`Leases`]: [`LEASE_SHARDS`] separate `Arc<Lease>` allocations, each holding
+//! the segment's `Arc`. A thread always clones the lease of its own shard, so two
+//! threads never write the same counter; the segment is unmapped when the store and
+//! every lease holder have let go. No unsafe code: it is `Arc` all the way down.
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::log::segment::Segment;
+
+/// How many leases a segment has: more than the cores a reader would run on at once.
+pub(crate) const LEASE_SHARDS: usize = 16;
+
+/// One of a segment's leases.
+#[derive(Debug)]
+pub(crate) struct Lease(Arc<Segment>);
+
+impl Lease {
+    /// The leased segment.
+    #[inline]
+    pub(crate) fn segment(&self) -> &Arc<Segment> {
+        &self.0
+    }
+}
+
+/// A segment's leases, one per shard of threads.
+#[derive(Debug, Clone)]
+pub(crate) struct Leases(Arc<[Arc<Lease>]>);
+
+impl Leases {
+    /// Leases of `segment`.
+    pub(crate) fn new(segment: Arc<Segment>) -> Leases {
+        Leases((0..LEASE_SHARDS).map(|_| Arc::new(Lease(Arc::clone(&segment)))).collect())
+    }
+
+    /// The lease for the calling thread (a clone: a count on a line only this
+    /// thread's shard writes).
+    #[inline]
+    pub(crate) fn lease(&self) -> Arc<Lease> {
+        let shard = THREAD_SHARD.with(|shard| *shard);
+        Arc::clone(&self.0[shard % self.0.len()])
+    }
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's lease shard, assigned round-robin on first use.
+    static THREAD_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % LEASE_SHARDS;
+}
 
 /// A value read from the store.
 ///
@@ -14,8 +65,8 @@ use crate::log::segment::Segment;
 /// deletes, new segments, compaction, closing the store). `to_vec()` copies it out.
 #[derive(Clone)]
 pub struct Value {
-    /// The segment holding the bytes; keeps its mapping alive.
-    segment: Arc<Segment>,
+    /// A lease on the segment holding the bytes; keeps its mapping alive.
+    lease: Arc<Lease>,
     /// Where the bytes start in the segment (below its published end).
     offset: u64,
     /// How many bytes.
@@ -23,9 +74,9 @@ pub struct Value {
 }
 
 impl Value {
-    /// A view of `len` published bytes at `offset` of `segment`.
-    pub(crate) fn mapped(segment: Arc<Segment>, offset: u64, len: usize) -> Value {
-        Value { segment, offset, len }
+    /// A view of `len` published bytes at `offset` of the leased segment.
+    pub(crate) fn mapped(lease: Arc<Lease>, offset: u64, len: usize) -> Value {
+        Value { lease, offset, len }
     }
 
     /// Whether the bytes are a view of the mapped file (no copy was made). Always
@@ -43,7 +94,7 @@ impl Deref for Value {
         // The range was published before this value was made and published bytes
         // never change, so `read` cannot fail here; an empty slice is the defensive
         // answer rather than a panic.
-        self.segment.read(self.offset, self.len).unwrap_or(&[])
+        self.lease.segment().read(self.offset, self.len).unwrap_or(&[])
     }
 }
 

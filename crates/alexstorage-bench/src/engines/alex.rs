@@ -33,9 +33,8 @@ impl EngineKind for AlexStorage {
 
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
-            Feature::Scan => Some("Db::range lands with issue 7"),
             Feature::Compaction => Some("compaction lands with issue 7"),
-            Feature::Persistence => None,
+            Feature::Scan | Feature::Persistence => None,
         }
     }
 }
@@ -56,8 +55,14 @@ impl Store for Db {
         Ok(Box::new(Latest(self)))
     }
 
-    fn scan(&self, _start: i64, _count: usize, _visit: Visit<'_>) -> Result<usize> {
-        anyhow::bail!("AlexStorage has no range scans yet")
+    fn scan(&self, start: i64, count: usize, visit: Visit<'_>) -> Result<usize> {
+        let mut visited = 0;
+        for entry in self.range(start..).take(count) {
+            let (key, value) = entry?;
+            visit(key, &value)?;
+            visited += 1;
+        }
+        Ok(visited)
     }
 
     fn flush(&self) -> Result<()> {

@@ -1,0 +1,513 @@
+//! MVCC: [`Snapshot`]s and [`Range`]s, and the old versions kept for them.
+//!
+//! # Versions
+//! Every committed write has a sequence number (a batch's writes share one). The index
+//! maps each key to its latest version only; the record in the log carries the
+//! version's sequence. When a write supersedes (overwrites or deletes) a version that a
+//! live snapshot can still see, the superseded version goes into [`History`]: key ->
+//! `(from, until, location)`, the sequence range in which it was the key's value. A
+//! snapshot taken at sequence `S` reads a key as:
+//! 1. the latest version, if its record's sequence is `<= S`; else
+//! 2. the history version with `from <= S < until`, if there is one; else
+//! 3. absent (the key was created after `S`, or deleted before it).
+//!
+//! A superseded version is kept only if some live snapshot's sequence is `>= from`
+//! (its `until` is the new write's sequence, above every live snapshot). When a
+//! snapshot is dropped, versions no live snapshot falls within are dropped with it;
+//! with no snapshot left the whole history goes. [`crate::Stats::retained_versions`]
+//! shows how many are kept. Their log records stay on disk until compaction, which
+//! must keep every record a live snapshot can reach.
+//!
+//! # Ranges
+//! A [`Range`] holds its snapshot and reads the index in chunks of keys (16, doubling to 512), each
+//! under the shared read lock for only that chunk's in-memory walk; records are read
+//! and checked outside the lock. It never blocks writers for longer than one chunk.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use crate::db::{read_record, record_sequence, Shared, Slot, View};
+use crate::log::Location;
+use crate::{Error, Result, Value};
+
+/// Keys read under the lock by a range's first chunk; each later chunk doubles, up to
+/// [`MAX_CHUNK`], so that short scans read little ahead and long ones lock seldom.
+pub const FIRST_CHUNK: usize = 16;
+/// The largest chunk.
+pub const MAX_CHUNK: usize = 512;
+
+/// A version superseded while a snapshot could still see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OldVersion {
+    /// Sequence of the write that created it.
+    pub from: u64,
+    /// Sequence of the write that superseded it.
+    pub until: u64,
+    /// Its record.
+    pub location: u64,
+}
+
+/// Superseded versions that live snapshots may read, by key.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    versions: BTreeMap<i64, Vec<OldVersion>>,
+    count: usize,
+}
+
+impl History {
+    /// Keeps `version` of `key`.
+    pub fn keep(&mut self, key: i64, version: OldVersion) {
+        self.versions.entry(key).or_default().push(version);
+        self.count += 1;
+    }
+
+    /// The version of `key` that was current at `sequence`, if one is kept.
+    pub fn at(&self, key: i64, sequence: u64) -> Option<Location> {
+        let versions = self.versions.get(&key)?;
+        versions
+            .iter()
+            .find(|version| version.from <= sequence && sequence < version.until)
+            .map(|v| Location(v.location))
+    }
+
+    /// Number of versions kept.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Drops every version that no sequence in `live` falls within.
+    pub fn prune(&mut self, live: &BTreeMap<u64, usize>) {
+        let mut count = 0;
+        self.versions.retain(|_, versions| {
+            versions.retain(|version| live.range(version.from..version.until).next().is_some());
+            count += versions.len();
+            !versions.is_empty()
+        });
+        self.count = count;
+    }
+
+    /// Takes everything out (for dropping outside the lock).
+    pub fn take(&mut self) -> History {
+        std::mem::take(self)
+    }
+
+    /// Keys with kept versions in `(lo, hi)`, ascending or descending, at most `limit`.
+    fn keys(&self, lo: Bound<i64>, hi: Bound<i64>, descending: bool, limit: usize) -> Vec<i64> {
+        if range_is_empty(lo, hi) {
+            return Vec::new();
+        }
+        let range = self.versions.range((lo, hi)).map(|(key, _)| *key);
+        if descending {
+            range.rev().take(limit).collect()
+        } else {
+            range.take(limit).collect()
+        }
+    }
+}
+
+/// Whether no key satisfies both bounds (`BTreeMap::range` panics on some of these).
+pub(crate) fn range_is_empty(lo: Bound<i64>, hi: Bound<i64>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        (Bound::Excluded(a), Bound::Excluded(b)) => a >= b || a.checked_add(1) == Some(b),
+        _ => false,
+    }
+}
+
+/// A registered point in time: keeps its versions reachable until dropped.
+pub(crate) struct Registration {
+    pub shared: Arc<Shared>,
+    pub sequence: u64,
+    pub len: usize,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.release_snapshot(self.sequence);
+    }
+}
+
+/// A point-in-time, read-only view of the store.
+///
+/// Its `get`, `contains_key`, `range` and `len` answer as of the moment it was taken,
+/// whatever is written, deleted or compacted afterwards, until it is dropped. It is
+/// `Send + Sync + 'static`: move it to other threads freely. Old versions it can see
+/// are kept in memory (and their records on disk) while it lives: drop snapshots you
+/// no longer need.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let db = alexstorage::Db::open(dir.path()).unwrap();
+/// db.put(1, b"old").unwrap();
+/// let snapshot = db.snapshot();
+/// db.put(1, b"new").unwrap();
+/// db.delete(1).unwrap();
+/// assert_eq!(snapshot.get(1).unwrap().unwrap(), b"old");
+/// assert_eq!(db.get(1).unwrap(), None);
+/// ```
+#[derive(Clone)]
+pub struct Snapshot {
+    registration: Arc<Registration>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Snapshot")
+            .field("sequence", &self.registration.sequence)
+            .field("len", &self.registration.len)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn new(registration: Registration) -> Snapshot {
+        Snapshot { registration: Arc::new(registration) }
+    }
+
+    /// The sequence number of the last write it sees.
+    pub fn sequence(&self) -> u64 {
+        self.registration.sequence
+    }
+
+    /// The value `key` had when the snapshot was taken.
+    pub fn get(&self, key: i64) -> Result<Option<Value>> {
+        let registration = &self.registration;
+        let (latest, older) = {
+            let view = registration.shared.read_view();
+            (view.locate(key), view.history.at(key, registration.sequence).map(|at| view.lease_at(at)))
+        };
+        resolve(&registration.shared, registration.sequence, key, latest, older)
+    }
+
+    /// Whether `key` had a value when the snapshot was taken.
+    pub fn contains_key(&self, key: i64) -> Result<bool> {
+        self.get(key).map(|value| value.is_some())
+    }
+
+    /// Number of keys when the snapshot was taken (exact).
+    pub fn len(&self) -> usize {
+        self.registration.len
+    }
+
+    /// Whether the store was empty when the snapshot was taken.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The keys in `range` as of the snapshot, ascending (or descending with `.rev()`).
+    pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
+        Range::new(Arc::clone(&self.registration), range.start_bound().cloned(), range.end_bound().cloned())
+    }
+
+    /// Every key as of the snapshot: `range(..)`.
+    pub fn iter(&self) -> Range {
+        self.range(..)
+    }
+
+    /// (key, record location) of every key as of the snapshot, ascending: what an
+    /// index checkpoint holds.
+    pub(crate) fn locations(&self) -> Locations {
+        Locations {
+            registration: Arc::clone(&self.registration),
+            lo: Bound::Unbounded,
+            buffer: VecDeque::new(),
+            done: false,
+            error: None,
+        }
+    }
+}
+
+/// See [`Snapshot::locations`]. Stops at the first unreadable record, leaving the
+/// error in `error`.
+pub(crate) struct Locations {
+    registration: Arc<Registration>,
+    lo: Bound<i64>,
+    buffer: VecDeque<(i64, u64)>,
+    done: bool,
+    /// Why iteration stopped early, if it did.
+    pub error: Option<Error>,
+}
+
+impl Iterator for Locations {
+    type Item = (i64, u64);
+
+    fn next(&mut self) -> Option<(i64, u64)> {
+        loop {
+            if let Some(entry) = self.buffer.pop_front() {
+                return Some(entry);
+            }
+            if self.done || self.error.is_some() {
+                return None;
+            }
+            let sequence = self.registration.sequence;
+            let (located, boundary) = {
+                let view = self.registration.shared.read_view();
+                locate_chunk(&view, self.lo, Bound::Unbounded, sequence, false, MAX_CHUNK)
+            };
+            match boundary {
+                Some(key) => self.lo = Bound::Excluded(key),
+                None => self.done = true,
+            }
+            for (key, latest, older) in located {
+                let mut chosen = None;
+                if let Some((location, lease)) = latest {
+                    match lease.and_then(|lease| record_sequence(lease.segment(), location)) {
+                        Some(written_at) if written_at <= sequence => chosen = Some(location),
+                        Some(_) => {}
+                        None => {
+                            let reason = format!("unreadable record of key {key} at segment {}", location.segment());
+                            self.error = Some(Error::corruption(
+                                &self.registration.shared.path,
+                                u64::from(location.offset()),
+                                reason,
+                            ));
+                            return None;
+                        }
+                    }
+                }
+                if let Some(location) = chosen.or(older.map(|(location, _)| location)) {
+                    self.buffer.push_back((key, location.0));
+                }
+            }
+        }
+    }
+}
+
+/// Reads the version of `key` a snapshot at `sequence` sees, given the latest version
+/// and the kept version current at `sequence` (both located under the lock).
+fn resolve(
+    shared: &Shared,
+    sequence: u64,
+    key: i64,
+    latest: Option<Slot>,
+    older: Option<Slot>,
+) -> Result<Option<Value>> {
+    if let Some((location, lease)) = latest {
+        let (written_at, value) = read_record(&shared.path, location, lease, key)?;
+        if written_at <= sequence {
+            return Ok(Some(value));
+        }
+    }
+    match older {
+        Some((location, lease)) => read_record(&shared.path, location, lease, key).map(|(_, value)| Some(value)),
+        None => Ok(None),
+    }
+}
+
+/// A key located under the lock: its latest version and the kept version, if any.
+type Located = (i64, Option<Slot>, Option<Slot>);
+
+/// An ordered, lazy, double-ended iterator over a snapshot's keys in a range.
+///
+/// Items are `Result<(i64, Value)>`: a record that fails its checksum is an
+/// `Err(Error::Corruption)` item, and iteration goes on past it.
+pub struct Range {
+    registration: Arc<Registration>,
+    /// Keys not yet read into a buffer lie within `(lo, hi)`.
+    lo: Bound<i64>,
+    hi: Bound<i64>,
+    /// Read ahead from the low end, ascending.
+    front: VecDeque<Result<(i64, Value)>>,
+    /// Read ahead from the high end, ascending.
+    back: VecDeque<Result<(i64, Value)>>,
+    /// Keys the next chunk from each end reads (front, back).
+    chunks: (usize, usize),
+}
+
+impl fmt::Debug for Range {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Range")
+            .field("sequence", &self.registration.sequence)
+            .field("unread", &(self.lo, self.hi))
+            .finish()
+    }
+}
+
+impl Range {
+    pub(crate) fn new(registration: Arc<Registration>, lo: Bound<i64>, hi: Bound<i64>) -> Range {
+        Range {
+            registration,
+            lo,
+            hi,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            chunks: (FIRST_CHUNK, FIRST_CHUNK),
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        range_is_empty(self.lo, self.hi)
+    }
+
+    /// Reads the next chunk from the low end (or the high end when `descending`) into
+    /// its buffer and narrows the unread bounds past it.
+    fn refill(&mut self, descending: bool) {
+        let sequence = self.registration.sequence;
+        let chunk = if descending { &mut self.chunks.1 } else { &mut self.chunks.0 };
+        let limit = *chunk;
+        *chunk = (limit * 2).min(MAX_CHUNK);
+        let located = {
+            let view = self.registration.shared.read_view();
+            locate_chunk(&view, self.lo, self.hi, sequence, descending, limit)
+        };
+        let (located, boundary) = located;
+        match boundary {
+            Some(key) if descending => self.hi = Bound::Excluded(key),
+            Some(key) => self.lo = Bound::Excluded(key),
+            // Everything left was read: make the bounds empty.
+            None => {
+                self.lo = Bound::Excluded(0);
+                self.hi = Bound::Excluded(0);
+            }
+        }
+        let shared = &self.registration.shared;
+        let resolved = located.into_iter().filter_map(|(key, latest, older)| {
+            match resolve(shared, sequence, key, latest, older) {
+                Ok(Some(value)) => Some(Ok((key, value))),
+                Ok(None) => None,
+                Err(error) => Some(Err(error)),
+            }
+        });
+        if descending {
+            // Resolved in descending order; the buffer is kept ascending.
+            for item in resolved {
+                self.back.push_front(item);
+            }
+        } else {
+            self.front.extend(resolved);
+        }
+    }
+}
+
+/// Under the read lock: up to `limit` keys from one end of `(lo, hi)`, from the index
+/// and from the kept versions, in iteration order; and the last key examined (`None`
+/// if the chunk reached the far bound).
+fn locate_chunk(
+    view: &View,
+    lo: Bound<i64>,
+    hi: Bound<i64>,
+    sequence: u64,
+    descending: bool,
+    limit: usize,
+) -> (Vec<Located>, Option<i64>) {
+    if range_is_empty(lo, hi) {
+        return (Vec::new(), None);
+    }
+    let latest: Vec<(i64, u64)> = if descending {
+        view.index.range((lo, hi)).rev().take(limit).collect()
+    } else {
+        view.index.range((lo, hi)).take(limit).collect()
+    };
+    let kept = view.history.keys(lo, hi, descending, limit);
+    // The chunk ends where either source stopped short of the far bound.
+    let before = |a: i64, b: i64| if descending { a > b } else { a < b };
+    let mut boundary: Option<i64> = None;
+    for (full, last) in
+        [(latest.len() == limit, latest.last().map(|entry| entry.0)), (kept.len() == limit, kept.last().copied())]
+    {
+        if let (true, Some(last)) = (full, last) {
+            boundary = Some(match boundary {
+                Some(current) if before(current, last) => current,
+                _ => last,
+            });
+        }
+    }
+    let within = |key: i64| boundary.is_none_or(|edge| !before(edge, key));
+    let mut located = Vec::with_capacity(latest.len() + kept.len());
+    let (mut a, mut b) = (
+        latest.into_iter().filter(|entry| within(entry.0)).peekable(),
+        kept.into_iter().filter(|key| within(*key)).peekable(),
+    );
+    loop {
+        let next_latest = a.peek().map(|entry| entry.0);
+        let next_kept = b.peek().copied();
+        let key = match (next_latest, next_kept) {
+            (None, None) => break,
+            (Some(x), None) => x,
+            (None, Some(y)) => y,
+            (Some(x), Some(y)) => {
+                if before(y, x) {
+                    y
+                } else {
+                    x
+                }
+            }
+        };
+        let latest = if next_latest == Some(key) { a.next().map(|(_, at)| view.lease_at(Location(at))) } else { None };
+        if next_kept == Some(key) {
+            b.next();
+        }
+        let older = view.history.at(key, sequence).map(|at| view.lease_at(at));
+        located.push((key, latest, older));
+    }
+    (located, boundary)
+}
+
+impl Iterator for Range {
+    type Item = Result<(i64, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.front.pop_front() {
+                return Some(item);
+            }
+            if self.exhausted() {
+                return self.back.pop_front();
+            }
+            self.refill(false);
+        }
+    }
+}
+
+impl DoubleEndedIterator for Range {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.back.pop_back() {
+                return Some(item);
+            }
+            if self.exhausted() {
+                return self.front.pop_back();
+            }
+            self.refill(true);
+        }
+    }
+}
+
+impl std::iter::FusedIterator for Range {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_ranges() {
+        use Bound::*;
+        assert!(range_is_empty(Included(2), Included(1)));
+        assert!(!range_is_empty(Included(1), Included(1)));
+        assert!(range_is_empty(Included(1), Excluded(1)));
+        assert!(range_is_empty(Excluded(1), Excluded(2)));
+        assert!(!range_is_empty(Excluded(1), Excluded(3)));
+        assert!(!range_is_empty(Unbounded, Excluded(i64::MIN + 1)));
+    }
+
+    #[test]
+    fn history_keeps_what_live_snapshots_see() {
+        let mut history = History::default();
+        history.keep(1, OldVersion { from: 1, until: 5, location: 10 });
+        history.keep(1, OldVersion { from: 5, until: 9, location: 11 });
+        history.keep(2, OldVersion { from: 2, until: 3, location: 12 });
+        assert_eq!(history.at(1, 4), Some(Location(10)));
+        assert_eq!(history.at(1, 5), Some(Location(11)));
+        assert_eq!(history.at(1, 9), None);
+        let live: BTreeMap<u64, usize> = [(6, 1)].into_iter().collect();
+        history.prune(&live);
+        assert_eq!(history.len(), 1);
+        assert_eq!(history.at(1, 6), Some(Location(11)));
+        assert_eq!(history.at(2, 2), None);
+    }
+}
