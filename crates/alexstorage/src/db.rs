@@ -1,11 +1,28 @@
 //! [`Db`]: the store.
 //!
-//! # Concurrency (for now)
-//! One reader-writer lock guards the index and the log's segment table. Reads hold it
-//! shared only for the index lookup and then check and return the record outside it;
-//! writes hold it exclusively while they append and update the index. Syncs for
-//! `flush()` and the periodic syncer run outside the lock. The concurrency issue
-//! replaces this with readers that never wait and group commit.
+//! # Concurrency
+//! Any number of threads read and write one `Db` (it is `Clone + Send + Sync`).
+//! Three locks, taken in this order and never held across a sync:
+//! - `writer` (a mutex): the single writer's section. Appending a record is a memory
+//!   copy into the mapped segment; a roll-over (creating the next segment, sealing
+//!   the last one with a sync) also happens here. Only writers wait for it.
+//! - `view` (a [`ShardedLock`]): the index, the readers' segment table and the versions
+//!   kept for snapshots. A reader locks only its own thread's shard for one index
+//!   lookup (or one chunk of a range), so reading cores write no shared cache line; a
+//!   writer locks every shard for the in-memory index update of one write or one whole
+//!   batch (bounded: an insert moves at most one index node). Records are read and
+//!   checked after the lock is released, and values keep their segment mapped through
+//!   per-thread-shard leases (`value.rs`), so the reference count they take is not
+//!   shared between cores either.
+//! - `snapshots` (a mutex): the sequences of live snapshots.
+//!
+//! Readers therefore never wait for an fsync, a roll-over, a checkpoint or a writer's
+//! I/O: only for other threads' in-memory index updates. Why not lock-free: the
+//! learned index rebuilds nodes on insert (expansions, splits), and making its readers
+//! safe against that would need epoch reclamation of whole nodes; the sharded lock
+//! gives readers the same scaling on this workload (see `docs/BENCHMARKS.md`,
+//! `read-threads`) with no unsafe code. `docs/DESIGN.md` has the whole story,
+//! including MVCC (`snapshot.rs`) and group commit.
 //!
 //! # Failure
 //! An append that fails (a full disk when a new segment is created) writes nothing and
@@ -33,7 +50,7 @@ use crate::log::format::{
     SEGMENT_HEADER_SIZE,
 };
 use crate::log::recovery::{verify_records, Replayed};
-use crate::log::segment::{sync_directory, Segment};
+use crate::log::segment::{sync_directory, GroupCommit, Segment};
 use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
 use crate::snapshot::{History, OldVersion, Range, Registration, Snapshot};
@@ -98,6 +115,8 @@ pub(crate) struct Shared {
     syncs: AtomicU64,
     /// `Sync` writes acknowledged since open (each after its record was durable).
     sync_writes: AtomicU64,
+    /// `Sync` writes in flight, for the group commit's leader.
+    group: GroupCommit,
 }
 
 /// The readers' side of the store.
@@ -153,6 +172,36 @@ struct Counters {
 
 /// A write's record(s): where they start and how many bytes.
 type Written = (Location, u64);
+
+/// The writer's section, plus, for a `Sync` write, its count among the writes in
+/// flight (kept by [`Db::after_write`] until the write is durable; dropped with the
+/// guard on an error).
+struct WriterGuard<'a> {
+    writer: MutexGuard<'a, Writer>,
+    active: Option<ActiveSync<'a>>,
+}
+
+/// One `Sync` write in flight.
+struct ActiveSync<'a>(&'a GroupCommit);
+
+impl Drop for ActiveSync<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.writer
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+}
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -233,6 +282,7 @@ impl Db {
             checkpoint_lock: Arc::new(Mutex::new(0)),
             syncs: AtomicU64::new(0),
             sync_writes: AtomicU64::new(0),
+            group: GroupCommit::default(),
         });
         if let (Durability::Periodic(interval), false) = (shared.options.durability, shared.options.read_only) {
             start_periodic_syncer(&shared, interval)?;
@@ -478,16 +528,21 @@ impl Db {
         Ok(())
     }
 
-    /// The writer's section, if writes are allowed.
-    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+    /// The writer's section, if writes are allowed. In `Sync` mode the guard also
+    /// counts this write as in flight for group commit, until the write returns.
+    fn lock_writer(&self) -> Result<WriterGuard<'_>> {
         if self.shared.options.read_only {
             return Err(Error::ReadOnly);
         }
-        let writer = self.shared.writer.lock();
-        if let Some(reason) = &writer.poisoned {
+        let active = (self.shared.options.durability == Durability::Sync).then(|| {
+            self.shared.group.active.fetch_add(1, Ordering::AcqRel);
+            ActiveSync(&self.shared.group)
+        });
+        let guard = WriterGuard { writer: self.shared.writer.lock(), active };
+        if let Some(reason) = &guard.writer.poisoned {
             return Err(Error::Poisoned(reason.clone()));
         }
-        Ok(writer)
+        Ok(guard)
     }
 
     /// Makes a write appended at `location` visible: in one exclusive section of the
@@ -515,7 +570,7 @@ impl Db {
     /// appended while another writer's `msync` was in flight find their records
     /// already durable, or share the next `msync`. Each returns only once its own
     /// record is durable.
-    fn after_write(&self, mut writer: MutexGuard<'_, Writer>, written: Written) -> Result<()> {
+    fn after_write(&self, mut writer: WriterGuard<'_>, written: Written) -> Result<()> {
         if writer.log.rollovers() != writer.checkpointed_rollovers {
             writer.checkpointed_rollovers = writer.log.rollovers();
             self.start_background_checkpoint(&writer)?;
@@ -527,9 +582,13 @@ impl Db {
         // to can hold this write's unsynced bytes.
         let (location, len) = written;
         let segment = writer.log.segment(location.segment()).cloned();
+        let active = writer.active.take();
         drop(writer);
+        // Published before counted: a leader that counts this write covers its record.
+        self.shared.group.published.fetch_add(1, Ordering::AcqRel);
         let Some(segment) = segment else { return Ok(()) };
-        let outcome = segment.sync_through(u64::from(location.offset()) + len);
+        let outcome = segment.sync_through(u64::from(location.offset()) + len, &self.shared.group);
+        drop(active);
         match outcome {
             Ok(synced) => {
                 self.shared.syncs.fetch_add(u64::from(synced), Ordering::Relaxed);

@@ -24,13 +24,28 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
 use super::format::{HeaderError, SegmentHeader, FORMAT_VERSION, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::{Error, Result};
+
+/// The writers taking part in group commit: counted by the store, read by the leader.
+#[derive(Debug, Default)]
+pub struct GroupCommit {
+    /// `Sync` writes between their start and their return.
+    pub active: AtomicUsize,
+    /// `Sync` writes that have published their records (a running count).
+    pub published: AtomicU64,
+    /// Of those, how many the syncs so far covered (a running count).
+    pub synced: AtomicU64,
+}
+
+/// How long a sync leader waits at most for writers that are about to publish.
+const GATHER: Duration = Duration::from_micros(200);
 
 /// A segment file and its mapping.
 #[derive(Debug)]
@@ -285,28 +300,71 @@ impl Segment {
 
     /// Makes everything published so far durable; returns whether anything was synced.
     pub fn sync(&self) -> Result<bool> {
-        self.sync_through(u64::MAX)
+        self.sync_through(u64::MAX, &GroupCommit::default())
     }
 
     /// Makes the bytes below `end` durable (and, while at it, everything published);
-    /// returns whether an `msync` was needed. A writer waiting here while another's
-    /// sync runs usually finds its record already covered: that is the group commit.
-    pub fn sync_through(&self, end: u64) -> Result<bool> {
-        let mut failure = self.sync_failure.lock();
-        if let Some(reason) = failure.as_ref() {
-            return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
+    /// returns whether this call ran an `msync`.
+    ///
+    /// This is the group commit. The caller that finds no sync running becomes the
+    /// leader: while some of the `Sync` writes in flight (`group`) have not published
+    /// a record this sync would cover, it waits briefly for them, then syncs everything
+    /// published so far, records from other writers included. Callers that arrive while a sync runs are followers: they wait for it
+    /// without queueing on its lock (each checks the `synced` mark on its own, so they
+    /// return together instead of waking one another in turn), and return at once if it
+    /// covered their record, or one of them leads the next sync.
+    pub fn sync_through(&self, end: u64, group: &GroupCommit) -> Result<bool> {
+        let mut waits = 0u32;
+        loop {
+            if self.synced.load(Ordering::Acquire) >= end || !self.writable {
+                return Ok(false);
+            }
+            if let Some(mut failure) = self.sync_failure.try_lock() {
+                if let Some(reason) = failure.as_ref() {
+                    return Err(Error::Io(std::io::Error::other(format!(
+                        "an earlier sync of this segment failed: {reason}"
+                    ))));
+                }
+                let synced = self.synced.load(Ordering::Acquire);
+                if end <= synced {
+                    return Ok(false);
+                }
+                // Gather: while some `Sync` writes in flight have not yet published a
+                // record that needs a sync (they are appending, or are followers of
+                // the last sync that have not yet returned for their next write),
+                // give them a moment to join this sync: up to `GATHER`, against an
+                // msync that takes 100 us or more here.
+                let started = Instant::now();
+                let mut covers = group.published.load(Ordering::Acquire);
+                while group.active.load(Ordering::Acquire) as u64 > covers - group.synced.load(Ordering::Acquire)
+                    && started.elapsed() < GATHER
+                {
+                    std::thread::yield_now();
+                    covers = group.published.load(Ordering::Acquire);
+                }
+                let published = self.published();
+                if published <= synced {
+                    return Ok(false);
+                }
+                if let Err(error) = self.map.flush_range(synced as usize, (published - synced) as usize) {
+                    *failure = Some(error.to_string());
+                    return Err(error.into());
+                }
+                self.synced.store(published, Ordering::Release);
+                group.synced.fetch_max(covers, Ordering::AcqRel);
+                return Ok(true);
+            }
+            // A follower: the leader's sync takes 100 us or more. Yield a few times
+            // (writers that still have to append get the core), then nap. Never block
+            // on the sync lock: the leader holds it while it gathers, and a follower it
+            // already covered must be free to return and come back with its next write.
+            waits += 1;
+            if waits < 16 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(20));
+            }
         }
-        let published = self.published();
-        let synced = self.synced.load(Ordering::Acquire);
-        if published <= synced || end <= synced || !self.writable {
-            return Ok(false);
-        }
-        if let Err(error) = self.map.flush_range(synced as usize, (published - synced) as usize) {
-            *failure = Some(error.to_string());
-            return Err(error.into());
-        }
-        self.synced.store(published, Ordering::Release);
-        Ok(true)
     }
 }
 
