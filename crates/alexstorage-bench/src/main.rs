@@ -235,7 +235,7 @@ fn run(args: Args) -> Result<()> {
     std::fs::write(&json_path, serde_json::to_string_pretty(&json)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
 
-    let charts = draw_charts(&results, &names, &args.out, args.keys);
+    let charts = draw_charts(&results, &names, &args.out, args.keys, args.value_size);
     println!("\n{headline}\n{goal_table}");
     println!("wrote {}, {}{}", markdown_path.display(), json_path.display(), charts);
     Ok(())
@@ -368,12 +368,12 @@ fn memory_rows(engine: &dyn EngineKind, args: &Args, scratch: &Path, results: &m
 }
 
 /// Draws `all.png` (every workload) and `headline.png`; returns what it wrote, or why not.
-fn draw_charts(results: &Results, engines: &[&str], out: &Path, keys: usize) -> String {
+fn draw_charts(results: &Results, engines: &[&str], out: &Path, keys: usize, value_size: usize) -> String {
     if let Err(error) = chart::load_font() {
         eprintln!("charts skipped: {error:#}");
         return String::new();
     }
-    let title = format!("AlexStorage vs peers: {keys} keys (medians)");
+    let title = format!("AlexStorage vs peers: {} keys x {value_size} B (medians)", report::figure(keys as f64));
     let all = chart::panels(results, &results.sections(), engines);
     let headline_sections: Vec<(String, String)> = report::HEADLINE
         .iter()

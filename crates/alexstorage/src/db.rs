@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     crashed: std::sync::atomic::AtomicBool,
     /// Serializes checkpoint writers; holds the sequence of the newest checkpoint.
     checkpoint_lock: Arc<Mutex<u64>>,
+    /// The background checkpoint thread, if one was started (joined on close).
+    checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Segment syncs since open (outside the lock: syncs run outside it).
     syncs: AtomicU64,
     /// `Sync` writes acknowledged since open (each after its record was durable).
@@ -280,6 +282,7 @@ impl Db {
             stop_syncer: Mutex::new(None),
             crashed: std::sync::atomic::AtomicBool::new(false),
             checkpoint_lock: Arc::new(Mutex::new(0)),
+            checkpoint_thread: Mutex::new(None),
             syncs: AtomicU64::new(0),
             sync_writes: AtomicU64::new(0),
             group: GroupCommit::default(),
@@ -383,6 +386,7 @@ impl Db {
                 parts.push(batch.value(value_start, value_len));
             }
         }
+        let hints = self.shared.batch_hints(&batch);
         let start = writer.log.append(&parts)?;
         let written = (start, parts.iter().map(|part| part.len() as u64).sum::<u64>());
         // All of the batch becomes visible in one exclusive section.
@@ -401,7 +405,12 @@ impl Db {
                     }
                 };
                 if let Some(old) = old {
-                    shared.retire(view, key, Location(old), sequence, None);
+                    // Not in the hints (or moved since): the old version is a record of
+                    // this very batch, written at its sequence.
+                    let hint = hints.as_ref().map(|hints| {
+                        hints.get(&key).copied().filter(|(at, _)| at.0 == old).unwrap_or((Location(old), sequence))
+                    });
+                    shared.retire(view, key, Location(old), sequence, hint);
                 }
             }
         });
@@ -573,7 +582,7 @@ impl Db {
     fn after_write(&self, mut writer: WriterGuard<'_>, written: Written) -> Result<()> {
         if writer.log.rollovers() != writer.checkpointed_rollovers {
             writer.checkpointed_rollovers = writer.log.rollovers();
-            self.start_background_checkpoint(&writer)?;
+            self.start_background_checkpoint(&writer);
         }
         if self.shared.options.durability != Durability::Sync {
             return Ok(());
@@ -607,13 +616,19 @@ impl Db {
     /// Writes a checkpoint of the index as of now on another thread: it registers a
     /// snapshot here (in-memory, under the writer's section so that the log's ends
     /// match the snapshot), then reads the snapshot's locations in chunks there.
-    fn start_background_checkpoint(&self, writer: &Writer) -> Result<()> {
+    fn start_background_checkpoint(&self, writer: &Writer) {
+        // One at a time: a roll-over while one runs is covered by the next roll-over
+        // or by the checkpoint of a clean close.
+        let mut thread = self.shared.checkpoint_thread.lock();
+        if thread.as_ref().is_some_and(|running| !running.is_finished()) {
+            return;
+        }
         let ends = writer.log.segment_ends();
         let segments: Vec<Arc<Segment>> = writer.log.segments().cloned().collect();
         let snapshot = self.snapshot();
         let dir = self.shared.path.clone();
         let lock = Arc::clone(&self.shared.checkpoint_lock);
-        std::thread::Builder::new().name("alexstorage-checkpoint".into()).spawn(move || {
+        let spawned = std::thread::Builder::new().name("alexstorage-checkpoint".into()).spawn(move || {
             let sequence = snapshot.sequence();
             let mut newest = lock.lock();
             if *newest >= sequence {
@@ -623,17 +638,17 @@ impl Db {
             if segments.iter().try_for_each(|segment| segment.sync().map(|_| ())).is_err() {
                 return;
             }
-            let mut locations = snapshot.locations();
-            // A failed checkpoint is only a slower next open: the log is complete.
-            let written = checkpoint::write(&dir, sequence, &ends, &mut locations);
-            if written.is_ok() && locations.error.is_none() {
+            // A failed checkpoint (an unreadable record aborts it before it replaces
+            // the current one) is only a slower next open: the log is complete.
+            if checkpoint::write(&dir, sequence, &ends, snapshot.locations()).is_ok() {
                 *newest = sequence;
-            } else {
-                // Entries were missing: never leave a checkpoint that lacks keys.
-                let _ = std::fs::remove_file(dir.join(checkpoint::CHECKPOINT_FILE));
             }
-        })?;
-        Ok(())
+        });
+        match spawned {
+            Ok(handle) => *thread = Some(handle),
+            // The write that triggered it is committed: a checkpoint is an optimization.
+            Err(error) => tracing::warn!("no background checkpoint: {error}"),
+        }
     }
 }
 
@@ -671,9 +686,16 @@ impl Shared {
         let mut snapshots = self.snapshots.lock();
         if let Some(count) = snapshots.get_mut(&sequence) {
             *count -= 1;
-            if *count == 0 {
-                snapshots.remove(&sequence);
+            if *count > 0 {
+                // Another snapshot at the same sequence still sees the same versions.
+                return;
             }
+            snapshots.remove(&sequence);
+        }
+        if view.history.len() == 0 {
+            let newest = snapshots.last_key_value().map_or(0, |(newest, _)| newest + 1);
+            self.newest_snapshot.store(newest, Ordering::Release);
+            return;
         }
         let newest = snapshots.last_key_value().map_or(0, |(newest, _)| newest + 1);
         self.newest_snapshot.store(newest, Ordering::Release);
@@ -699,6 +721,30 @@ impl Shared {
         }
         let (location, lease) = self.read_view().locate(key)?;
         Some((location, record_sequence(lease?.segment(), location)?))
+    }
+
+    /// [`Shared::old_version`] for every key of a batch (one lookup under the shared
+    /// lock, then the records read outside it); `None` if no snapshot is live.
+    fn batch_hints(&self, batch: &WriteBatch) -> Option<HashMap<i64, (Location, u64)>> {
+        if self.newest_snapshot.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let slots: Vec<(i64, Slot)> = {
+            let view = self.read_view();
+            batch
+                .operations
+                .iter()
+                .filter_map(|operation| match *operation {
+                    BatchOperation::Put { column_family: 0, key, .. }
+                    | BatchOperation::Delete { column_family: 0, key } => view.locate(key).map(|slot| (key, slot)),
+                    _ => None,
+                })
+                .collect()
+        };
+        let read = |(key, (location, lease)): (i64, Slot)| {
+            Some((key, (location, record_sequence(lease?.segment(), location)?)))
+        };
+        Some(slots.into_iter().filter_map(read).collect())
     }
 
     /// Called (under the exclusive view) when the write with `sequence` supersedes
@@ -730,11 +776,16 @@ impl Shared {
     /// checkpoint so that the next open is fast, and releases the lock file. Errors
     /// have no caller to go to: the data is in the page cache regardless, and a
     /// missing checkpoint only means a full replay.
-    fn close(&self) {
+    fn close(self: &Arc<Self>) {
         drop(self.stop_syncer.lock().take());
         let lock_file = self.lock_file.lock().take();
         if self.options.read_only {
             return;
+        }
+        // A background checkpoint must not outlive the lock (a reopened store would
+        // race it on the checkpoint file).
+        if let Some(thread) = self.checkpoint_thread.lock().take() {
+            let _ = thread.join();
         }
         let mut newest = self.checkpoint_lock.lock();
         if self.crashed.load(Ordering::Relaxed) {
@@ -746,11 +797,14 @@ impl Shared {
         }
         if *newest < writer.sequence || writer.sequence == 0 {
             let ends = writer.log.segment_ends();
-            let view = self.read_view();
-            if checkpoint::write(&self.path, writer.sequence, &ends, view.index.iter()).is_ok() {
+            // Read through a snapshot, chunk by chunk: no lock is held across the
+            // file's writes and syncs (snapshots may still be read by other threads).
+            let snapshot = Snapshot::new(self.register_snapshot());
+            if checkpoint::write(&self.path, writer.sequence, &ends, snapshot.locations()).is_ok() {
                 *newest = writer.sequence;
             }
         }
+        drop(writer);
         drop(lock_file);
     }
 }

@@ -216,31 +216,27 @@ impl Snapshot {
             lo: Bound::Unbounded,
             buffer: VecDeque::new(),
             done: false,
-            error: None,
         }
     }
 }
 
-/// See [`Snapshot::locations`]. Stops at the first unreadable record, leaving the
-/// error in `error`.
+/// See [`Snapshot::locations`]. An unreadable record ends it with one `Err` item.
 pub(crate) struct Locations {
     registration: Arc<Registration>,
     lo: Bound<i64>,
     buffer: VecDeque<(i64, u64)>,
     done: bool,
-    /// Why iteration stopped early, if it did.
-    pub error: Option<Error>,
 }
 
 impl Iterator for Locations {
-    type Item = (i64, u64);
+    type Item = Result<(i64, u64)>;
 
-    fn next(&mut self) -> Option<(i64, u64)> {
+    fn next(&mut self) -> Option<Result<(i64, u64)>> {
         loop {
             if let Some(entry) = self.buffer.pop_front() {
-                return Some(entry);
+                return Some(Ok(entry));
             }
-            if self.done || self.error.is_some() {
+            if self.done {
                 return None;
             }
             let sequence = self.registration.sequence;
@@ -259,13 +255,10 @@ impl Iterator for Locations {
                         Some(written_at) if written_at <= sequence => chosen = Some(location),
                         Some(_) => {}
                         None => {
-                            let reason = format!("unreadable record of key {key} at segment {}", location.segment());
-                            self.error = Some(Error::corruption(
-                                &self.registration.shared.path,
-                                u64::from(location.offset()),
-                                reason,
-                            ));
-                            return None;
+                            self.done = true;
+                            let reason = format!("unreadable record of key {key} in segment {}", location.segment());
+                            let path = &self.registration.shared.path;
+                            return Some(Err(Error::corruption(path, u64::from(location.offset()), reason)));
                         }
                     }
                 }

@@ -234,3 +234,31 @@ fn concurrent_sync_writers_share_syncs() {
         assert_eq!(db.get(key).unwrap().unwrap(), key.to_le_bytes());
     }
 }
+
+#[test]
+fn handles_are_send_sync_and_static() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Db>();
+    check::<alexstorage::Snapshot>();
+    check::<alexstorage::Range>();
+    check::<alexstorage::Value>();
+}
+
+#[test]
+fn snapshots_and_ranges_outlive_the_store_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    for key in 0..10 {
+        db.put(key, [key as u8]).unwrap();
+    }
+    let snapshot = db.snapshot();
+    let mut range = db.range(5..);
+    drop(db);
+    // The last handle closed the store: the lock is free again...
+    let reopened = Db::open(dir.path()).unwrap();
+    reopened.put(5, b"changed").unwrap();
+    // ...and the snapshot and the range still read what they saw.
+    assert_eq!(snapshot.get(5).unwrap().unwrap(), [5]);
+    assert_eq!(range.next().unwrap().unwrap().1, [5]);
+    assert_eq!(range.count(), 4);
+}

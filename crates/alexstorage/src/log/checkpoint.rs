@@ -31,12 +31,14 @@ pub struct Checkpoint {
     pub entries: Vec<(i64, u64)>,
 }
 
-/// Writes a checkpoint durably (temporary file, fsync, rename, directory fsync).
+/// Writes a checkpoint durably (temporary file, fsync, rename, directory fsync). An
+/// `Err` entry aborts before anything replaces the current checkpoint: a checkpoint
+/// that lacked keys would lose them at the next open.
 pub fn write(
     dir: &Path,
     sequence: u64,
     segments: &[(u32, u64)],
-    entries: impl Iterator<Item = (i64, u64)>,
+    entries: impl Iterator<Item = Result<(i64, u64)>>,
 ) -> Result<()> {
     let (count_hint, _) = entries.size_hint();
     let capacity = CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count_hint * ENTRY_SIZE + 4;
@@ -54,7 +56,8 @@ pub fn write(
         bytes.extend_from_slice(&end.to_le_bytes());
     }
     let mut count = 0u64;
-    for (key, location) in entries {
+    for entry in entries {
+        let (key, location) = entry?;
         bytes.extend_from_slice(&key.to_le_bytes());
         bytes.extend_from_slice(&location.to_le_bytes());
         count += 1;
@@ -132,7 +135,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
         let entries = vec![(-5i64, 7u64), (3, 9), (i64::MAX, 1)];
-        write(dir.path(), 42, &[(1, 100), (2, 64)], entries.iter().copied()).unwrap();
+        write(dir.path(), 42, &[(1, 100), (2, 64)], entries.iter().copied().map(Ok)).unwrap();
         let checkpoint = read(dir.path()).unwrap().unwrap();
         assert_eq!(checkpoint, Checkpoint { sequence: 42, segments: vec![(1, 100), (2, 64)], entries });
         let mut bytes = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();

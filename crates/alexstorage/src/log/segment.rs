@@ -336,7 +336,8 @@ impl Segment {
                 // msync that takes 100 us or more here.
                 let started = Instant::now();
                 let mut covers = group.published.load(Ordering::Acquire);
-                while group.active.load(Ordering::Acquire) as u64 > covers - group.synced.load(Ordering::Acquire)
+                while group.active.load(Ordering::Acquire) as u64
+                    > covers.saturating_sub(group.synced.load(Ordering::Acquire))
                     && started.elapsed() < GATHER
                 {
                     std::thread::yield_now();
