@@ -25,6 +25,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -64,6 +65,10 @@ pub struct Segment {
     /// once per open file, so after a failure every later sync must fail too, or a
     /// caller could be told its data is durable when it was dropped.
     sync_failure: Mutex<Option<String>>,
+    /// With `sync_done`: where followers sleep until a sync ends (std's condition
+    /// variable wakes them all at once).
+    sync_wait: std::sync::Mutex<()>,
+    sync_done: std::sync::Condvar,
     writable: bool,
 }
 
@@ -130,6 +135,8 @@ impl Segment {
             synced: AtomicU64::new(start),
             tail: Mutex::new(start),
             sync_failure: Mutex::new(None),
+            sync_wait: std::sync::Mutex::new(()),
+            sync_done: std::sync::Condvar::new(),
             writable,
         }
     }
@@ -347,25 +354,41 @@ impl Segment {
                 if published <= synced {
                     return Ok(false);
                 }
-                if let Err(error) = self.map.flush_range(synced as usize, (published - synced) as usize) {
+                let flushed = self.map.flush_range(synced as usize, (published - synced) as usize);
+                if let Err(error) = &flushed {
                     *failure = Some(error.to_string());
-                    return Err(error.into());
+                } else {
+                    self.synced.store(published, Ordering::Release);
+                    group.synced.fetch_max(covers, Ordering::AcqRel);
                 }
-                self.synced.store(published, Ordering::Release);
-                group.synced.fetch_max(covers, Ordering::AcqRel);
-                return Ok(true);
+                drop(failure);
+                self.announce_sync();
+                return flushed.map(|()| true).map_err(Error::from);
             }
             // A follower: the leader's sync takes 100 us or more. Yield a few times
-            // (writers that still have to append get the core), then nap. Never block
-            // on the sync lock: the leader holds it while it gathers, and a follower it
-            // already covered must be free to return and come back with its next write.
+            // (writers that still have to append get the core), then sleep until a
+            // sync ends. Never queue on the sync lock itself: the leader holds it while
+            // it gathers, and a follower it already covered must be free to return and
+            // come back with its next write; and all followers wake at once.
             waits += 1;
-            if waits < 16 {
+            if waits < 4 {
                 std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(20));
+                continue;
+            }
+            let guard = self.sync_wait.lock().unwrap_or_else(PoisonError::into_inner);
+            // Checked under `sync_wait`, which the leader takes to announce the end of
+            // its sync: no wake-up is lost between this check and the wait.
+            if self.synced.load(Ordering::Acquire) < end && self.sync_failure.is_locked() {
+                drop(self.sync_done.wait_timeout(guard, Duration::from_millis(1)));
             }
         }
+    }
+
+    /// Wakes the followers waiting for a sync (called by the leader once `synced`
+    /// moved, or the sync failed, and the sync lock is released).
+    fn announce_sync(&self) {
+        let _guard = self.sync_wait.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sync_done.notify_all();
     }
 }
 
