@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
@@ -97,7 +97,7 @@ pub(crate) struct Shared {
     /// Live snapshots: sequence -> how many.
     snapshots: Mutex<BTreeMap<u64, usize>>,
     /// 1 + the newest live snapshot's sequence, 0 if none. Changed under `snapshots`
-    /// while holding the view (shared for registering, exclusive for releasing);
+    /// (registering also holds the view shared, so no write publishes in between);
     /// read by writers under the exclusive view lock.
     newest_snapshot: AtomicU64,
     /// How the store was opened: from a checkpoint, and how many keys the log replay
@@ -119,6 +119,8 @@ pub(crate) struct Shared {
     sync_writes: AtomicU64,
     /// `Sync` writes in flight, for the group commit's leader.
     group: GroupCommit,
+    /// `view.history.len()`, readable without the view's lock.
+    retained: AtomicUsize,
 }
 
 /// The readers' side of the store.
@@ -286,6 +288,7 @@ impl Db {
             syncs: AtomicU64::new(0),
             sync_writes: AtomicU64::new(0),
             group: GroupCommit::default(),
+            retained: AtomicUsize::new(0),
         });
         if let (Durability::Periodic(interval), false) = (shared.options.durability, shared.options.read_only) {
             start_periodic_syncer(&shared, interval)?;
@@ -674,7 +677,7 @@ impl Shared {
         let mut snapshots = self.snapshots.lock();
         *snapshots.entry(sequence).or_insert(0) += 1;
         let newest = snapshots.last_key_value().map_or(0, |(newest, _)| newest + 1);
-        self.newest_snapshot.store(newest, Ordering::Release);
+        self.newest_snapshot.store(newest, Ordering::SeqCst);
         drop(snapshots);
         drop(view);
         Registration { shared: Arc::clone(self), sequence, len }
@@ -682,29 +685,35 @@ impl Shared {
 
     /// Unregisters a snapshot and drops the versions only it kept.
     pub(crate) fn release_snapshot(&self, sequence: u64) {
-        let mut view = self.write_view();
-        let mut snapshots = self.snapshots.lock();
-        if let Some(count) = snapshots.get_mut(&sequence) {
-            *count -= 1;
-            if *count > 0 {
-                // Another snapshot at the same sequence still sees the same versions.
-                return;
+        // The common case (a range or snapshot dropped while nothing is kept) takes
+        // no view lock at all, so dropping a range never waits for, or blocks, others.
+        {
+            let mut snapshots = self.snapshots.lock();
+            if let Some(count) = snapshots.get_mut(&sequence) {
+                *count -= 1;
+                if *count > 0 {
+                    // Another snapshot at the same sequence still sees the same versions.
+                    return;
+                }
+                snapshots.remove(&sequence);
             }
-            snapshots.remove(&sequence);
-        }
-        if view.history.len() == 0 {
             let newest = snapshots.last_key_value().map_or(0, |(newest, _)| newest + 1);
-            self.newest_snapshot.store(newest, Ordering::Release);
+            self.newest_snapshot.store(newest, Ordering::SeqCst);
+        }
+        // A writer that read the old `newest` may still add a version after this
+        // check; `retire` drops such leftovers when it next runs with no snapshot live.
+        if self.retained.load(Ordering::SeqCst) == 0 {
             return;
         }
-        let newest = snapshots.last_key_value().map_or(0, |(newest, _)| newest + 1);
-        self.newest_snapshot.store(newest, Ordering::Release);
+        let mut view = self.write_view();
+        let snapshots = self.snapshots.lock();
         let garbage = if snapshots.is_empty() {
             view.history.take()
         } else {
             view.history.prune(&snapshots);
             History::default()
         };
+        self.retained.store(view.history.len(), Ordering::SeqCst);
         drop(snapshots);
         drop(view);
         // Freed outside the locks.
@@ -751,8 +760,13 @@ impl Shared {
     /// the version of `key` at `old`: keeps that version if a live snapshot sees it.
     /// `hint` is [`Shared::old_version`]'s answer, if it was asked.
     fn retire(&self, view: &mut View, key: i64, old: Location, sequence: u64, hint: Option<(Location, u64)>) {
-        let newest = self.newest_snapshot.load(Ordering::Acquire);
+        let newest = self.newest_snapshot.load(Ordering::SeqCst);
         if newest == 0 {
+            if view.history.len() > 0 {
+                // Left by a write that raced the release of the last snapshot.
+                view.history = History::default();
+                self.retained.store(0, Ordering::SeqCst);
+            }
             return;
         }
         let from = match hint {
@@ -766,6 +780,7 @@ impl Shared {
         // `newest` is 1 + the newest live snapshot sequence.
         if newest > from {
             view.history.keep(key, OldVersion { from, until: sequence, location: old.0 });
+            self.retained.store(view.history.len(), Ordering::SeqCst);
         }
     }
 }
