@@ -17,6 +17,26 @@
 //! # Ok::<(), alexstorage::Error>(())
 //! ```
 //!
+//! A [`Db`] is a cheap, `Clone + Send + Sync` handle: share it between threads.
+//! [`Db::snapshot`] gives a point-in-time view, and [`Db::range`] a lazy, ordered,
+//! double-ended iterator over a snapshot taken when it starts:
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = alexstorage::Db::open(dir.path())?;
+//! db.put(1, b"a")?;
+//! let snapshot = db.snapshot();
+//! let writer = std::thread::spawn({
+//!     let db = db.clone();
+//!     move || db.put(2, b"b")
+//! });
+//! writer.join().unwrap()?;
+//! assert_eq!(snapshot.len(), 1);
+//! let keys: Vec<i64> = db.range(..).map(|entry| entry.map(|(key, _)| key)).collect::<Result<_, _>>()?;
+//! assert_eq!(keys, [1, 2]);
+//! # Ok::<(), alexstorage::Error>(())
+//! ```
+//!
 //! The learned index is usable on its own:
 //!
 //! ```

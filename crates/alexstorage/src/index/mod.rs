@@ -15,24 +15,24 @@
 //! ```
 //!
 //! # Structure
-//! - **Data nodes** ([`data_node`]) are gapped arrays: slots of (key, payload) placed
-//!   where a per-node least-squares linear model ([`model`]) predicts, with a bitmap of
+//! - **Data nodes** (`data_node.rs`) are gapped arrays: slots of (key, payload) placed
+//!   where a per-node least-squares linear model (`model.rs`) predicts, with a bitmap of
 //!   occupied slots; gaps hold a copy of the next key so that exponential search from
 //!   the predicted slot needs no bitmap.
-//! - **Inner nodes** ([`model_node`]) route by a linear model over a power-of-two array
+//! - **Inner nodes** (`model_node.rs`) route by a linear model over a power-of-two array
 //!   of child slots; a child may own an aligned run of several slots.
-//! - **Bulk load** ([`bulk_load`], [`fanout`]) builds the tree top-down; at each node a
+//! - **Bulk load** (`bulk_load.rs`, `fanout.rs`) builds the tree top-down; at each node a
 //!   fanout tree scores every candidate fanout (and merges of adjacent children) with
-//!   the cost model ([`cost`]) and keeps the cheapest.
-//! - **Inserts** ([`insert`]) place by model and shift toward the nearest gap. A full
+//!   the cost model (`cost.rs`) and keeps the cheapest.
+//! - **Inserts** (`insert.rs`) place by model and shift toward the nearest gap. A full
 //!   node is expanded (retrained) or, when it would grow past the size limit or its
 //!   observed costs deviate from the expected ones and a split is cheaper, split
 //!   sideways (growing the parent if needed) or downward. A key outside a node's
 //!   domain (below the minimum, above the maximum) widens that node's domain, growing
 //!   the root upward if need be, instead of degrading a data node.
-//! - **Erases** ([`erase`]) contract sparse nodes and merge small sibling nodes, and
+//! - **Erases** (`erase.rs`) contract sparse nodes and merge small sibling nodes, and
 //!   collapse inner nodes left with a single child.
-//! - **Iteration** ([`iter`]) follows a doubly linked list of data nodes in key order.
+//! - **Iteration** (`iter.rs`) follows a doubly linked list of data nodes in key order.
 //!
 //! Differences from the reference C++ implementation, all deliberate: inner-node models
 //! have power-of-two slopes, so routing is exact integer arithmetic over the full `i64`
