@@ -21,6 +21,7 @@ else
     cargo test -p alexstorage --no-fail-fast
 fi
 cargo test -p alexstorage --doc
+RUSTDOCFLAGS="-D warnings" cargo doc -p alexstorage --no-deps --quiet
 
 echo "== benchmark smoke run (correctness checks of the benchmark itself)"
 cargo bench -p alexstorage --bench index -- --keys 20000 --repeats 1 >/dev/null
