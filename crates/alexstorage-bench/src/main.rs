@@ -162,7 +162,13 @@ fn run(args: Args) -> Result<()> {
     if workloads.contains(&Workload::Memory) {
         for engine in &engines {
             say(&progress, format!("memory: {} (child process)", engine.name()));
-            memory_rows(*engine, &args, &scratch, &mut results)?;
+            if let Err(error) = memory_rows(*engine, &args, &scratch, &mut results) {
+                // Keep the rest of the run: the row says why it is missing.
+                let why = format!("memory probe failed: {error:#}");
+                for variant in [report::PEAK_GROWTH, report::ANON_GROWTH] {
+                    results.not_available("memory", variant, engine.name(), Unit::BytesPerKey, Class::Buffered, &why);
+                }
+            }
             progress.inc(1);
         }
     }
@@ -171,7 +177,11 @@ fn run(args: Args) -> Result<()> {
     std::fs::remove_dir(&scratch).ok();
 
     let names: Vec<&str> = engines.iter().map(|engine| engine.name()).collect();
-    let goals = report::goals(&results, args.keys);
+    let subject_compacts = engines::all()
+        .iter()
+        .find(|engine| engine.name() == SUBJECT)
+        .is_some_and(|engine| engine.lacks(engines::Feature::Compaction).is_none());
+    let goals = report::goals(&results, args.keys, subject_compacts);
     let headline = report::headline_table(&results, &names);
     let goal_table = report::goal_table(&goals);
     let settings: Vec<EngineSettings> = engines

@@ -182,8 +182,8 @@ pub struct Goal {
 }
 
 /// The goals of BENCHMARKS.md, each checked against this run's medians.
-pub fn goals(results: &Results, keys: usize) -> Vec<Goal> {
-    let median = |workload: &str, variant: &str, engine: &str| results.median(workload, variant, engine).cloned();
+pub fn goals(results: &Results, keys: usize, subject_compacts: bool) -> Vec<Goal> {
+    let median = |workload: &str, variant: &str, engine: &str| results.median(workload, variant, engine);
     let mut goals = Vec::new();
     let mut push = |workload: &str, goal: &str, measured: Option<(String, bool)>| {
         let (measured, met) = match measured {
@@ -251,7 +251,7 @@ pub fn goals(results: &Results, keys: usize) -> Vec<Goal> {
     let reopen_lmdb = median("reopen", "", SUBJECT).zip(median("reopen", "", "lmdb")).map(|(subject, lmdb)| {
         (format!("{} ms vs LMDB {} ms", figure(subject.value), figure(lmdb.value)), subject.value <= lmdb.value + 500.0)
     });
-    push("reopen", "<= LMDB's + 0.5 s (at 10M keys)", reopen_lmdb);
+    push("reopen", "<= LMDB's + 0.5 s (at 10M keys)", if keys >= 10_000_000 { reopen_lmdb } else { None });
     let space = median("space", AFTER_OVERWRITES, SUBJECT).map(|sample| {
         (
             format!("{:.2}x raw after overwrites (+ compaction where the engine has it)", sample.value),
@@ -259,9 +259,14 @@ pub fn goals(results: &Results, keys: usize) -> Vec<Goal> {
         )
     });
     push("space", "<= 1.3x raw data after compaction", space);
-    push("space", "write amplification <= RocksDB's", beats("space", WRITE_AMP_OVERWRITES, "rocksdb", 1.0));
-    let memory = median("memory", ANON_GROWTH, SUBJECT)
-        .map(|sample| (format!("{:.1} bytes/key (anonymous RSS growth)", sample.value), sample.value <= 32.0));
+    // Only comparable once both phases include a compaction: without one, AlexStorage's
+    // figure would leave out the very writes the goal is about.
+    let write_amplification =
+        if subject_compacts { beats("space", WRITE_AMP_OVERWRITES, "rocksdb", 1.0) } else { None };
+    push("space", "write amplification <= RocksDB's (with compaction)", write_amplification);
+    let memory = median("memory", ANON_GROWTH, SUBJECT).map(|sample| {
+        (format!("{:.1} bytes/key (anonymous RSS growth over the load)", sample.value), sample.value <= 32.0)
+    });
     push("memory", "heap <= 32 bytes per key", memory);
     goals
 }
@@ -304,7 +309,7 @@ mod tests {
         let tables = workload_tables(&results);
         assert!(tables.contains("| RocksDB | 1500 | ns/op | 15.00x |"), "{tables}");
         assert!(tables.contains("| AlexStorage | n/a | ns/key | later |"), "{tables}");
-        let goals = goals(&results, 1_000_000);
+        let goals = goals(&results, 1_000_000, true);
         assert_eq!(goals[0].met, Some(true));
         assert!(goals.iter().any(|goal| goal.met.is_none()));
     }

@@ -74,11 +74,25 @@ pub struct Row {
 }
 
 impl Row {
-    /// The sample with the median figure.
-    pub fn median(&self) -> Option<&Sample> {
+    /// The median sample (with an even count, the mean of the two middle ones).
+    pub fn median(&self) -> Option<Sample> {
         let mut sorted: Vec<&Sample> = self.samples.iter().collect();
         sorted.sort_by(|a, b| a.value.total_cmp(&b.value));
-        sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+        let middle = sorted.len() / 2;
+        match sorted.len() {
+            0 => None,
+            len if len % 2 == 1 => sorted.get(middle).map(|sample| (*sample).clone()),
+            _ => {
+                let (low, high) = (sorted[middle - 1], sorted[middle]);
+                let mean = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| (a + b) / 2.0);
+                Some(Sample {
+                    value: (low.value + high.value) / 2.0,
+                    ops_per_s: mean(low.ops_per_s, high.ops_per_s),
+                    p50_ns: mean(low.p50_ns, high.p50_ns),
+                    p99_ns: mean(low.p99_ns, high.p99_ns),
+                })
+            }
+        }
     }
 }
 
@@ -124,7 +138,7 @@ impl Results {
     }
 
     /// The median figure of an engine, if it has samples.
-    pub fn median(&self, workload: &str, variant: &str, engine: &str) -> Option<&Sample> {
+    pub fn median(&self, workload: &str, variant: &str, engine: &str) -> Option<Sample> {
         self.find(workload, variant, engine)?.median()
     }
 
