@@ -26,7 +26,7 @@ impl EngineKind for AlexStorage {
     fn settings(&self, class: Class) -> String {
         let mode = match class {
             Class::Buffered => "Durability::Buffered (record written into the shared writable mmap of the segment before put returns: survives kill -9, no fsync)",
-            Class::Sync => "Durability::Sync (msync of the record's pages before put returns)",
+            Class::Sync => "Durability::Sync (msync of the record's pages before put returns, group-committed across threads)",
         };
         format!("{mode}; defaults otherwise (64 MiB segments, no compression)")
     }
