@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
-use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue, SegmentedCoord};
+use plotters::coord::ranged1d::{IntoSegmentedCoord, SegmentValue, SegmentedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordusize;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -137,47 +137,38 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) 
         let high = max * 8.0;
         let mut chart =
             builder.build_cartesian_2d((low..high).log_scale(), (0..count).into_segmented()).map_err(fail)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_labels(6)
-            .x_label_formatter(&|value| figure(*value))
-            .y_label_formatter(&|segment| match segment {
-                SegmentValue::CenterOf(index) => name_of(*index),
-                _ => String::new(),
-            })
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(fail)?;
-        draw_bars(&mut chart, panel, low, &bar_color).map_err(fail)?;
+        draw_axes_and_bars(&mut chart, 6, &name_of, panel, low, &bar_color).map_err(fail)?;
     } else {
         let high = if max > 0.0 { max * 1.3 } else { 1.0 };
         let mut chart = builder.build_cartesian_2d(0.0..high, (0..count).into_segmented()).map_err(fail)?;
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .x_labels(5)
-            .x_label_formatter(&|value| figure(*value))
-            .y_label_formatter(&|segment| match segment {
-                SegmentValue::CenterOf(index) => name_of(*index),
-                _ => String::new(),
-            })
-            .label_style(("sans-serif", 12))
-            .draw()
-            .map_err(fail)?;
-        draw_bars(&mut chart, panel, 0.0, &bar_color).map_err(fail)?;
+        draw_axes_and_bars(&mut chart, 5, &name_of, panel, 0.0, &bar_color).map_err(fail)?;
     }
     Ok(())
 }
 
 type Rows = SegmentedCoord<RangedCoordusize>;
 
-fn draw_bars<DB: DrawingBackend, X: Ranged<ValueType = f64>>(
+/// The axes (engine names on the left, `x_labels` figures below), then one bar per
+/// engine from `base`, with its figure, or "n/a".
+fn draw_axes_and_bars<DB: DrawingBackend, X: Ranged<ValueType = f64> + ValueFormatter<f64>>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<X, Rows>>,
+    x_labels: usize,
+    name_of: &dyn Fn(usize) -> String,
     panel: &Panel,
     base: f64,
     color: &dyn Fn(&str) -> RGBColor,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_labels(x_labels)
+        .x_label_formatter(&|value| figure(*value))
+        .y_label_formatter(&|segment| match segment {
+            SegmentValue::CenterOf(index) => name_of(*index),
+            _ => String::new(),
+        })
+        .label_style(("sans-serif", 12))
+        .draw()?;
     let count = panel.bars.len();
     let label = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     for (index, bar) in panel.bars.iter().enumerate() {

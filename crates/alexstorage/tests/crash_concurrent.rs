@@ -9,9 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use alexstorage::keygen::SplitMix64;
@@ -130,36 +131,12 @@ fn concurrent_sync_writers_survive_kill9() {
     let mut random = SplitMix64::new(77);
     let mut acknowledged = 0u64;
     for kill in 0..kills {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_concurrent_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("ALEXSTORAGE_CRASH_CHILD_DIR", dir.path())
-            .env("ALEXSTORAGE_CRASH_SEED", (kill + 1).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lines = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !lines.iter().any(|line: &String| line.ends_with("READY")) {
-            match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => lines.push(line),
-                Err(_) => panic!("kill {kill}: the child never started"),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5 + random.below(60)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        lines.extend(receiver.try_iter());
+        let envs = [
+            ("ALEXSTORAGE_CRASH_CHILD_DIR", dir.path().display().to_string()),
+            ("ALEXSTORAGE_CRASH_SEED", (kill + 1).to_string()),
+        ];
+        let run = Duration::from_millis(5 + random.below(60));
+        let lines = common::run_and_kill("crash_concurrent_child", &envs, run);
         let mut in_flight: Vec<Option<Writes>> = vec![None; THREADS as usize];
         for line in &lines {
             let fields: Vec<&str> = line.split_whitespace().collect();

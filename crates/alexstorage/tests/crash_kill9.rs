@@ -9,9 +9,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use alexstorage::keygen::SplitMix64;
@@ -138,39 +139,13 @@ fn crash_kill9_recovers_every_acknowledged_write() {
     let mut acknowledged_total = 0u64;
     for kill in 0..kills {
         let durability = if kill % 5 == 4 { "sync" } else { "buffered" };
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-            .env("ALEXSTORAGE_CRASH_CHILD_DIR", dir.path())
-            .env("ALEXSTORAGE_CRASH_SEED", (kill + 1).to_string())
-            .env("ALEXSTORAGE_CRASH_DURABILITY", durability)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        // Start the clock once the child has recovered the store and begun writing.
-        let mut lines = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !lines.iter().any(|line: &String| line.ends_with("READY")) {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match receiver.recv_timeout(wait) {
-                Ok(line) => lines.push(line),
-                Err(_) => panic!("kill {kill}: the child never started ({} lines of output)", lines.len()),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(1 + random.below(40)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        reader.join().unwrap();
-        lines.extend(receiver.try_iter());
+        let envs = [
+            ("ALEXSTORAGE_CRASH_CHILD_DIR", dir.path().display().to_string()),
+            ("ALEXSTORAGE_CRASH_SEED", (kill + 1).to_string()),
+            ("ALEXSTORAGE_CRASH_DURABILITY", durability.to_string()),
+        ];
+        let run = Duration::from_millis(1 + random.below(40));
+        let lines = common::run_and_kill("crash_child_writer", &envs, run);
         let mut in_flight: Option<Vec<Write1>> = None;
         for line in lines.iter().filter(|line| line.starts_with("BEGIN") || *line == "ACK") {
             if line == "ACK" {

@@ -421,6 +421,21 @@ mod tests {
     }
 
     #[test]
+    fn one_sync_covers_every_record_published_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 1, 1 << 16).unwrap();
+        let group = GroupCommit::default();
+        let first = segment.append(&[&[1u8; 100]]).unwrap() + 100;
+        let second = segment.append(&[&[2u8; 100]]).unwrap() + 100;
+        // The first writer's sync runs an msync that also covers the second record,
+        // so the second writer finds its record durable without one: group commit.
+        assert!(segment.sync_through(first, &group).unwrap());
+        assert!(!segment.sync_through(second, &group).unwrap());
+        assert_eq!(segment.unsynced(), 0);
+        assert!(!segment.sync().unwrap(), "nothing left to sync");
+    }
+
+    #[test]
     fn blank_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let blank = dir.path().join(file_name(1));

@@ -19,3 +19,41 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Runs the ignored test `child` of the current test binary as a child process with
+/// `envs`, waits until it prints `READY` (it has opened the store), lets it run for
+/// `run`, kills it with SIGKILL, and returns every line it printed.
+pub fn run_and_kill(child: &str, envs: &[(&str, String)], run: std::time::Duration) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command.args([child, "--exact", "--ignored", "--nocapture", "--test-threads=1"]);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let mut process = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let stdout = process.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Start the clock once the child has recovered the store and begun writing.
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines.iter().any(|line: &String| line.ends_with("READY")) {
+        match receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("the child {child} never started ({} lines of output)", lines.len()),
+        }
+    }
+    std::thread::sleep(run);
+    process.kill().unwrap();
+    process.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(receiver.try_iter());
+    lines
+}
