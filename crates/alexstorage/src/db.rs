@@ -43,13 +43,14 @@ use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteG
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::batch::{BatchOperation, WriteBatch};
+use crate::compaction::{self, CompactionStats, Compactor};
 use crate::index::Alex;
-use crate::log::checkpoint;
+use crate::log::checkpoint::{self, Point};
 use crate::log::format::{
     BatchDescriptor, Decoded, HeaderError, RecordHeader, RecordKind, StoreHeader, FORMAT_VERSION, RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
 };
-use crate::log::recovery::{verify_records, Replayed};
+use crate::log::recovery::{scan_compacted, verify_records, Replayed};
 use crate::log::segment::{sync_directory, GroupCommit, Segment};
 use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
@@ -87,13 +88,13 @@ impl Drop for Handle {
 
 pub(crate) struct Shared {
     pub(crate) path: PathBuf,
-    options: Options,
+    pub(crate) options: Options,
     /// What readers use: the index, the segments, kept versions. Sharded: a reader
     /// locks only its own shard, a writer all of them, briefly, for in-memory work.
     view: ShardedLock<View>,
     /// The single writer's section: the log tail and sequence numbers. Segment
     /// roll-overs and their I/O happen under it, never under the view's lock.
-    writer: Mutex<Writer>,
+    pub(crate) writer: Mutex<Writer>,
     /// Live snapshots: sequence -> how many.
     snapshots: Mutex<BTreeMap<u64, usize>>,
     /// 1 + the newest live snapshot's sequence, 0 if none. Changed under `snapshots`
@@ -110,7 +111,15 @@ pub(crate) struct Shared {
     /// Set by [`Db::simulate_crash`]: close without the final sync.
     crashed: std::sync::atomic::AtomicBool,
     /// Serializes checkpoint writers; holds the sequence of the newest checkpoint.
-    checkpoint_lock: Arc<Mutex<u64>>,
+    /// A compaction holds it throughout, so no checkpoint reads a half-switched index.
+    pub(crate) checkpoint_lock: Arc<Mutex<u64>>,
+    /// Serializes compactions (taken before every other lock).
+    pub(crate) compaction_lock: Mutex<()>,
+    /// The background compaction thread, stopped and joined on close.
+    compactor: Mutex<Option<Compactor>>,
+    /// Compactions completed since open, and the bytes they wrote.
+    pub(crate) compactions: AtomicU64,
+    pub(crate) compaction_bytes_written: AtomicU64,
     /// The background checkpoint thread, if one was started (joined on close).
     checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Segment syncs since open (outside the lock: syncs run outside it).
@@ -126,8 +135,8 @@ pub(crate) struct Shared {
 /// The readers' side of the store.
 pub(crate) struct View {
     pub(crate) index: Alex<u64>,
-    /// Every live segment, with leases for readers.
-    segments: HashMap<u32, Leases>,
+    /// Every segment the index may point into, with leases for readers.
+    pub(crate) segments: HashMap<u32, Leases>,
     /// The sequence of the last write readers can see.
     pub(crate) sequence: u64,
     /// Superseded versions live snapshots can still read.
@@ -153,16 +162,40 @@ impl View {
 pub(crate) type Slot = (Location, Option<Arc<Lease>>);
 
 /// The writer's side of the store.
-struct Writer {
-    log: Log,
+pub(crate) struct Writer {
+    pub(crate) log: Log,
     /// The last sequence number assigned.
-    sequence: u64,
+    pub(crate) sequence: u64,
+    /// Bytes of the records of live keys (the rest of the log is garbage).
+    pub(crate) live_bytes: u64,
     counters: Counters,
-    poisoned: Option<String>,
+    pub(crate) poisoned: Option<String>,
     /// The log's roll-over count when the last checkpoint was started.
     checkpointed_rollovers: u64,
     /// The newest segment the view has leases for.
     leased: u32,
+}
+
+impl Writer {
+    /// Accounts for the record at `old` (if any) no longer being live: a write
+    /// overwrote or deleted its key. Reads the record's header: the writer holds its
+    /// segment, and does this outside the view's lock.
+    fn supersede(&mut self, old: Option<u64>) {
+        let Some(old) = old.map(Location) else { return };
+        if let Some(len) = self.log.segment(old.segment()).and_then(|segment| record_len(segment, old)) {
+            self.live_bytes = self.live_bytes.saturating_sub(len);
+        }
+    }
+
+    /// Where a checkpoint taken now stands.
+    pub(crate) fn point(&self) -> Point {
+        Point {
+            sequence: self.sequence,
+            generation: self.log.manifest().generation,
+            live_bytes: self.live_bytes,
+            segments: self.log.segment_ends(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -231,47 +264,75 @@ impl Db {
         let lock = if options.read_only { None } else { Some(lock_store(path)?) };
         check_identity(path, options.read_only)?;
         let checkpoint = checkpoint::read(path)?;
-        // The last replayed write of each key: Some(location) for a put, None for a
-        // delete.
-        let mut latest: HashMap<i64, Option<Location>> = HashMap::new();
+        // The newest replayed write of each key, by sequence (compacted segments are
+        // replayed before older log records): Some((location, record length)) for a
+        // put, None for a delete.
+        let mut latest: HashMap<i64, (u64, Option<(Location, u32)>)> = HashMap::new();
+        let mut replay = |key: i64, sequence: u64, write: Option<(Location, u32)>| {
+            let entry = latest.entry(key).or_insert((0, None));
+            if sequence >= entry.0 {
+                *entry = (sequence, write);
+            }
+        };
         let writable = !options.read_only;
         let (log, sequence, used_checkpoint) =
             Log::open(path, options.segment_size, writable, checkpoint.as_ref(), |write| match write {
-                Replayed::Put { column_family: 0, key, location, .. } => {
-                    latest.insert(key, Some(location));
+                Replayed::Put { column_family: 0, key, sequence, location, len } => {
+                    replay(key, sequence, Some((location, len)))
                 }
-                Replayed::Delete { column_family: 0, key, .. } => {
-                    latest.insert(key, None);
-                }
+                Replayed::Delete { column_family: 0, key, sequence } => replay(key, sequence, None),
                 // Other families are not opened by this version; their records stay
                 // in the log untouched.
                 Replayed::Put { .. } | Replayed::Delete { .. } => {}
             })?;
         let replayed_keys = latest.len();
-        let index = match checkpoint.filter(|_| used_checkpoint) {
+        let (index, live_bytes) = match checkpoint.filter(|_| used_checkpoint) {
             Some(checkpoint) => {
                 let mut index = Alex::bulk_load(&checkpoint.entries).map_err(invalid_checkpoint)?;
-                for (key, write) in latest {
-                    match write {
-                        Some(location) => index.insert(key, location.0),
+                let mut live_bytes = checkpoint.live_bytes;
+                let superseded_len = |old: Option<u64>| {
+                    let old = Location(old?);
+                    record_len(log.segment(old.segment())?, old)
+                };
+                for (key, (_, write)) in latest {
+                    let old = match write {
+                        Some((location, len)) => {
+                            live_bytes += u64::from(len);
+                            index.insert(key, location.0)
+                        }
                         None => index.remove(key),
                     };
+                    live_bytes = live_bytes.saturating_sub(superseded_len(old).unwrap_or(0));
                 }
-                index
+                (index, live_bytes)
             }
             None => {
-                let mut pairs: Vec<(i64, u64)> =
-                    latest.into_iter().filter_map(|(key, write)| Some((key, write?.0))).collect();
+                let mut live_bytes = 0;
+                let mut pairs: Vec<(i64, u64)> = latest
+                    .into_iter()
+                    .filter_map(|(key, (_, write))| {
+                        let (location, len) = write?;
+                        live_bytes += u64::from(len);
+                        Some((key, location.0))
+                    })
+                    .collect();
                 pairs.sort_unstable_by_key(|pair| pair.0);
-                Alex::bulk_load(&pairs).map_err(invalid_checkpoint)?
+                (Alex::bulk_load(&pairs).map_err(invalid_checkpoint)?, live_bytes)
             }
         };
         let segments = log.segments().map(|segment| (segment.id(), Leases::new(Arc::clone(segment)))).collect();
         let view = View { index, segments, sequence, history: History::default() };
         let checkpointed_rollovers = log.rollovers();
         let leased = log.segments().map(|segment| segment.id()).max().unwrap_or(0);
-        let writer =
-            Writer { log, sequence, counters: Counters::default(), poisoned: None, checkpointed_rollovers, leased };
+        let writer = Writer {
+            log,
+            sequence,
+            live_bytes,
+            counters: Counters::default(),
+            poisoned: None,
+            checkpointed_rollovers,
+            leased,
+        };
         let shared = Arc::new(Shared {
             path: path.to_path_buf(),
             options,
@@ -284,6 +345,10 @@ impl Db {
             stop_syncer: Mutex::new(None),
             crashed: std::sync::atomic::AtomicBool::new(false),
             checkpoint_lock: Arc::new(Mutex::new(0)),
+            compaction_lock: Mutex::new(()),
+            compactor: Mutex::new(None),
+            compactions: AtomicU64::new(0),
+            compaction_bytes_written: AtomicU64::new(0),
             checkpoint_thread: Mutex::new(None),
             syncs: AtomicU64::new(0),
             sync_writes: AtomicU64::new(0),
@@ -292,6 +357,9 @@ impl Db {
         });
         if let (Durability::Periodic(interval), false) = (shared.options.durability, shared.options.read_only) {
             start_periodic_syncer(&shared, interval)?;
+        }
+        if shared.options.background_compaction && !shared.options.read_only {
+            *shared.compactor.lock() = Some(Compactor::start(&shared)?);
         }
         Ok(Db { _handle: Arc::new(Handle(Arc::clone(&shared))), shared })
     }
@@ -311,11 +379,15 @@ impl Db {
         let hint = self.shared.old_version(key);
         let location = writer.log.append(&[&header.encode(value), value])?;
         let len = (RECORD_HEADER_SIZE + value.len()) as u64;
+        let mut superseded = None;
         self.publish(&mut writer, sequence, location, |shared, view| {
-            if let Some(old) = view.index.insert(key, location.0) {
+            superseded = view.index.insert(key, location.0);
+            if let Some(old) = superseded {
                 shared.retire(view, key, Location(old), sequence, hint);
             }
         });
+        writer.live_bytes += len;
+        writer.supersede(superseded);
         writer.sequence = sequence;
         writer.counters.puts += 1;
         writer.counters.bytes_written += len;
@@ -349,11 +421,14 @@ impl Db {
         let header = RecordHeader::new(RecordKind::Delete, 0, key, sequence, 0);
         let hint = self.shared.old_version(key);
         let location = writer.log.append(&[&header.encode(&[])])?;
+        let mut superseded = None;
         self.publish(&mut writer, sequence, location, |shared, view| {
-            if let Some(old) = view.index.remove(key) {
+            superseded = view.index.remove(key);
+            if let Some(old) = superseded {
                 shared.retire(view, key, Location(old), sequence, hint);
             }
         });
+        writer.supersede(superseded);
         writer.sequence = sequence;
         writer.counters.deletes += 1;
         writer.counters.bytes_written += RECORD_HEADER_SIZE as u64;
@@ -393,6 +468,8 @@ impl Db {
         let start = writer.log.append(&parts)?;
         let written = (start, parts.iter().map(|part| part.len() as u64).sum::<u64>());
         // All of the batch becomes visible in one exclusive section.
+        let mut superseded = Vec::new();
+        let mut live = 0u64;
         self.publish(&mut writer, sequence, start, |shared, view| {
             let mut offset = u64::from(start.offset()) + (RECORD_HEADER_SIZE + descriptor.len()) as u64;
             for operation in &batch.operations {
@@ -400,6 +477,9 @@ impl Db {
                 let (key, old) = match *operation {
                     BatchOperation::Put { column_family, key, value_len, .. } => {
                         offset += (RECORD_HEADER_SIZE + value_len) as u64;
+                        if column_family == 0 {
+                            live += (RECORD_HEADER_SIZE + value_len) as u64;
+                        }
                         (key, if column_family == 0 { view.index.insert(key, location.0) } else { None })
                     }
                     BatchOperation::Delete { column_family, key } => {
@@ -408,6 +488,7 @@ impl Db {
                     }
                 };
                 if let Some(old) = old {
+                    superseded.push(old);
                     // Not in the hints (or moved since): the old version is a record of
                     // this very batch, written at its sequence.
                     let hint = hints.as_ref().map(|hints| {
@@ -417,6 +498,10 @@ impl Db {
                 }
             }
         });
+        writer.live_bytes += live;
+        for old in superseded {
+            writer.supersede(Some(old));
+        }
         writer.sequence = sequence;
         writer.counters.batches += 1;
         writer.counters.batch_writes += u64::from(count);
@@ -462,6 +547,36 @@ impl Db {
         self.range(..)
     }
 
+    /// Reclaims the space of overwritten and deleted records now, and rewrites the
+    /// live records in key order, so that range scans read them sequentially. Runs
+    /// while other threads read and write (readers never wait for it; writers wait
+    /// only for the in-memory steps). Returns what it did. Compaction also runs in the
+    /// background when garbage passes [`Options::compaction_threshold`].
+    ///
+    /// Versions that live snapshots, ranges or values still read stay readable: their
+    /// segment files are deleted, but stay mapped until the last reader lets go (the
+    /// disk space returns then).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = alexstorage::Db::open(dir.path()).unwrap();
+    /// for round in 0..3u8 {
+    ///     for key in 0..100 {
+    ///         db.put(key, [round; 64]).unwrap();
+    ///     }
+    /// }
+    /// let stats = db.compact().unwrap();
+    /// assert_eq!(stats.records, 100);
+    /// assert_eq!(db.stats().live_bytes, db.stats().log_bytes);
+    /// assert_eq!(&db.get(7).unwrap().unwrap()[..], &[2u8; 64][..]);
+    /// ```
+    pub fn compact(&self) -> Result<CompactionStats> {
+        if self.shared.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        compaction::run(&self.shared, &std::sync::atomic::AtomicBool::new(false))
+    }
+
     /// Makes every write acknowledged so far durable, in any durability mode.
     pub fn flush(&self) -> Result<()> {
         let segments: Vec<Arc<Segment>> = {
@@ -486,11 +601,32 @@ impl Db {
     /// Reads every record of every segment and checks every checksum. Returns the
     /// report, or `Error::Corruption` for the first bad record.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let segments: Vec<Arc<Segment>> = self.shared.writer.lock().log.segments().cloned().collect();
+        let (segments, manifest) = {
+            let writer = self.shared.writer.lock();
+            (writer.log.segments().cloned().collect::<Vec<_>>(), writer.log.manifest().clone())
+        };
         let mut report = VerifyReport { segments: segments.len(), ..VerifyReport::default() };
         let mut sequence = 0;
         for segment in &segments {
-            verify_segment(segment, &mut sequence, &mut report);
+            match manifest.entry(segment.id()) {
+                Some(entry) if segment.is_compacted() => {
+                    let contents = segment.read(0, segment.published() as usize).unwrap_or(&[]);
+                    match scan_compacted(contents, entry, manifest.sequence, &mut |_| {}) {
+                        Ok(records) => {
+                            report.records += records;
+                            report.bytes += segment.published() - SEGMENT_HEADER_SIZE as u64;
+                        }
+                        Err((offset, reason)) => report.corrupt.push(CorruptRecord {
+                            file: segment.path().into(),
+                            offset: offset as u64,
+                            reason,
+                        }),
+                    }
+                }
+                // A compacted segment retired by a compaction that ran meanwhile.
+                _ if segment.is_compacted() => {}
+                _ => verify_segment(segment, &mut sequence, &mut report),
+            }
         }
         match report.corrupt.first() {
             Some(bad) => Err(Error::corruption(&bad.file, bad.offset, bad.reason.clone())),
@@ -514,6 +650,9 @@ impl Db {
             batches: counters.batches,
             batch_writes: counters.batch_writes,
             bytes_written: counters.bytes_written,
+            live_bytes: writer.live_bytes,
+            compactions: self.shared.compactions.load(Ordering::Relaxed),
+            compaction_bytes_written: self.shared.compaction_bytes_written.load(Ordering::Relaxed),
             syncs: self.shared.syncs.load(Ordering::Relaxed),
             sync_writes: self.shared.sync_writes.load(Ordering::Relaxed),
             unsynced_bytes: writer.log.segments().map(|segment| segment.unsynced()).sum(),
@@ -626,7 +765,7 @@ impl Db {
         if thread.as_ref().is_some_and(|running| !running.is_finished()) {
             return;
         }
-        let ends = writer.log.segment_ends();
+        let point = writer.point();
         let segments: Vec<Arc<Segment>> = writer.log.segments().cloned().collect();
         let snapshot = self.snapshot();
         let dir = self.shared.path.clone();
@@ -643,7 +782,7 @@ impl Db {
             }
             // A failed checkpoint (an unreadable record aborts it before it replaces
             // the current one) is only a slower next open: the log is complete.
-            if checkpoint::write(&dir, sequence, &ends, snapshot.locations()).is_ok() {
+            if checkpoint::write(&dir, &point, snapshot.locations()).is_ok() {
                 *newest = sequence;
             }
         });
@@ -665,12 +804,12 @@ impl Shared {
     }
 
     /// The view, exclusively (every shard).
-    fn write_view(&self) -> ShardedLockWriteGuard<'_, View> {
+    pub(crate) fn write_view(&self) -> ShardedLockWriteGuard<'_, View> {
         self.view.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a snapshot of the current state.
-    fn register_snapshot(self: &Arc<Self>) -> Registration {
+    pub(crate) fn register_snapshot(self: &Arc<Self>) -> Registration {
         let view = self.read_view();
         let sequence = view.sequence;
         let len = view.index.len();
@@ -779,7 +918,8 @@ impl Shared {
         let Some(from) = from else { return };
         // `newest` is 1 + the newest live snapshot sequence.
         if newest > from {
-            view.history.keep(key, OldVersion { from, until: sequence, location: old.0 });
+            let lease = view.lease_at(old).1;
+            view.history.keep(key, OldVersion { from, until: sequence, location: old, lease });
             self.retained.store(view.history.len(), Ordering::SeqCst);
         }
     }
@@ -793,6 +933,10 @@ impl Shared {
     /// missing checkpoint only means a full replay.
     fn close(self: &Arc<Self>) {
         drop(self.stop_syncer.lock().take());
+        // A compaction in progress stops at its next step (what it committed stays).
+        if let Some(compactor) = self.compactor.lock().take() {
+            compactor.stop();
+        }
         let lock_file = self.lock_file.lock().take();
         if self.options.read_only {
             return;
@@ -811,11 +955,11 @@ impl Shared {
             return;
         }
         if *newest < writer.sequence || writer.sequence == 0 {
-            let ends = writer.log.segment_ends();
+            let point = writer.point();
             // Read through a snapshot, chunk by chunk: no lock is held across the
             // file's writes and syncs (snapshots may still be read by other threads).
             let snapshot = Snapshot::new(self.register_snapshot());
-            if checkpoint::write(&self.path, writer.sequence, &ends, snapshot.locations()).is_ok() {
+            if checkpoint::write(&self.path, &point, snapshot.locations()).is_ok() {
                 *newest = writer.sequence;
             }
         }
@@ -826,6 +970,13 @@ impl Shared {
 
 fn invalid_checkpoint(error: crate::index::BulkLoadError) -> Error {
     Error::InvalidArgument(format!("index rebuild failed: {error}"))
+}
+
+/// The length (header included) of the record at `location` of `segment`.
+pub(crate) fn record_len(segment: &Segment, location: Location) -> Option<u64> {
+    let header = segment.read(u64::from(location.offset()), RECORD_HEADER_SIZE)?;
+    let value_len = u32::from_le_bytes(header.get(8..12)?.try_into().ok()?);
+    Some(RECORD_HEADER_SIZE as u64 + u64::from(value_len))
 }
 
 /// The sequence number in the header of the record at `location` of `segment`.
@@ -927,6 +1078,9 @@ fn check_options(options: &Options) -> Result<()> {
         return Err(Error::InvalidArgument(format!(
             "max_value_size may not exceed {MAX_VALUE_SIZE_LIMIT} bytes (default {DEFAULT_MAX_VALUE_SIZE})"
         )));
+    }
+    if !(options.compaction_threshold > 0.0 && options.compaction_threshold < 1.0) {
+        return Err(Error::InvalidArgument("compaction_threshold must lie strictly between 0 and 1".into()));
     }
     if let Durability::Periodic(interval) = options.durability {
         if interval.is_zero() {

@@ -58,6 +58,7 @@
 pub struct ReadmeDoctests;
 
 mod batch;
+mod compaction;
 mod db;
 mod error;
 #[doc(hidden)]
@@ -71,6 +72,7 @@ mod stats;
 mod value;
 
 pub use batch::WriteBatch;
+pub use compaction::CompactionStats;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};

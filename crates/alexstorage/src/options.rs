@@ -31,13 +31,14 @@ pub enum Compression {
 }
 
 /// Settings for opening a store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) compression: Compression,
     pub(crate) max_value_size: usize,
     pub(crate) segment_size: u64,
     pub(crate) background_compaction: bool,
+    pub(crate) compaction_threshold: f64,
     pub(crate) read_only: bool,
 }
 
@@ -47,6 +48,8 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
 pub const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
 /// Smallest accepted `segment_size`.
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
+/// Default `compaction_threshold`: compact once half the log is garbage.
+pub const DEFAULT_COMPACTION_THRESHOLD: f64 = 0.5;
 
 impl Default for Options {
     fn default() -> Self {
@@ -56,6 +59,7 @@ impl Default for Options {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             segment_size: DEFAULT_SEGMENT_SIZE,
             background_compaction: true,
+            compaction_threshold: DEFAULT_COMPACTION_THRESHOLD,
             read_only: false,
         }
     }
@@ -95,10 +99,21 @@ impl Options {
         self
     }
 
-    /// Whether space is reclaimed in the background. Compaction is not part of this
-    /// version yet: the log grows until it arrives, and the setting is kept for it.
+    /// Whether space is reclaimed in the background (default: on). A background
+    /// thread compacts the store (see [`crate::Db::compact`]) whenever the garbage
+    /// (records of overwritten and deleted keys) passes `compaction_threshold`.
     pub fn background_compaction(mut self, enabled: bool) -> Self {
         self.background_compaction = enabled;
+        self
+    }
+
+    /// The share of the log's bytes that must be garbage, above `0.0` and below
+    /// `1.0`, before a background compaction starts (default `0.5`; garbage must also
+    /// reach a quarter of `segment_size`, so that small stores are not rewritten for a
+    /// few records). Disk use stays near `1 / (1 - threshold)` times the live data:
+    /// about 2x at the default. Lower means less disk and more rewriting.
+    pub fn compaction_threshold(mut self, ratio: f64) -> Self {
+        self.compaction_threshold = ratio;
         self
     }
 

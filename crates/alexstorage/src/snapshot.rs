@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use crate::db::{read_record, record_sequence, Shared, Slot, View};
 use crate::log::Location;
+use crate::value::Lease;
 use crate::{Error, Result, Value};
 
 /// Keys read under the lock by a range's first chunk; each later chunk doubles, up to
@@ -39,14 +40,17 @@ pub const FIRST_CHUNK: usize = 16;
 pub const MAX_CHUNK: usize = 512;
 
 /// A version superseded while a snapshot could still see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) struct OldVersion {
     /// Sequence of the write that created it.
     pub from: u64,
     /// Sequence of the write that superseded it.
     pub until: u64,
     /// Its record.
-    pub location: u64,
+    pub location: Location,
+    /// Keeps the record's segment mapped: compaction may retire the segment (and
+    /// delete its file) while a snapshot still needs this version.
+    pub lease: Option<Arc<Lease>>,
 }
 
 /// Superseded versions that live snapshots may read, by key.
@@ -64,12 +68,12 @@ impl History {
     }
 
     /// The version of `key` that was current at `sequence`, if one is kept.
-    pub fn at(&self, key: i64, sequence: u64) -> Option<Location> {
+    pub fn at(&self, key: i64, sequence: u64) -> Option<Slot> {
         let versions = self.versions.get(&key)?;
         versions
             .iter()
             .find(|version| version.from <= sequence && sequence < version.until)
-            .map(|v| Location(v.location))
+            .map(|version| (version.location, version.lease.clone()))
     }
 
     /// Number of versions kept.
@@ -178,7 +182,7 @@ impl Snapshot {
         let registration = &self.registration;
         let (latest, older) = {
             let view = registration.shared.read_view();
-            (view.locate(key), view.history.at(key, registration.sequence).map(|at| view.lease_at(at)))
+            (view.locate(key), view.history.at(key, registration.sequence))
         };
         resolve(&registration.shared, registration.sequence, key, latest, older)
     }
@@ -435,7 +439,7 @@ fn locate_chunk(
         if next_kept == Some(key) {
             b.next();
         }
-        let older = view.history.at(key, sequence).map(|at| view.lease_at(at));
+        let older = view.history.at(key, sequence);
         located.push((key, latest, older));
     }
     (located, boundary)
@@ -491,16 +495,18 @@ mod tests {
     #[test]
     fn history_keeps_what_live_snapshots_see() {
         let mut history = History::default();
-        history.keep(1, OldVersion { from: 1, until: 5, location: 10 });
-        history.keep(1, OldVersion { from: 5, until: 9, location: 11 });
-        history.keep(2, OldVersion { from: 2, until: 3, location: 12 });
-        assert_eq!(history.at(1, 4), Some(Location(10)));
-        assert_eq!(history.at(1, 5), Some(Location(11)));
-        assert_eq!(history.at(1, 9), None);
+        let version = |from, until, location| OldVersion { from, until, location: Location(location), lease: None };
+        history.keep(1, version(1, 5, 10));
+        history.keep(1, version(5, 9, 11));
+        history.keep(2, version(2, 3, 12));
+        let at = |history: &History, key, sequence| history.at(key, sequence).map(|slot| slot.0);
+        assert_eq!(at(&history, 1, 4), Some(Location(10)));
+        assert_eq!(at(&history, 1, 5), Some(Location(11)));
+        assert_eq!(at(&history, 1, 9), None);
         let live: BTreeMap<u64, usize> = [(6, 1)].into_iter().collect();
         history.prune(&live);
         assert_eq!(history.len(), 1);
-        assert_eq!(history.at(1, 6), Some(Location(11)));
-        assert_eq!(history.at(2, 2), None);
+        assert_eq!(at(&history, 1, 6), Some(Location(11)));
+        assert_eq!(at(&history, 2, 2), None);
     }
 }

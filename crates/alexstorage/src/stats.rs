@@ -25,8 +25,15 @@ pub struct Stats {
     pub batches: u64,
     /// Writes inside those batches.
     pub batch_writes: u64,
-    /// Record bytes appended since open.
+    /// Record bytes appended since open (compaction's writes not included).
     pub bytes_written: u64,
+    /// Bytes of the records of live keys; `log_bytes - live_bytes` is the garbage
+    /// compaction would reclaim.
+    pub live_bytes: u64,
+    /// Compactions completed since open (background and [`crate::Db::compact`]).
+    pub compactions: u64,
+    /// Record bytes those compactions wrote.
+    pub compaction_bytes_written: u64,
     /// Syncs (`msync` of a segment) since open.
     pub syncs: u64,
     /// `Durability::Sync` writes acknowledged since open, each after its record was

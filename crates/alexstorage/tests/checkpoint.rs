@@ -72,7 +72,8 @@ fn a_damaged_or_stale_checkpoint_is_ignored() {
     // beyond what the files hold: here it lists a segment that does not exist.
     let good = std::fs::read(&path).unwrap();
     let mut stale = good.clone();
-    stale[48..52].copy_from_slice(&7u32.to_le_bytes());
+    let table = alexstorage::log::checkpoint::CHECKPOINT_HEADER_SIZE;
+    stale[table..table + 4].copy_from_slice(&7u32.to_le_bytes());
     let body = stale.len() - 4;
     let crc = common::crc32c(&stale[..body]);
     stale[body..].copy_from_slice(&crc.to_le_bytes());

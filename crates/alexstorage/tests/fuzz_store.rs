@@ -35,7 +35,7 @@ fn record_shaped_garbage_never_panics() {
         data.extend_from_slice(&{
             let mut header = [0u8; 64];
             header.copy_from_slice(
-                &alexstorage::log::format::SegmentHeader { version: 1, id: 1, capacity: 4096 }.encode(),
+                &alexstorage::log::format::SegmentHeader { version: 1, id: 1, flags: 0, capacity: 4096 }.encode(),
             );
             header
         });

@@ -13,10 +13,11 @@ use crate::Result;
 pub const CHECKPOINT_FILE: &str = "CHECKPOINT";
 /// Magic number at the start of a checkpoint.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"ALEXCKPT";
-/// Format version of checkpoints this build writes and reads.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// Format version of checkpoints this build writes and reads (version 1 checkpoints,
+/// which lack the manifest generation, are ignored: the next open replays the log).
+pub const CHECKPOINT_VERSION: u32 = 2;
 /// Size of the checkpoint header.
-pub const CHECKPOINT_HEADER_SIZE: usize = 48;
+pub const CHECKPOINT_HEADER_SIZE: usize = 64;
 const SEGMENT_ENTRY_SIZE: usize = 12;
 const ENTRY_SIZE: usize = 16;
 
@@ -25,30 +26,46 @@ const ENTRY_SIZE: usize = 16;
 pub struct Checkpoint {
     /// Highest sequence number included.
     pub sequence: u64,
+    /// The manifest generation its locations belong to: a checkpoint is used only
+    /// while the manifest still has it.
+    pub generation: u64,
+    /// Bytes of the live keys' records at `sequence` (for compaction's accounting).
+    pub live_bytes: u64,
     /// Every segment at checkpoint time: (id, end of its records then).
     pub segments: Vec<(u32, u64)>,
     /// (key, location) pairs in ascending key order.
     pub entries: Vec<(i64, u64)>,
 }
 
+/// What a checkpoint describes besides its entries: the log as of one sequence.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Point {
+    /// Highest sequence number included.
+    pub sequence: u64,
+    /// Manifest generation.
+    pub generation: u64,
+    /// Bytes of live records.
+    pub live_bytes: u64,
+    /// Every segment: (id, end of its records).
+    pub segments: Vec<(u32, u64)>,
+}
+
 /// Writes a checkpoint durably (temporary file, fsync, rename, directory fsync). An
 /// `Err` entry aborts before anything replaces the current checkpoint: a checkpoint
 /// that lacked keys would lose them at the next open.
-pub fn write(
-    dir: &Path,
-    sequence: u64,
-    segments: &[(u32, u64)],
-    entries: impl Iterator<Item = Result<(i64, u64)>>,
-) -> Result<()> {
+pub fn write(dir: &Path, at: &Point, entries: impl Iterator<Item = Result<(i64, u64)>>) -> Result<()> {
+    let segments = &at.segments;
     let (count_hint, _) = entries.size_hint();
     let capacity = CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count_hint * ENTRY_SIZE + 4;
     let mut bytes = Vec::with_capacity(capacity);
     bytes.extend_from_slice(&CHECKPOINT_MAGIC);
     bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&0u32.to_le_bytes());
-    bytes.extend_from_slice(&sequence.to_le_bytes());
+    bytes.extend_from_slice(&at.sequence.to_le_bytes());
     bytes.extend_from_slice(&(segments.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&0u64.to_le_bytes()); // entry count, filled in below
+    bytes.extend_from_slice(&at.generation.to_le_bytes());
+    bytes.extend_from_slice(&at.live_bytes.to_le_bytes());
     bytes.extend_from_slice(&[0u8; 8]);
     debug_assert_eq!(bytes.len(), CHECKPOINT_HEADER_SIZE);
     for &(id, end) in segments {
@@ -99,6 +116,8 @@ pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         return None;
     }
     let sequence = u64_at(16)?;
+    let generation = u64_at(40)?;
+    let live_bytes = u64_at(48)?;
     let segment_count = usize::try_from(u64_at(24)?).ok()?;
     let entry_count = usize::try_from(u64_at(32)?).ok()?;
     let segments_bytes = segment_count.checked_mul(SEGMENT_ENTRY_SIZE)?;
@@ -123,7 +142,7 @@ pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         }
         entries.push((key, location));
     }
-    Some(Checkpoint { sequence, segments, entries })
+    Some(Checkpoint { sequence, generation, live_bytes, segments, entries })
 }
 
 #[cfg(test)]
@@ -135,9 +154,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
         let entries = vec![(-5i64, 7u64), (3, 9), (i64::MAX, 1)];
-        write(dir.path(), 42, &[(1, 100), (2, 64)], entries.iter().copied().map(Ok)).unwrap();
+        let at = Point { sequence: 42, generation: 5, live_bytes: 777, segments: vec![(1, 100), (2, 64)] };
+        write(dir.path(), &at, entries.iter().copied().map(Ok)).unwrap();
         let checkpoint = read(dir.path()).unwrap().unwrap();
-        assert_eq!(checkpoint, Checkpoint { sequence: 42, segments: vec![(1, 100), (2, 64)], entries });
+        let expected =
+            Checkpoint { sequence: 42, generation: 5, live_bytes: 777, segments: vec![(1, 100), (2, 64)], entries };
+        assert_eq!(checkpoint, expected);
         let mut bytes = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
         for index in 0..bytes.len() {
             bytes[index] ^= 0x40;

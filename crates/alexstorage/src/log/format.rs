@@ -2,8 +2,16 @@
 //! specification, with diagrams, is `docs/FORMAT.md`; the constants and `const`
 //! assertions here pin the same sizes and offsets. All integers are little-endian.
 
-/// Current format version of every file this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current format version of every file this build writes. Version 2 added compacted
+/// segments (segment header flag [`SEGMENT_COMPACTED`]) and the `MANIFEST` that lists
+/// them; version 1 files are still read.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Segment header flag: the segment was written by compaction (puts only, in key
+/// order) and is live only while the manifest lists it.
+pub const SEGMENT_COMPACTED: u32 = 1;
+/// Every segment header flag this build knows.
+const KNOWN_SEGMENT_FLAGS: u32 = SEGMENT_COMPACTED;
 
 /// Magic number at the start of the store identity file.
 pub const STORE_MAGIC: [u8; 8] = *b"ALEXSTOR";
@@ -205,7 +213,10 @@ pub struct SegmentHeader {
     pub version: u32,
     /// The segment's id; its file is named after it.
     pub id: u32,
-    /// The file's size in bytes, header included.
+    /// Bit flags: [`SEGMENT_COMPACTED`].
+    pub flags: u32,
+    /// The file's size in bytes, header included (a compacted segment's file is
+    /// truncated to its last record once written).
     pub capacity: u64,
 }
 
@@ -228,6 +239,7 @@ impl SegmentHeader {
         bytes[8..12].copy_from_slice(&self.version.to_le_bytes());
         bytes[12..16].copy_from_slice(&(SEGMENT_HEADER_SIZE as u32).to_le_bytes());
         bytes[16..20].copy_from_slice(&self.id.to_le_bytes());
+        bytes[20..24].copy_from_slice(&self.flags.to_le_bytes());
         bytes[24..32].copy_from_slice(&self.capacity.to_le_bytes());
         let crc = crc32c::crc32c(&bytes[..60]);
         bytes[60..64].copy_from_slice(&crc.to_le_bytes());
@@ -255,9 +267,13 @@ impl SegmentHeader {
         if version == 0 || field(12) as usize != SEGMENT_HEADER_SIZE {
             return Err(HeaderError::Invalid(format!("unsupported segment header (version {version})")));
         }
+        let flags = field(20);
+        if flags & !KNOWN_SEGMENT_FLAGS != 0 {
+            return Err(HeaderError::Invalid(format!("unknown segment flags {flags:#x}")));
+        }
         let mut capacity = [0u8; 8];
         capacity.copy_from_slice(&header[24..32]);
-        Ok(SegmentHeader { version, id: field(16), capacity: u64::from_le_bytes(capacity) })
+        Ok(SegmentHeader { version, id: field(16), flags, capacity: u64::from_le_bytes(capacity) })
     }
 }
 
@@ -353,7 +369,7 @@ mod tests {
 
     #[test]
     fn headers_round_trip_and_refuse_newer_versions() {
-        let segment = SegmentHeader { version: FORMAT_VERSION, id: 12, capacity: 1 << 20 };
+        let segment = SegmentHeader { version: FORMAT_VERSION, id: 12, flags: SEGMENT_COMPACTED, capacity: 1 << 20 };
         assert_eq!(SegmentHeader::decode(&segment.encode()), Ok(segment));
         let newer = SegmentHeader { version: FORMAT_VERSION + 1, ..segment };
         assert_eq!(SegmentHeader::decode(&newer.encode()), Err(HeaderError::NewerVersion(FORMAT_VERSION + 1)));
@@ -361,6 +377,10 @@ mod tests {
         let mut broken = segment.encode();
         broken[30] ^= 1;
         assert!(matches!(SegmentHeader::decode(&broken), Err(HeaderError::Invalid(_))));
+        let unknown_flag = SegmentHeader { flags: 4, ..segment };
+        assert!(matches!(SegmentHeader::decode(&unknown_flag.encode()), Err(HeaderError::Invalid(_))));
+        let version_1 = SegmentHeader { version: 1, flags: 0, ..segment };
+        assert_eq!(SegmentHeader::decode(&version_1.encode()), Ok(version_1));
         let store = StoreHeader { version: FORMAT_VERSION };
         assert_eq!(StoreHeader::decode(&store.encode()), Ok(store));
         assert!(matches!(StoreHeader::decode(b"hello"), Err(HeaderError::Invalid(_))));

@@ -6,15 +6,17 @@
 
 pub mod checkpoint;
 pub mod format;
+pub mod manifest;
 pub mod recovery;
 pub mod segment;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::{Error, Result};
 use format::SEGMENT_HEADER_SIZE;
+use manifest::Manifest;
 use segment::Segment;
 
 /// Where a record starts: segment id in the high 32 bits, byte offset in the low 32.
@@ -49,6 +51,10 @@ pub struct Log {
     rollovers: u64,
     /// Bytes of torn tail that recovery discarded when the log was opened.
     torn_bytes: u64,
+    /// The id the next new segment gets (ids are never reused).
+    next_id: u32,
+    /// The manifest in force (the last one made durable).
+    manifest: Manifest,
 }
 
 impl Log {
@@ -85,19 +91,14 @@ impl Log {
         if capacity > u64::from(u32::MAX) {
             return Err(Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")));
         }
-        let id = match self.segments.keys().next_back() {
-            None => 1,
-            Some(last) => last
-                .checked_add(1)
-                .ok_or_else(|| Error::InvalidArgument("segment ids are exhausted (u32::MAX segments)".into()))?,
-        };
+        let id = self.allocate_id()?;
         // A sealed segment must be complete on disk before a later one can hold
         // records: recovery treats a bad record followed by a later segment as
         // corruption, so the older tail may not be left to a later flush.
         if let Some(active) = &self.active {
             active.seal()?;
         }
-        let segment = Arc::new(Segment::create(&self.dir, id, capacity)?);
+        let segment = Arc::new(Segment::create(&self.dir, id, capacity, false)?);
         self.segments.insert(id, Arc::clone(&segment));
         // Sealing a segment is a roll-over; creating the first one is not.
         if self.active.replace(Arc::clone(&segment)).is_some() {
@@ -107,6 +108,66 @@ impl Log {
             .append(parts)
             .ok_or_else(|| Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")))?;
         Ok(Location::new(id, offset as u32))
+    }
+
+    /// A fresh segment id.
+    pub fn allocate_id(&mut self) -> Result<u32> {
+        let id = self.next_id;
+        self.next_id = id
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidArgument("segment ids are exhausted (u32::MAX segments)".into()))?;
+        Ok(id)
+    }
+
+    /// Seals the segment being appended to (its records made durable) without
+    /// starting another: the next append creates one. Returns the id that segment
+    /// will have at the least; every record appended so far lies in a segment below it.
+    pub fn seal_active(&mut self) -> Result<u32> {
+        if let Some(active) = self.active.take() {
+            if let Err(error) = active.seal() {
+                self.active = Some(active);
+                return Err(error);
+            }
+        }
+        Ok(self.next_id)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Capacity of new log segments.
+    pub fn segment_size(&self) -> u64 {
+        self.segment_size
+    }
+
+    /// The manifest in force.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Puts a (durably written) manifest in force.
+    pub fn set_manifest(&mut self, manifest: Manifest) {
+        self.manifest = manifest;
+    }
+
+    /// Adds a finished compacted segment.
+    pub fn insert_compacted(&mut self, segment: Arc<Segment>) {
+        self.segments.insert(segment.id(), segment);
+    }
+
+    /// Removes the segments `remove` picks (never the one being appended to) and
+    /// returns them; their files are the caller's to delete.
+    pub fn remove_segments(&mut self, mut remove: impl FnMut(&Segment) -> bool) -> Vec<Arc<Segment>> {
+        let active = self.active.as_ref().map(|active| active.id());
+        let ids: Vec<u32> = self
+            .segments
+            .values()
+            .filter(|segment| Some(segment.id()) != active && remove(segment))
+            .map(|segment| segment.id())
+            .collect();
+        ids.iter().filter_map(|id| self.segments.remove(id)).collect()
     }
 
     /// Makes every record appended so far durable; returns the segments synced.

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::checkpoint::Checkpoint;
 use super::format::{BatchDescriptor, Decoded, RecordHeader, RecordKind, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
+use super::manifest::{self, CompactedSegment};
 use super::segment::{self, Opened, Segment};
 use super::{Location, Log};
 use crate::{Error, Result};
@@ -34,6 +35,8 @@ pub enum Replayed {
         sequence: u64,
         /// The record.
         location: Location,
+        /// The record's length in bytes, header included.
+        len: u32,
     },
     /// `key` was deleted.
     Delete {
@@ -64,9 +67,14 @@ enum ScanEnd {
 }
 
 impl Log {
-    /// Opens the log in `dir`, replaying to `apply`, oldest first, every record not
-    /// covered by `checkpoint` (all of them when it is `None` or does not match the
-    /// files). Returns the log, the highest sequence number, and whether the
+    /// Opens the log in `dir`, replaying to `apply` every record not covered by
+    /// `checkpoint` (all of them when it is `None` or does not match the files):
+    /// first the compacted segments the manifest lists (records in key order, of
+    /// sequences up to the manifest's), then the log segments oldest first. A key's
+    /// records may thus arrive out of sequence order; the caller keeps the highest.
+    /// Leftover segment files (of a finished or abandoned compaction, or an
+    /// interrupted segment creation) are deleted on a writable open and ignored on a
+    /// read-only one. Returns the log, the highest sequence number, and whether the
     /// checkpoint was used.
     pub fn open(
         dir: &Path,
@@ -75,6 +83,7 @@ impl Log {
         checkpoint: Option<&Checkpoint>,
         mut apply: impl FnMut(Replayed),
     ) -> Result<(Log, u64, bool)> {
+        let manifest = manifest::read(dir)?;
         let mut files: Vec<(u32, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -83,39 +92,73 @@ impl Log {
             }
         }
         files.sort();
-        let mut opened = Vec::with_capacity(files.len());
+        let mut next_id = manifest.log_start.max(1);
+        let mut compacted = Vec::new();
+        let mut logs = Vec::new();
+        let mut leftovers = Vec::new();
         for (id, path) in files {
+            next_id = next_id.max(id.saturating_add(1));
             match Segment::open(&path, writable)? {
-                Opened::Segment(segment) if segment.id() == id => opened.push((path, Some(segment))),
-                Opened::Segment(segment) => {
+                Opened::Segment(segment) if segment.id() != id => {
                     let reason = format!("header names segment {} but the file is {}", segment.id(), id);
                     return Err(Error::corruption(&path, 0, reason));
                 }
-                Opened::Blank => opened.push((path, None)),
+                Opened::Segment(segment) if manifest.lists(id) => {
+                    if !segment.is_compacted() {
+                        let reason = "the manifest lists this segment as compacted, its header does not";
+                        return Err(Error::corruption(&path, 0, reason));
+                    }
+                    compacted.push((path, segment));
+                }
+                Opened::Segment(segment) if segment.is_compacted() || id < manifest.log_start => leftovers.push(path),
+                Opened::Segment(segment) => logs.push((path, segment)),
+                Opened::Blank { records: true } => {
+                    return Err(Error::corruption(&path, 0, "blank segment header in front of records"));
+                }
+                // Created but never initialized: it never held a record.
+                Opened::Blank { records: false } if manifest.lists(id) => {
+                    return Err(Error::corruption(&path, 0, "the manifest lists this segment, its header is blank"));
+                }
+                Opened::Blank { records: false } => leftovers.push(path),
             }
         }
-        // Segments after the last one with a header were being created at a crash.
-        let last_real = opened.iter().rposition(|(_, segment)| segment.is_some());
-        let starts = checkpoint.and_then(|checkpoint| checkpoint_starts(checkpoint, &opened));
+        for entry in &manifest.compacted {
+            next_id = next_id.max(entry.id.saturating_add(1));
+            if !compacted.iter().any(|(_, segment)| segment.id() == entry.id) {
+                let path = dir.join(segment::file_name(entry.id));
+                return Err(Error::corruption(path, 0, "segment listed in the manifest is missing"));
+            }
+        }
+        if writable && !leftovers.is_empty() {
+            for path in &leftovers {
+                std::fs::remove_file(path)?;
+            }
+            segment::sync_directory(dir)?;
+        }
+        let checkpoint = checkpoint.filter(|checkpoint| checkpoint.generation == manifest.generation);
+        let live = compacted.iter().map(|(_, segment)| segment).chain(logs.iter().map(|(_, segment)| segment));
+        let starts = checkpoint.and_then(|checkpoint| checkpoint_starts(checkpoint, live));
         let used_checkpoint = starts.is_some();
         let starts = starts.unwrap_or_default();
         let mut segments = BTreeMap::new();
+        for (path, mut segment) in compacted {
+            let Some(entry) = manifest.entry(segment.id()).copied() else { continue };
+            let start = starts.get(&segment.id()).copied().unwrap_or(SEGMENT_HEADER_SIZE);
+            if (start as u64) < entry.end {
+                let contents = segment.contents();
+                scan_compacted(contents, &entry, manifest.sequence, &mut apply)
+                    .map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))?;
+            }
+            segment.set_recovered_end(entry.end, entry.end, false)?;
+            segments.insert(segment.id(), Arc::new(segment));
+        }
         let mut progress = Progress {
-            sequence: if used_checkpoint { checkpoint.map_or(0, |checkpoint| checkpoint.sequence) } else { 0 },
+            sequence: checkpoint.filter(|_| used_checkpoint).map_or(0, |checkpoint| checkpoint.sequence),
             torn_bytes: 0,
         };
-        for (position, (path, segment)) in opened.into_iter().enumerate() {
-            let Some(mut segment) = segment else {
-                if last_real.is_some_and(|last| position < last) {
-                    return Err(Error::corruption(&path, 0, "blank segment header before later segments"));
-                }
-                if writable {
-                    std::fs::remove_file(&path)?;
-                    segment::sync_directory(dir)?;
-                }
-                continue;
-            };
-            let is_last = Some(position) == last_real;
+        let last = logs.len().checked_sub(1);
+        for (position, (path, mut segment)) in logs.into_iter().enumerate() {
+            let is_last = Some(position) == last;
             let start = starts.get(&segment.id()).copied().unwrap_or(SEGMENT_HEADER_SIZE);
             // A read-only open may race a writer appending to the last segment: there,
             // a bad record just ends the view (a writer's recovery decides the rest).
@@ -123,21 +166,33 @@ impl Log {
             recover_segment(&mut segment, &path, start, is_last, tail_only, &mut progress, &mut apply)?;
             segments.insert(segment.id(), Arc::new(segment));
         }
-        let active = if writable { segments.values().next_back().cloned() } else { None };
-        let torn_bytes = progress.torn_bytes;
-        let log = Log { dir: dir.to_path_buf(), segments, active, segment_size, writable, rollovers: 0, torn_bytes };
-        Ok((log, progress.sequence, used_checkpoint))
+        let active = if writable { segments.values().rfind(|segment| !segment.is_compacted()).cloned() } else { None };
+        let log = Log {
+            dir: dir.to_path_buf(),
+            segments,
+            active,
+            segment_size,
+            writable,
+            rollovers: 0,
+            torn_bytes: progress.torn_bytes,
+            next_id,
+            manifest: manifest.clone(),
+        };
+        Ok((log, progress.sequence.max(manifest.sequence), used_checkpoint))
     }
 }
 
 /// Where to resume each segment's scan after `checkpoint`, if the checkpoint matches
 /// the files: every segment it lists exists and is long enough, and every segment up
 /// to the last one it lists is listed.
-fn checkpoint_starts(checkpoint: &Checkpoint, opened: &[(PathBuf, Option<Segment>)]) -> Option<HashMap<u32, usize>> {
+fn checkpoint_starts<'a>(
+    checkpoint: &Checkpoint,
+    live: impl Iterator<Item = &'a Segment>,
+) -> Option<HashMap<u32, usize>> {
     let listed: HashMap<u32, u64> = checkpoint.segments.iter().copied().collect();
     let last_listed = checkpoint.segments.iter().map(|&(id, _)| id).max();
     let mut starts = HashMap::new();
-    for segment in opened.iter().filter_map(|(_, segment)| segment.as_ref()) {
+    for segment in live {
         match listed.get(&segment.id()) {
             Some(&end) => {
                 if end < SEGMENT_HEADER_SIZE as u64 || end > segment.capacity() {
@@ -150,6 +205,51 @@ fn checkpoint_starts(checkpoint: &Checkpoint, opened: &[(PathBuf, Option<Segment
         }
     }
     (starts.len() == listed.len()).then_some(starts)
+}
+
+/// Replays a compacted segment's records, checking what compaction guarantees: puts
+/// only, keys strictly ascending within the entry's key range, sequences at most
+/// `sequence`, exactly `entry.records` records ending at `entry.end`. Returns the
+/// records read, or the offset and reason of the first violation.
+pub fn scan_compacted(
+    contents: &[u8],
+    entry: &CompactedSegment,
+    sequence: u64,
+    apply: &mut impl FnMut(Replayed),
+) -> std::result::Result<u64, (usize, String)> {
+    let end = usize::try_from(entry.end).map_err(|_| (0, "implausible end of records".to_string()))?;
+    let contents = contents.get(..end).ok_or((contents.len(), "file shorter than the manifest says".to_string()))?;
+    let mut at = SEGMENT_HEADER_SIZE;
+    let mut previous: Option<i64> = None;
+    let mut records = 0u64;
+    while at < end {
+        let (header, len) = match RecordHeader::decode(&contents[at..]) {
+            Decoded::Record { header, len } => (header, len),
+            Decoded::End => return Err((at, "zero bytes before the end the manifest gives".into())),
+            Decoded::Invalid(reason) => return Err((at, reason)),
+        };
+        let in_order = previous.is_none_or(|previous| previous < header.key);
+        let problem = if header.kind != RecordKind::Put {
+            Some(format!("a {:?} record in a compacted segment", header.kind))
+        } else if !in_order || header.key < entry.first_key || header.key > entry.last_key {
+            Some(format!("key {} out of order or outside the segment's range", header.key))
+        } else if header.sequence > sequence {
+            Some(format!("sequence {} is newer than the compaction ({sequence})", header.sequence))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            return Err((at, reason));
+        }
+        apply(replayed(&header, Location::new(entry.id, at as u32), len));
+        previous = Some(header.key);
+        records += 1;
+        at += len;
+    }
+    if records != entry.records {
+        return Err((end, format!("{records} records, the manifest says {}", entry.records)));
+    }
+    Ok(records)
 }
 
 /// What recovery has established so far.
@@ -246,7 +346,7 @@ fn scan(contents: &[u8], start: usize, segment: u32, sequence: &mut u64, apply: 
         }
         match header.kind {
             RecordKind::Put | RecordKind::Delete => {
-                apply(replayed(&header, Location::new(segment, at as u32)));
+                apply(replayed(&header, Location::new(segment, at as u32), len));
                 *sequence = header.sequence;
                 at += len;
             }
@@ -293,7 +393,7 @@ fn scan_batch(
                 if record.kind == RecordKind::Batch || record.sequence != header.sequence {
                     return Err(format!("batch record {index} does not belong to the batch"));
                 }
-                writes.push(replayed(&record, Location::new(segment, inner as u32)));
+                writes.push(replayed(&record, Location::new(segment, inner as u32), len));
                 inner += len;
             }
             Decoded::End => return Err(format!("batch ends after {index} of {} records", descriptor.count)),
@@ -314,11 +414,12 @@ fn claimed_len(contents: &[u8], offset: usize) -> usize {
     }
 }
 
-fn replayed(header: &RecordHeader, location: Location) -> Replayed {
+fn replayed(header: &RecordHeader, location: Location, len: usize) -> Replayed {
+    let (column_family, key, sequence) = (header.column_family, header.key, header.sequence);
     if header.kind == RecordKind::Delete {
-        Replayed::Delete { column_family: header.column_family, key: header.key, sequence: header.sequence }
+        Replayed::Delete { column_family, key, sequence }
     } else {
-        Replayed::Put { column_family: header.column_family, key: header.key, sequence: header.sequence, location }
+        Replayed::Put { column_family, key, sequence, location, len: len as u32 }
     }
 }
 

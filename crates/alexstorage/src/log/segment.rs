@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
-use super::format::{HeaderError, SegmentHeader, FORMAT_VERSION, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
+use super::format::{
+    HeaderError, SegmentHeader, FORMAT_VERSION, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
+};
 use crate::{Error, Result};
 
 /// The writers taking part in group commit: counted by the store, read by the leader.
@@ -70,14 +72,23 @@ pub struct Segment {
     sync_wait: std::sync::Mutex<()>,
     sync_done: std::sync::Condvar,
     writable: bool,
+    /// Set by [`Segment::finish`]: no more appends.
+    finished: std::sync::atomic::AtomicBool,
+    /// Written by compaction: puts in key order, never appended to once finished.
+    compacted: bool,
 }
 
 /// What opening a segment file found.
 pub enum Opened {
     /// A segment.
     Segment(Segment),
-    /// A file whose header was never written (a crash during creation).
-    Blank,
+    /// A file with an all-zero header: a crash during its creation left it, unless
+    /// `records` (bytes where its first record would start are not all zero), which
+    /// means a header was lost.
+    Blank {
+        /// Whether the first record's place holds anything.
+        records: bool,
+    },
 }
 
 /// The file name of segment `id`.
@@ -107,11 +118,13 @@ pub fn sync_directory(dir: &Path) -> Result<()> {
 }
 
 impl Segment {
-    /// Creates segment `id` in `dir` with `capacity` bytes reserved, durably.
-    pub fn create(dir: &Path, id: u32, capacity: u64) -> Result<Segment> {
+    /// Creates segment `id` in `dir` with `capacity` bytes reserved, durably; a
+    /// `compacted` one carries the compacted flag in its header.
+    pub fn create(dir: &Path, id: u32, capacity: u64, compacted: bool) -> Result<Segment> {
         let path = dir.join(file_name(id));
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
-        let result = Self::initialize(&file, dir, id, capacity);
+        let flags = if compacted { SEGMENT_COMPACTED } else { 0 };
+        let result = Self::initialize(&file, dir, SegmentHeader { version: FORMAT_VERSION, id, flags, capacity });
         if let Err(error) = result {
             drop(file);
             // A segment that could not be set up holds no data: remove it so the
@@ -120,11 +133,11 @@ impl Segment {
             return Err(error);
         }
         let map = MmapOptions::new().len(capacity as usize).map_raw(&file)?;
-        Ok(Self::with_map(id, path, file, map, true))
+        Ok(Self::with_map(id, path, file, map, true, compacted))
     }
 
     /// A segment over `map` with no records yet published.
-    fn with_map(id: u32, path: PathBuf, file: File, map: MmapRaw, writable: bool) -> Segment {
+    fn with_map(id: u32, path: PathBuf, file: File, map: MmapRaw, writable: bool, compacted: bool) -> Segment {
         let start = SEGMENT_HEADER_SIZE as u64;
         Segment {
             id,
@@ -138,13 +151,14 @@ impl Segment {
             sync_wait: std::sync::Mutex::new(()),
             sync_done: std::sync::Condvar::new(),
             writable,
+            finished: std::sync::atomic::AtomicBool::new(false),
+            compacted,
         }
     }
 
-    fn initialize(file: &File, dir: &Path, id: u32, capacity: u64) -> Result<()> {
+    fn initialize(file: &File, dir: &Path, header: SegmentHeader) -> Result<()> {
         // Reserve every block now: stores into the mapping can then never fail.
-        reserve(file, capacity)?;
-        let header = SegmentHeader { version: FORMAT_VERSION, id, capacity };
+        reserve(file, header.capacity)?;
         file.write_all_at(&header.encode(), 0)?;
         file.sync_all()?;
         sync_directory(dir)
@@ -160,7 +174,12 @@ impl Segment {
         file.read_exact_at(&mut header_bytes[..available], 0)?;
         let header = match SegmentHeader::decode(&header_bytes) {
             Ok(header) => header,
-            Err(HeaderError::Blank) => return Ok(Opened::Blank),
+            Err(HeaderError::Blank) => {
+                let mut first = [0u8; RECORD_HEADER_SIZE];
+                let available = (length.saturating_sub(SEGMENT_HEADER_SIZE as u64) as usize).min(first.len());
+                file.read_exact_at(&mut first[..available], SEGMENT_HEADER_SIZE as u64)?;
+                return Ok(Opened::Blank { records: first.iter().any(|&byte| byte != 0) });
+            }
             Err(HeaderError::NewerVersion(found)) => {
                 return Err(Error::UnsupportedVersion { file: path.to_path_buf(), found, supported: FORMAT_VERSION })
             }
@@ -184,7 +203,31 @@ impl Segment {
         } else {
             MmapOptions::new().len(mapped as usize).map_raw_read_only(&file)?
         };
-        Ok(Opened::Segment(Self::with_map(header.id, path.to_path_buf(), file, map, writable)))
+        let compacted = header.flags & SEGMENT_COMPACTED != 0;
+        Ok(Opened::Segment(Self::with_map(header.id, path.to_path_buf(), file, map, writable, compacted)))
+    }
+
+    /// Whether compaction wrote the segment (its header's compacted flag).
+    pub fn is_compacted(&self) -> bool {
+        self.compacted
+    }
+
+    /// Completes a compacted segment: makes its records durable and truncates the
+    /// file to their end (the blocks reserved past it are given back). Nothing may be
+    /// appended afterwards.
+    pub fn finish(&self) -> Result<()> {
+        self.sync()?;
+        let tail = self.tail.lock();
+        // From here on `append` refuses: the mapping may reach past the file's end,
+        // and a store there would fault. Reads stop at `published`, which is `end`.
+        self.finished.store(true, Ordering::Release);
+        let end = *tail;
+        drop(tail);
+        if self.writable {
+            self.file.set_len(end)?;
+            self.file.sync_all()?;
+        }
+        Ok(())
     }
 
     /// The segment's id.
@@ -257,6 +300,9 @@ impl Segment {
         }
         let total: usize = parts.iter().map(|part| part.len()).sum();
         let mut tail = self.tail.lock();
+        if self.finished.load(Ordering::Acquire) {
+            return None;
+        }
         let start = *tail;
         let end = start.checked_add(total as u64)?;
         if end > self.capacity() {
@@ -399,7 +445,7 @@ mod tests {
     #[test]
     fn append_publish_read_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let segment = Segment::create(dir.path(), 7, 4096).unwrap();
+        let segment = Segment::create(dir.path(), 7, 4096, false).unwrap();
         assert_eq!(segment.read(SEGMENT_HEADER_SIZE as u64, 1), None);
         let offset = segment.append(&[b"hello ", b"world"]).unwrap();
         assert_eq!(offset, SEGMENT_HEADER_SIZE as u64);
@@ -423,7 +469,7 @@ mod tests {
     #[test]
     fn one_sync_covers_every_record_published_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let segment = Segment::create(dir.path(), 1, 1 << 16).unwrap();
+        let segment = Segment::create(dir.path(), 1, 1 << 16, false).unwrap();
         let group = GroupCommit::default();
         let first = segment.append(&[&[1u8; 100]]).unwrap() + 100;
         let second = segment.append(&[&[2u8; 100]]).unwrap() + 100;
@@ -436,11 +482,31 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_compacted_segment_is_truncated_and_reopens_as_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 3, 1 << 20, true).unwrap();
+        let offset = segment.append(&[&[9u8; 100]]).unwrap();
+        segment.finish().unwrap();
+        assert!(segment.append(&[b"more"]).is_none(), "appended to a finished segment");
+        assert_eq!(segment.read(offset, 100), Some(&[9u8; 100][..]));
+        let path = dir.path().join(file_name(3));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), SEGMENT_HEADER_SIZE as u64 + 100);
+        drop(segment);
+        let Opened::Segment(mut reopened) = Segment::open(&path, true).unwrap() else { panic!("blank") };
+        assert!(reopened.is_compacted());
+        assert_eq!(reopened.contents().len(), SEGMENT_HEADER_SIZE + 100);
+    }
+
+    #[test]
     fn blank_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
         let blank = dir.path().join(file_name(1));
         std::fs::write(&blank, [0u8; 100]).unwrap();
-        assert!(matches!(Segment::open(&blank, true).unwrap(), Opened::Blank));
+        assert!(matches!(Segment::open(&blank, true).unwrap(), Opened::Blank { records: false }));
+        let mut lost_header = vec![0u8; 100];
+        lost_header[70] = 1;
+        std::fs::write(&blank, lost_header).unwrap();
+        assert!(matches!(Segment::open(&blank, true).unwrap(), Opened::Blank { records: true }));
         let foreign = dir.path().join(file_name(2));
         std::fs::write(&foreign, [1u8; 100]).unwrap();
         assert!(matches!(Segment::open(&foreign, true), Err(Error::Corruption { offset: 0, .. })));
