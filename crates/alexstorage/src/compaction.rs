@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::db::Shared;
+use crate::db::{Shared, Writer};
 use crate::log::checkpoint;
 use crate::log::format::{Decoded, RecordHeader, RecordKind, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::log::manifest::{self, CompactedSegment, Manifest};
@@ -82,6 +82,44 @@ pub struct CompactionStats {
     pub records: u64,
 }
 
+/// Places where a test can make a compaction stop as if the process died there
+/// ([`crate::Db::set_compaction_failpoint`]): nothing after the point runs, not even
+/// the clean-up of an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Failpoint {
+    /// The active segment is sealed; nothing copied yet.
+    Sealed = 1,
+    /// An output segment holds its first record.
+    Copying = 2,
+    /// An output segment is finished (synced, truncated), not yet in a manifest.
+    Finished = 3,
+    /// The manifest listing an output is durable; the index not yet switched.
+    Committed = 4,
+    /// The index points at the output; the retired segments are not yet deleted.
+    Switched = 5,
+    /// Retired segments are deleted.
+    Retired = 6,
+}
+
+/// Whether the armed failpoint is `point` (counting down its `skip` first).
+fn fails_at(shared: &Shared, point: Failpoint) -> bool {
+    let armed = shared.failpoint.load(Ordering::Acquire);
+    if armed == 0 || armed % 100 != point as u64 {
+        return false;
+    }
+    if armed >= 100 {
+        shared.failpoint.store(armed - 100, Ordering::Release);
+        return false;
+    }
+    true
+}
+
+/// The error a failpoint returns.
+fn failed(point: Failpoint) -> Error {
+    Error::InvalidArgument(format!("compaction stopped at failpoint {point:?}"))
+}
+
 /// Keys read from the index per shared-lock section.
 const READ_CHUNK: usize = 4096;
 /// Keys switched to their copies per exclusive-lock section.
@@ -91,6 +129,7 @@ const SWITCH_CHUNK: usize = 1024;
 /// with the store consistent, when `cancel` is set.
 pub(crate) fn run(shared: &Arc<Shared>, cancel: &AtomicBool) -> Result<CompactionStats> {
     let _one = shared.compaction_lock.lock();
+    let _running = Running::start(shared);
     let mut newest_checkpoint = shared.checkpoint_lock.lock();
     // Sync the segment being appended to now, outside the writer's lock, so that
     // sealing it under the lock has little left to sync.
@@ -116,6 +155,9 @@ pub(crate) fn run(shared: &Arc<Shared>, cancel: &AtomicBool) -> Result<Compactio
         let boundary = writer.log.seal_active()?;
         (boundary, writer.sequence, writer.log.manifest().clone())
     };
+    if fails_at(shared, Failpoint::Sealed) {
+        return Err(failed(Failpoint::Sealed));
+    }
     let mut job = Job {
         shared,
         boundary,
@@ -127,8 +169,13 @@ pub(crate) fn run(shared: &Arc<Shared>, cancel: &AtomicBool) -> Result<Compactio
         stats: CompactionStats::default(),
         removed_bytes: 0,
         written_bytes: 0,
+        crashed: false,
     };
-    match job.copy_all(cancel) {
+    let outcome = match job.copy_all(cancel) {
+        Ok(true) => job.commit(true).map(|()| true),
+        other => other,
+    };
+    match outcome {
         Ok(true) => {}
         Ok(false) => {
             job.abandon();
@@ -138,10 +185,6 @@ pub(crate) fn run(shared: &Arc<Shared>, cancel: &AtomicBool) -> Result<Compactio
             job.abandon();
             return Err(error);
         }
-    }
-    if let Err(error) = job.commit(true) {
-        job.abandon();
-        return Err(error);
     }
     let mut stats = job.stats;
     stats.bytes_reclaimed = job.removed_bytes.saturating_sub(job.written_bytes);
@@ -161,6 +204,25 @@ pub(crate) fn run(shared: &Arc<Shared>, cancel: &AtomicBool) -> Result<Compactio
         *newest_checkpoint = point.sequence;
     }
     Ok(stats)
+}
+
+/// Marks a compaction as running (writers held back by the space limit wait only for
+/// a running one); on drop, re-assesses the limit and wakes them.
+struct Running<'a>(&'a Shared);
+
+impl<'a> Running<'a> {
+    fn start(shared: &'a Shared) -> Running<'a> {
+        shared.pressure.compacting.store(true, Ordering::Release);
+        Running(shared)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.pressure.compacting.store(false, Ordering::Release);
+        assess(self.0, &self.0.writer.lock());
+        self.0.pressure.wake_all();
+    }
 }
 
 /// An output segment being filled.
@@ -190,6 +252,19 @@ struct Job<'a> {
     stats: CompactionStats,
     removed_bytes: u64,
     written_bytes: u64,
+    /// A failpoint fired: leave everything as a dead process would.
+    crashed: bool,
+}
+
+impl Job<'_> {
+    /// Whether the armed failpoint is `point`; if so the job stops as if it crashed.
+    fn fails_at(&mut self, point: Failpoint) -> Result<()> {
+        if fails_at(self.shared, point) {
+            self.crashed = true;
+            return Err(failed(point));
+        }
+        Ok(())
+    }
 }
 
 impl Job<'_> {
@@ -263,6 +338,7 @@ impl Job<'_> {
                     .append(&[record])
                     .ok_or_else(|| Error::InvalidArgument(format!("a record of {len} bytes does not fit a segment")))?;
                 self.output = Some(Output { segment, first_key: key, last_key: key, records: 0, moves: Vec::new() });
+                self.fails_at(Failpoint::Copying)?;
                 at
             }
         };
@@ -281,7 +357,7 @@ impl Job<'_> {
     /// durable, switches its keys to it, and retires the segments no longer needed.
     /// The `last` commit also retires every input.
     fn commit(&mut self, last: bool) -> Result<()> {
-        let output = self.output.take();
+        let mut output = self.output.take();
         let entry = match &output {
             Some(output) => {
                 if let Err(error) = output.segment.finish() {
@@ -301,6 +377,11 @@ impl Job<'_> {
             }
             None => None,
         };
+        if entry.is_some() {
+            self.output = output;
+            self.fails_at(Failpoint::Finished)?;
+            output = self.output.take();
+        }
         // Previous compacted segments whose every key the outputs now cover.
         let covered = entry.map(|entry| entry.last_key);
         let (passed, kept): (Vec<CompactedSegment>, Vec<CompactedSegment>) =
@@ -323,14 +404,16 @@ impl Job<'_> {
         self.manifest = next.clone();
         self.committed.extend(entry);
         self.remaining = kept;
+        self.fails_at(Failpoint::Committed)?;
         self.shared.writer.lock().log.set_manifest(next);
         if let Some(output) = output {
             self.install(output);
         }
+        self.fails_at(Failpoint::Switched)?;
         let passed: HashSet<u32> = passed.iter().map(|entry| entry.id).collect();
         let boundary = self.boundary;
         self.retire(|segment| passed.contains(&segment.id()) || (last && segment.id() < boundary));
-        Ok(())
+        self.fails_at(Failpoint::Retired)
     }
 
     /// Makes a committed output readable and points its keys at it.
@@ -355,7 +438,12 @@ impl Job<'_> {
     /// files. Nothing in the index points into them: their keys were switched to
     /// copies or written anew.
     fn retire(&mut self, retire: impl FnMut(&Segment) -> bool) {
-        let retired = self.shared.writer.lock().log.remove_segments(retire);
+        let retired = {
+            let mut writer = self.shared.writer.lock();
+            let retired = writer.log.remove_segments(retire);
+            assess(self.shared, &writer);
+            retired
+        };
         if retired.is_empty() {
             return;
         }
@@ -374,6 +462,9 @@ impl Job<'_> {
 
     /// Drops an output that was never committed.
     fn abandon(&mut self) {
+        if self.crashed {
+            return;
+        }
         if let Some(output) = self.output.take() {
             remove_file(output.segment.path());
         }
@@ -386,6 +477,66 @@ fn remove_file(path: &Path) {
     if let Err(error) = std::fs::remove_file(path) {
         tracing::warn!(file = %path.display(), "could not delete a retired segment: {error}");
     }
+}
+
+/// Back-pressure: when garbage piles up faster than compaction reclaims it, writers
+/// wait for the running compaction, so that disk use stays bounded whatever the
+/// write rate (as an LSM tree's write stalls do).
+#[derive(Debug, Default)]
+pub(crate) struct Pressure {
+    /// The log is over its limit (set and cleared by [`assess`]).
+    over: AtomicBool,
+    /// A compaction is running.
+    compacting: AtomicBool,
+    lock: std::sync::Mutex<()>,
+    relieved: std::sync::Condvar,
+}
+
+/// How long a writer waits for a compaction to start when over the limit.
+const GRACE: Duration = Duration::from_millis(200);
+
+impl Pressure {
+    /// Called by writers before they write: returns at once unless the log is over
+    /// its limit, and then waits while a compaction runs to bring it back under.
+    pub(crate) fn wait(&self) {
+        if !self.over.load(Ordering::Acquire) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let mut guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while self.over.load(Ordering::Acquire)
+            && (self.compacting.load(Ordering::Acquire) || started.elapsed() < GRACE)
+        {
+            guard = match self.relieved.wait_timeout(guard, Duration::from_millis(10)) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    fn wake_all(&self) {
+        let _guard = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.relieved.notify_all();
+    }
+}
+
+/// Re-evaluates the space limit (under the writer's lock): with background
+/// compaction on, the log may hold `live / (1 - threshold)` bytes, plus a segment or
+/// a sixteenth of the live data, before writers wait. Returns whether a compaction is
+/// due.
+pub(crate) fn assess(shared: &Shared, writer: &Writer) -> bool {
+    if !shared.options.background_compaction {
+        return false;
+    }
+    let total = writer.log.bytes();
+    let live = writer.live_bytes;
+    let slack = shared.options.segment_size.max(live / 16);
+    let limit = (live as f64 / (1.0 - shared.options.compaction_threshold)) as u64 + slack;
+    let over = total > limit && writer.poisoned.is_none();
+    if shared.pressure.over.swap(over, Ordering::AcqRel) && !over {
+        shared.pressure.wake_all();
+    }
+    due(shared, writer)
 }
 
 /// How often the background thread checks the garbage.
@@ -402,6 +553,11 @@ pub(crate) struct Compactor {
 
 impl Compactor {
     /// Starts the thread; it holds the store only weakly between compactions.
+    /// Asks the thread to check the garbage now.
+    pub(crate) fn wake(&self) {
+        let _ = self.wake.send(());
+    }
+
     pub(crate) fn start(shared: &Arc<Shared>) -> Result<Compactor> {
         let (wake, woken) = channel::<()>();
         let cancel = Arc::new(AtomicBool::new(false));
@@ -411,14 +567,14 @@ impl Compactor {
             let mut pause = POLL;
             loop {
                 match woken.recv_timeout(pause) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
                 }
                 let Some(shared) = weak.upgrade() else { return };
                 if flag.load(Ordering::Acquire) {
                     return;
                 }
-                if !due(&shared) {
+                if !due(&shared, &shared.writer.lock()) {
                     pause = POLL;
                     continue;
                 }
@@ -444,8 +600,7 @@ impl Compactor {
 }
 
 /// Whether the garbage has passed the threshold.
-fn due(shared: &Shared) -> bool {
-    let writer = shared.writer.lock();
+fn due(shared: &Shared, writer: &Writer) -> bool {
     if writer.poisoned.is_some() {
         return false;
     }

@@ -73,6 +73,8 @@ mod value;
 
 pub use batch::WriteBatch;
 pub use compaction::CompactionStats;
+#[doc(hidden)]
+pub use compaction::Failpoint;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};

@@ -49,7 +49,7 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
 /// Smallest accepted `segment_size`.
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
 /// Default `compaction_threshold`: compact once half the log is garbage.
-pub const DEFAULT_COMPACTION_THRESHOLD: f64 = 0.5;
+pub const DEFAULT_COMPACTION_THRESHOLD: f64 = 0.3;
 
 impl Default for Options {
     fn default() -> Self {

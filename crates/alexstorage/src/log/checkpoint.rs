@@ -19,7 +19,40 @@ pub const CHECKPOINT_VERSION: u32 = 2;
 /// Size of the checkpoint header.
 pub const CHECKPOINT_HEADER_SIZE: usize = 64;
 const SEGMENT_ENTRY_SIZE: usize = 12;
-const ENTRY_SIZE: usize = 16;
+/// Bytes reserved per entry up front (entries take 2 to 20 bytes).
+const ENTRY_SIZE_HINT: usize = 10;
+
+/// Maps keys to `u64` preserving order (so that sorted keys have small differences).
+fn key_offset(key: i64) -> u64 {
+    (key as u64) ^ (1 << 63)
+}
+
+/// Appends `value` as an LEB128 varint.
+fn put_varint(bytes: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        bytes.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
+}
+
+/// Reads an LEB128 varint at `*at`, advancing it; `None` if cut short or too long.
+fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(*at)?;
+        *at += 1;
+        let bits = u64::from(byte & 0x7f);
+        if shift == 63 && bits > 1 {
+            return None;
+        }
+        value |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
 
 /// A decoded checkpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,7 +89,7 @@ pub struct Point {
 pub fn write(dir: &Path, at: &Point, entries: impl Iterator<Item = Result<(i64, u64)>>) -> Result<()> {
     let segments = &at.segments;
     let (count_hint, _) = entries.size_hint();
-    let capacity = CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count_hint * ENTRY_SIZE + 4;
+    let capacity = CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count_hint * ENTRY_SIZE_HINT + 4;
     let mut bytes = Vec::with_capacity(capacity);
     bytes.extend_from_slice(&CHECKPOINT_MAGIC);
     bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
@@ -72,11 +105,19 @@ pub fn write(dir: &Path, at: &Point, entries: impl Iterator<Item = Result<(i64, 
         bytes.extend_from_slice(&id.to_le_bytes());
         bytes.extend_from_slice(&end.to_le_bytes());
     }
+    // Entries: the key's distance from the previous key (the first: from i64::MIN),
+    // and the location's zigzag-encoded difference from the previous location, both
+    // as varints. After a compaction consecutive keys lie one record apart, so most
+    // entries take a few bytes instead of 16.
     let mut count = 0u64;
+    let (mut previous_key, mut previous_location) = (0u64, 0u64);
     for entry in entries {
         let (key, location) = entry?;
-        bytes.extend_from_slice(&key.to_le_bytes());
-        bytes.extend_from_slice(&location.to_le_bytes());
+        let offset = key_offset(key);
+        put_varint(&mut bytes, offset.wrapping_sub(previous_key));
+        let difference = location.wrapping_sub(previous_location) as i64;
+        put_varint(&mut bytes, ((difference << 1) ^ (difference >> 63)) as u64);
+        (previous_key, previous_location) = (offset, location);
         count += 1;
     }
     if let Some(field) = bytes.get_mut(32..40) {
@@ -121,9 +162,9 @@ pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
     let segment_count = usize::try_from(u64_at(24)?).ok()?;
     let entry_count = usize::try_from(u64_at(32)?).ok()?;
     let segments_bytes = segment_count.checked_mul(SEGMENT_ENTRY_SIZE)?;
-    let entries_bytes = entry_count.checked_mul(ENTRY_SIZE)?;
-    let expected = CHECKPOINT_HEADER_SIZE.checked_add(segments_bytes)?.checked_add(entries_bytes)?;
-    if body.len() != expected {
+    let table_end = CHECKPOINT_HEADER_SIZE.checked_add(segments_bytes)?;
+    // Every entry takes at least two bytes.
+    if table_end > body.len() || entry_count > (body.len() - table_end) / 2 {
         return None;
     }
     let segment_table = body.get(CHECKPOINT_HEADER_SIZE..CHECKPOINT_HEADER_SIZE + segments_bytes)?;
@@ -134,13 +175,23 @@ pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
         segments.push((id, end));
     }
     let mut entries = Vec::with_capacity(entry_count);
-    for chunk in body.get(CHECKPOINT_HEADER_SIZE + segments_bytes..)?.chunks_exact(ENTRY_SIZE) {
-        let key = i64::from_le_bytes(chunk.get(0..8)?.try_into().ok()?);
-        let location = u64::from_le_bytes(chunk.get(8..16)?.try_into().ok()?);
-        if entries.last().is_some_and(|&(previous, _)| previous >= key) {
+    let mut at = table_end;
+    let (mut key, mut location) = (0u64, 0u64);
+    for index in 0..entry_count {
+        let distance = get_varint(body, &mut at)?;
+        // Keys strictly ascend: every distance but the first is at least 1, and
+        // none may run past the largest key.
+        if index > 0 && distance == 0 {
             return None;
         }
-        entries.push((key, location));
+        key = key.checked_add(distance)?;
+        let zigzag = get_varint(body, &mut at)?;
+        let difference = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+        location = location.wrapping_add(difference as u64);
+        entries.push(((key ^ (1 << 63)) as i64, location));
+    }
+    if at != body.len() {
+        return None;
     }
     Some(Checkpoint { sequence, generation, live_bytes, segments, entries })
 }
@@ -153,7 +204,7 @@ mod tests {
     fn round_trip_and_damage() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
-        let entries = vec![(-5i64, 7u64), (3, 9), (i64::MAX, 1)];
+        let entries = vec![(i64::MIN, 0), (-5i64, 7u64), (3, 9), (4, u64::MAX), (i64::MAX, 1)];
         let at = Point { sequence: 42, generation: 5, live_bytes: 777, segments: vec![(1, 100), (2, 64)] };
         write(dir.path(), &at, entries.iter().copied().map(Ok)).unwrap();
         let checkpoint = read(dir.path()).unwrap().unwrap();
