@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use alexstorage::{Db, Durability, Options, WriteBatch};
+use alexstorage::{Db, Durability, Failpoint, Options, WriteBatch};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -20,7 +20,19 @@ enum Op {
     Flush,
     Reopen,
     Crash,
+    /// Compact; with a failpoint (index into `FAILPOINTS`, passes to skip), crash
+    /// there and reopen.
+    Compact(Option<(usize, u64)>),
 }
+
+const FAILPOINTS: [Failpoint; 6] = [
+    Failpoint::Sealed,
+    Failpoint::Copying,
+    Failpoint::Finished,
+    Failpoint::Committed,
+    Failpoint::Switched,
+    Failpoint::Retired,
+];
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -31,6 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
+        1 => prop::option::of((0..FAILPOINTS.len(), 0u64..3)).prop_map(Op::Compact),
     ]
 }
 
@@ -100,6 +113,18 @@ fn run(durability: Durability, ops: Vec<Op>) {
                 check_all(&db, &model);
             }
             Op::Crash => {
+                db.simulate_crash();
+                db = open();
+                check_all(&db, &model);
+            }
+            Op::Compact(None) => {
+                db.compact().unwrap();
+                check_all(&db, &model);
+            }
+            Op::Compact(Some((point, skip))) => {
+                db.set_compaction_failpoint(Some(FAILPOINTS[point]), skip);
+                // Stops at the failpoint, or finishes if it lies beyond this compaction.
+                let _ = db.compact();
                 db.simulate_crash();
                 db = open();
                 check_all(&db, &model);

@@ -32,6 +32,11 @@ enum Op {
     Check(usize, (u8, i64), (u8, i64), u8),
     CheckLatest((u8, i64), (u8, i64), u8),
     Reopen,
+    Compact,
+    /// Opens a range over the latest state, kept open across later operations.
+    Open((u8, i64), (u8, i64)),
+    /// Reads `count` entries of an open range, from the front or from the back.
+    Step(usize, u8, bool),
 }
 
 fn bound_of((kind, at): (u8, i64)) -> Bound<i64> {
@@ -52,8 +57,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Take),
         1 => (0usize..4).prop_map(Op::Release),
         2 => (0usize..4, bound.clone(), bound.clone(), 0u8..3).prop_map(|(at, lo, hi, how)| Op::Check(at, lo, hi, how)),
-        1 => (bound.clone(), bound, 0u8..3).prop_map(|(lo, hi, how)| Op::CheckLatest(lo, hi, how)),
+        1 => (bound.clone(), bound.clone(), 0u8..3).prop_map(|(lo, hi, how)| Op::CheckLatest(lo, hi, how)),
         1 => Just(Op::Reopen),
+        1 => Just(Op::Compact),
+        2 => (bound.clone(), bound.clone()).prop_map(|(lo, hi)| Op::Open(lo, hi)),
+        3 => (0usize..3, 1u8..20, any::<bool>()).prop_map(|(at, count, back)| Op::Step(at, count, back)),
     ]
 }
 
@@ -111,6 +119,8 @@ fn run(ops: Vec<Op>) {
     let mut db: Db = open();
     let mut model = Model::new();
     let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
+    // Open ranges and what they have left to return, ascending.
+    let mut ranges: Vec<(Range, std::collections::VecDeque<(i64, Vec<u8>)>)> = Vec::new();
     for (step, op) in ops.into_iter().enumerate() {
         match op {
             Op::Put(slot, len) => {
@@ -163,12 +173,38 @@ fn run(ops: Vec<Op>) {
                 drop(db);
                 db = open();
             }
+            // Snapshots and their ranges must read through it unchanged.
+            Op::Compact => {
+                db.compact().unwrap();
+            }
+            Op::Open(lo, hi) => {
+                if ranges.len() == 3 {
+                    ranges.remove(0);
+                }
+                let (lo, hi) = (bound_of(lo), bound_of(hi));
+                ranges.push((db.range((lo, hi)), expected(&model, lo, hi).into()));
+            }
+            Op::Step(at, count, back) => {
+                if let Some((range, left)) = ranges.get_mut(at) {
+                    for _ in 0..count {
+                        let got = if back { range.next_back() } else { range.next() };
+                        let want = if back { left.pop_back() } else { left.pop_front() };
+                        let got = got.map(|entry| entry.map(|(key, value)| (key, value.to_vec())).unwrap());
+                        assert_eq!(got, want, "an open range drifted");
+                    }
+                }
+            }
         }
         // A background checkpoint holds a snapshot of its own while it runs.
         let stats = db.stats();
         if stats.snapshots == 0 {
             assert_eq!(stats.retained_versions, 0, "versions kept with no snapshot alive");
         }
+    }
+    for (range, left) in ranges.drain(..) {
+        let rest: Vec<(i64, Vec<u8>)> =
+            range.map(|entry| entry.map(|(key, value)| (key, value.to_vec())).unwrap()).collect();
+        assert_eq!(rest, Vec::from(left), "an open range drifted");
     }
     for (snapshot, frozen) in &snapshots {
         check_snapshot(snapshot, frozen);
