@@ -112,6 +112,9 @@ fn check_snapshot(snapshot: &Snapshot, model: &Model) {
     }
 }
 
+/// What an open range has left to return, ascending.
+type Left = std::collections::VecDeque<(i64, Vec<u8>)>;
+
 fn run(ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
     // Tiny segments: snapshots span roll-overs and background checkpoints.
@@ -120,7 +123,7 @@ fn run(ops: Vec<Op>) {
     let mut model = Model::new();
     let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
     // Open ranges and what they have left to return, ascending.
-    let mut ranges: Vec<(Range, std::collections::VecDeque<(i64, Vec<u8>)>)> = Vec::new();
+    let mut ranges: Vec<(Range, Left)> = Vec::new();
     for (step, op) in ops.into_iter().enumerate() {
         match op {
             Op::Put(slot, len) => {
