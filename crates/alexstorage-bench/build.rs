@@ -4,7 +4,10 @@
 use std::fmt::Write as _;
 
 fn main() {
-    let lock_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock");
+    // Read at run time: a build script compiled for a checkout elsewhere (a shared
+    // target directory) must still find this checkout's lock file.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let lock_path = format!("{manifest_dir}/../../Cargo.lock");
     println!("cargo:rerun-if-changed={lock_path}");
     let lock = std::fs::read_to_string(lock_path).unwrap_or_default();
     let wanted = ["alexstorage", "rocksdb", "librocksdb-sys", "heed", "lmdb-master-sys", "redb", "fjall", "sled"];

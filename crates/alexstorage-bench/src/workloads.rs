@@ -317,6 +317,20 @@ impl Bench<'_> {
                 None => {
                     let sample = self.scans(&*store).with_context(|| format!("{name}: scan"))?;
                     results.record("scan", "", name, Unit::NsPerKey, Class::Buffered, sample);
+                    // Again after a full compaction (untimed), where the engine has one:
+                    // AlexStorage's puts the records in key order. Later workloads then
+                    // run on the compacted store, for every engine that compacts.
+                    match engine.lacks(Feature::Compaction) {
+                        Some(why) => {
+                            results.not_available("scan", AFTER_COMPACTION, name, Unit::NsPerKey, Class::Buffered, why)
+                        }
+                        None => {
+                            (self.step)("scan after compaction");
+                            store.compact().with_context(|| format!("{name}: compaction before scan"))?;
+                            let sample = self.scans(&*store).with_context(|| format!("{name}: scan"))?;
+                            results.record("scan", AFTER_COMPACTION, name, Unit::NsPerKey, Class::Buffered, sample);
+                        }
+                    }
                 }
             }
         }
@@ -760,6 +774,8 @@ pub fn threads_label(threads: usize) -> String {
 
 /// `read-threads` variant: one reader while one writer overwrites at full speed.
 pub const WITH_WRITER: &str = "1 reader + 1 writer";
+/// `scan` variant: scans after a full compaction.
+pub const AFTER_COMPACTION: &str = "after compaction";
 /// `space` variant: on-disk bytes / raw bytes after load.
 pub const AFTER_LOAD: &str = "disk after load";
 /// `space` variant: on-disk bytes / raw bytes after overwrites and compaction.
@@ -826,7 +842,19 @@ mod tests {
             let error = bench.gets(&*store).unwrap_err().to_string();
             assert!(error.contains(&victim.to_string()), "{}: {error}", engine.name());
         }
-        let scan_rows = results.rows.iter().filter(|row| row.workload == "scan" && !row.samples.is_empty()).count();
-        assert_eq!(scan_rows, 7, "every engine with ordered scans measured them");
+        let measured = |variant: &str| {
+            results
+                .rows
+                .iter()
+                .filter(|row| row.workload == "scan" && row.variant == variant && !row.samples.is_empty())
+                .count()
+        };
+        assert_eq!(measured(""), 7, "every engine with ordered scans measured them");
+        let compacting = engines::all()
+            .iter()
+            .filter(|engine| engine.lacks(Feature::Compaction).is_none() && engine.lacks(Feature::Scan).is_none())
+            .count();
+        assert!(compacting >= 2);
+        assert_eq!(measured(AFTER_COMPACTION), compacting, "every engine that compacts scanned again after it");
     }
 }

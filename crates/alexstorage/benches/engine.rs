@@ -58,6 +58,9 @@ fn main() {
     let mut btree_ns = Vec::new();
     let mut get_ns = Vec::new();
     let mut hash_ns = Vec::new();
+    let mut scan_ns = Vec::new();
+    let mut compact_ms = Vec::new();
+    let mut compacted_scan_ns = Vec::new();
     let mut reopen_ms = Vec::new();
     let mut replay_ms = Vec::new();
     let mut index_bytes = 0usize;
@@ -95,6 +98,27 @@ fn main() {
         }
         hash_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
         drop(map);
+
+        // 10,000 scans of 100 keys from random start keys: as loaded (records in
+        // insertion order), then after a compaction (records in key order).
+        let starts: Vec<i64> = probe.iter().take(10_000).copied().collect();
+        let scan = |db: &Db| {
+            let start = Instant::now();
+            let mut returned = 0usize;
+            for &from in &starts {
+                for entry in db.range(from..).take(100) {
+                    let (key, value) = entry.unwrap();
+                    check(key, &value, size);
+                    returned += 1;
+                }
+            }
+            start.elapsed().as_nanos() as f64 / returned as f64
+        };
+        scan_ns.push(scan(&db));
+        let start = Instant::now();
+        db.compact().unwrap();
+        compact_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        compacted_scan_ns.push(scan(&db));
 
         let stats = db.stats();
         index_bytes = stats.index_bytes;
@@ -143,6 +167,7 @@ fn main() {
         .collect();
     let (put, btree, get, hash) = (median(put_ns), median(btree_ns), median(get_ns), median(hash_ns));
     let (reopen, replay) = (median(reopen_ms), median(replay_ms));
+    let (scan, compact, compacted_scan) = (median(scan_ns), median(compact_ms), median(compacted_scan_ns));
     let verdict = |met: bool| if met { "met" } else { "NOT met" };
     let raw = keys as f64 * (8 + size) as f64;
     let table = format!(
@@ -150,6 +175,9 @@ fn main() {
          |---|---|---|---|---|\n\
          | get, ns/op | {get:.0} | HashMap<i64, Vec<u8>>: {hash:.0} | {:.2}x | within 2x: {} |\n\
          | put, ns/op | {put:.0} | BTreeMap<i64, Vec<u8>> insert: {btree:.0} | {:.2}x | within 3x: {} |\n\
+         | scan of 100 keys, ns per key, as loaded | {scan:.0} | | | |\n\
+         | compact(), ms | {compact:.0} | | | |\n\
+         | scan of 100 keys, ns per key, after compact() | {compacted_scan:.0} | | | |\n\
          | reopen after clean close (checkpoint), ms | {reopen:.0} | | | < 1000: {} |\n\
          | reopen replaying the whole log, ms | {replay:.0} | | | |\n\
          | index heap, bytes per key | {:.1} | | | |\n\

@@ -56,7 +56,7 @@ use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
 use crate::snapshot::{History, OldVersion, Range, Registration, Snapshot};
 use crate::stats::{CorruptRecord, Stats, VerifyReport};
-use crate::value::{Lease, Leases};
+use crate::value::{Lease, Leases, SegmentTable};
 use crate::{Compression, Durability, Error, Options, Result, Value};
 
 /// Name of the file that marks a directory as a store.
@@ -140,7 +140,7 @@ pub(crate) struct Shared {
 pub(crate) struct View {
     pub(crate) index: Alex<u64>,
     /// Every segment the index may point into, with leases for readers.
-    pub(crate) segments: HashMap<u32, Leases>,
+    pub(crate) segments: SegmentTable,
     /// The sequence of the last write readers can see.
     pub(crate) sequence: u64,
     /// Superseded versions live snapshots can still read.
@@ -1041,7 +1041,7 @@ pub(crate) fn read_record(
                 return Err(corrupt(format!("unsupported record flags {:#04x}", header.flags)));
             }
             let sequence = header.sequence;
-            Ok((sequence, Value::mapped(Arc::clone(&lease), offset + RECORD_HEADER_SIZE as u64, value_len)))
+            Ok((sequence, Value::mapped(lease, offset + RECORD_HEADER_SIZE as u64, value_len)))
         }
         Decoded::Record { header, .. } => {
             Err(corrupt(format!("index expects a put of key {key}, record is a {:?} of {}", header.kind, header.key)))

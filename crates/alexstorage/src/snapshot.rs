@@ -19,9 +19,12 @@
 //! must keep every record a live snapshot can reach.
 //!
 //! # Ranges
-//! A [`Range`] holds its snapshot and reads the index in chunks of keys (16, doubling to 512), each
-//! under the shared read lock for only that chunk's in-memory walk; records are read
-//! and checked outside the lock. It never blocks writers for longer than one chunk.
+//! A [`Range`] holds its snapshot and reads the index in chunks of keys (16, doubling
+//! to 512), each under the shared read lock for only that chunk's in-memory walk (which
+//! also takes a lease on each key's segment); a record is read and checked outside the
+//! lock, when its key is returned, so reading ahead costs index work only. It never
+//! blocks writers for longer than one chunk, and a compaction that retires segments
+//! meanwhile does not disturb it: the leases keep them mapped.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -307,10 +310,11 @@ pub struct Range {
     /// Keys not yet read into a buffer lie within `(lo, hi)`.
     lo: Bound<i64>,
     hi: Bound<i64>,
-    /// Read ahead from the low end, ascending.
-    front: VecDeque<Result<(i64, Value)>>,
-    /// Read ahead from the high end, ascending.
-    back: VecDeque<Result<(i64, Value)>>,
+    /// Located ahead from the low end, ascending; each record is read and checked
+    /// only when its key is returned, so reading ahead costs index work only.
+    front: VecDeque<Located>,
+    /// Located ahead from the high end, ascending.
+    back: VecDeque<Located>,
     /// Keys the next chunk from each end reads (front, back).
     chunks: (usize, usize),
 }
@@ -348,11 +352,25 @@ impl Range {
         let chunk = if descending { &mut self.chunks.1 } else { &mut self.chunks.0 };
         let limit = *chunk;
         *chunk = (limit * 2).min(MAX_CHUNK);
-        let located = {
+        let boundary = {
             let view = self.registration.shared.read_view();
-            locate_chunk(&view, self.lo, self.hi, sequence, descending, limit)
+            let buffer = if descending { &mut self.back } else { &mut self.front };
+            if view.history.len() == 0 {
+                // No kept versions: each key's version is its latest one.
+                locate_latest(&view, self.lo, self.hi, descending, limit, buffer)
+            } else {
+                let (located, boundary) = locate_chunk(&view, self.lo, self.hi, sequence, descending, limit);
+                if descending {
+                    // Located in descending order; the buffer is kept ascending.
+                    for item in located {
+                        buffer.push_front(item);
+                    }
+                } else {
+                    buffer.extend(located);
+                }
+                boundary
+            }
         };
-        let (located, boundary) = located;
         match boundary {
             Some(key) if descending => self.hi = Bound::Excluded(key),
             Some(key) => self.lo = Bound::Excluded(key),
@@ -362,22 +380,65 @@ impl Range {
                 self.hi = Bound::Excluded(0);
             }
         }
-        let shared = &self.registration.shared;
-        let resolved = located.into_iter().filter_map(|(key, latest, older)| {
-            match resolve(shared, sequence, key, latest, older) {
-                Ok(Some(value)) => Some(Ok((key, value))),
-                Ok(None) => None,
-                Err(error) => Some(Err(error)),
-            }
-        });
-        if descending {
-            // Resolved in descending order; the buffer is kept ascending.
-            for item in resolved {
-                self.back.push_front(item);
-            }
-        } else {
-            self.front.extend(resolved);
+    }
+
+    /// Reads a located key's version as of the snapshot: `None` if it had none.
+    fn resolve(&self, (key, latest, older): Located) -> Option<Result<(i64, Value)>> {
+        let registration = &self.registration;
+        match resolve(&registration.shared, registration.sequence, key, latest, older) {
+            Ok(Some(value)) => Some(Ok((key, value))),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
         }
+    }
+}
+
+/// [`locate_chunk`] when no versions are kept (the common case): up to `limit` keys
+/// from one end of `(lo, hi)` straight from the index into `buffer` (kept ascending);
+/// returns the last key examined, or `None` if the chunk reached the far bound.
+fn locate_latest(
+    view: &View,
+    lo: Bound<i64>,
+    hi: Bound<i64>,
+    descending: bool,
+    limit: usize,
+    buffer: &mut VecDeque<Located>,
+) -> Option<i64> {
+    if range_is_empty(lo, hi) {
+        return None;
+    }
+    let mut count = 0;
+    let mut last = None;
+    // Neighbouring keys mostly share a segment (always, after a compaction): reuse
+    // the previous key's lease instead of a lookup.
+    let mut previous: Option<(u32, Option<Arc<Lease>>)> = None;
+    let mut locate = |key: i64, at: u64| -> Located {
+        count += 1;
+        last = Some(key);
+        let location = Location(at);
+        let lease = match &previous {
+            Some((segment, lease)) if *segment == location.segment() => lease.clone(),
+            _ => {
+                let lease = view.lease_at(location).1;
+                previous = Some((location.segment(), lease.clone()));
+                lease
+            }
+        };
+        (key, Some((location, lease)), None)
+    };
+    if descending {
+        for (key, at) in view.index.range((lo, hi)).rev().take(limit) {
+            buffer.push_front(locate(key, at));
+        }
+    } else {
+        for (key, at) in view.index.range((lo, hi)).take(limit) {
+            buffer.push_back(locate(key, at));
+        }
+    }
+    if count == limit {
+        last
+    } else {
+        None
     }
 }
 
@@ -416,6 +477,8 @@ fn locate_chunk(
     }
     let within = |key: i64| boundary.is_none_or(|edge| !before(edge, key));
     let mut located = Vec::with_capacity(latest.len() + kept.len());
+    let mut previous: Option<(u32, Option<Arc<Lease>>)> = None;
+    let keeps_versions = view.history.len() > 0;
     let (mut a, mut b) = (
         latest.into_iter().filter(|entry| within(entry.0)).peekable(),
         kept.into_iter().filter(|key| within(*key)).peekable(),
@@ -435,11 +498,27 @@ fn locate_chunk(
                 }
             }
         };
-        let latest = if next_latest == Some(key) { a.next().map(|(_, at)| view.lease_at(Location(at))) } else { None };
+        let latest = if next_latest == Some(key) {
+            a.next().map(|(_, at)| {
+                let location = Location(at);
+                // Neighbouring keys mostly share a segment (always, after a
+                // compaction): reuse the previous key's lease instead of a lookup.
+                match &previous {
+                    Some((segment, lease)) if *segment == location.segment() => (location, lease.clone()),
+                    _ => {
+                        let slot = view.lease_at(location);
+                        previous = Some((location.segment(), slot.1.clone()));
+                        slot
+                    }
+                }
+            })
+        } else {
+            None
+        };
         if next_kept == Some(key) {
             b.next();
         }
-        let older = view.history.at(key, sequence);
+        let older = if keeps_versions { view.history.at(key, sequence) } else { None };
         located.push((key, latest, older));
     }
     (located, boundary)
@@ -450,13 +529,17 @@ impl Iterator for Range {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(item) = self.front.pop_front() {
+            let located = match self.front.pop_front() {
+                Some(located) => located,
+                None if self.exhausted() => self.back.pop_front()?,
+                None => {
+                    self.refill(false);
+                    continue;
+                }
+            };
+            if let Some(item) = self.resolve(located) {
                 return Some(item);
             }
-            if self.exhausted() {
-                return self.back.pop_front();
-            }
-            self.refill(false);
         }
     }
 }
@@ -464,13 +547,17 @@ impl Iterator for Range {
 impl DoubleEndedIterator for Range {
     fn next_back(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(item) = self.back.pop_back() {
+            let located = match self.back.pop_back() {
+                Some(located) => located,
+                None if self.exhausted() => self.front.pop_back()?,
+                None => {
+                    self.refill(true);
+                    continue;
+                }
+            };
+            if let Some(item) = self.resolve(located) {
                 return Some(item);
             }
-            if self.exhausted() {
-                return self.front.pop_back();
-            }
-            self.refill(true);
         }
     }
 }

@@ -246,6 +246,7 @@ impl Segment {
     }
 
     /// End of the complete records.
+    #[inline]
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Acquire)
     }
