@@ -129,8 +129,8 @@ const SWITCH_CHUNK: usize = 1024;
 /// with the store consistent, when `cancel` is set.
 pub(crate) fn run(shared: &Arc<Shared>, cancel: &AtomicBool) -> Result<CompactionStats> {
     let _one = shared.compaction_lock.lock();
-    let _running = Running::start(shared);
     let mut newest_checkpoint = shared.checkpoint_lock.lock();
+    let _running = Running::start(shared);
     // Sync the segment being appended to now, outside the writer's lock, so that
     // sealing it under the lock has little left to sync.
     let segments: Vec<Arc<Segment>> = shared.writer.lock().log.segments().cloned().collect();
@@ -386,6 +386,13 @@ impl Job<'_> {
         let covered = entry.map(|entry| entry.last_key);
         let (passed, kept): (Vec<CompactedSegment>, Vec<CompactedSegment>) =
             self.remaining.iter().partition(|old| last || covered.is_some_and(|covered| old.last_key <= covered));
+        if last || !passed.is_empty() {
+            // The segments this commit retires may hold the only durable version of a
+            // key whose newer version (written after the seal, which is why it was
+            // not copied) may not be durable yet: make it so first, or a power loss
+            // could lose both.
+            self.sync_newer_log()?;
+        }
         let mut compacted: Vec<CompactedSegment> = self.committed.iter().chain(&entry).chain(&kept).copied().collect();
         compacted.sort_by_key(|entry| entry.id);
         let next = Manifest {
@@ -414,6 +421,28 @@ impl Job<'_> {
         let boundary = self.boundary;
         self.retire(|segment| passed.contains(&segment.id()) || (last && segment.id() < boundary));
         self.fails_at(Failpoint::Retired)
+    }
+
+    /// Syncs the log segments written since the seal; a failure poisons the store,
+    /// like any failed sync.
+    fn sync_newer_log(&self) -> Result<()> {
+        let boundary = self.boundary;
+        let newer: Vec<Arc<Segment>> = self
+            .shared
+            .writer
+            .lock()
+            .log
+            .segments()
+            .filter(|segment| segment.id() >= boundary && !segment.is_compacted())
+            .cloned()
+            .collect();
+        for segment in newer {
+            if let Err(error) = segment.sync() {
+                self.shared.writer.lock().poisoned = Some(error.to_string());
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     /// Makes a committed output readable and points its keys at it.
@@ -488,6 +517,9 @@ pub(crate) struct Pressure {
     over: AtomicBool,
     /// A compaction is running.
     compacting: AtomicBool,
+    /// The last background compaction failed (a full disk, a corrupt record): writers
+    /// are not held back for one that cannot bring the log under its limit.
+    failing: AtomicBool,
     lock: std::sync::Mutex<()>,
     relieved: std::sync::Condvar,
 }
@@ -499,7 +531,7 @@ impl Pressure {
     /// Called by writers before they write: returns at once unless the log is over
     /// its limit, and then waits while a compaction runs to bring it back under.
     pub(crate) fn wait(&self) {
-        if !self.over.load(Ordering::Acquire) {
+        if !self.over.load(Ordering::Acquire) || self.failing.load(Ordering::Acquire) {
             return;
         }
         let started = std::time::Instant::now();
@@ -528,6 +560,9 @@ pub(crate) fn assess(shared: &Shared, writer: &Writer) -> bool {
     if !shared.options.background_compaction {
         return false;
     }
+    // Everything counts, the running compaction's outputs included: the limit bounds
+    // the disk. So when a compaction's outputs push the store over it (the first
+    // compaction of a large, unsorted log can), writers wait for that compaction.
     let total = writer.log.bytes();
     let live = writer.live_bytes;
     let slack = shared.options.segment_size.max(live / 16);
@@ -578,10 +613,13 @@ impl Compactor {
                     pause = POLL;
                     continue;
                 }
-                pause = match run(&shared, &flag) {
+                let outcome = run(&shared, &flag);
+                shared.pressure.failing.store(outcome.is_err(), Ordering::Release);
+                pause = match outcome {
                     Ok(_) => POLL,
                     Err(error) => {
                         tracing::warn!("background compaction failed: {error}");
+                        shared.pressure.wake_all();
                         BACKOFF
                     }
                 };

@@ -366,6 +366,48 @@ fn readers_and_writers_run_through_compactions() {
 }
 
 #[test]
+fn read_only_opens_racing_compactions_see_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Options::new().segment_size(32 << 10).background_compaction(false).open(dir.path()).unwrap();
+    let keys = scattered(400);
+    // Every batch rewrites all keys with one version: a reader sees all keys, at one
+    // version, whatever the compactions deleted and renamed meanwhile.
+    let write_all = |version: u32| {
+        let mut batch = WriteBatch::new();
+        for &key in &keys {
+            batch.put(key, version.to_le_bytes());
+        }
+        db.write(batch).unwrap();
+    };
+    write_all(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut opens = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let snapshot = Options::new().read_only(true).open(dir.path()).unwrap();
+                let versions: Vec<u32> = snapshot
+                    .iter()
+                    .map(|entry| u32::from_le_bytes(entry.unwrap().1[..4].try_into().unwrap()))
+                    .collect();
+                assert_eq!(versions.len(), keys.len(), "a read-only open missed keys");
+                assert!(versions.iter().all(|version| *version == versions[0]));
+                opens += 1;
+            }
+            opens
+        });
+        for version in 1..150u32 {
+            write_all(version);
+            if version % 3 == 0 {
+                db.compact().unwrap();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+}
+
+#[test]
 fn damaged_manifests_and_compacted_segments_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let options = || Options::new().segment_size(64 << 10).background_compaction(false);

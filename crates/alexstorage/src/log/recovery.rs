@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::checkpoint::Checkpoint;
 use super::format::{BatchDescriptor, Decoded, RecordHeader, RecordKind, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
-use super::manifest::{self, CompactedSegment};
+use super::manifest::{self, CompactedSegment, Manifest};
 use super::segment::{self, Opened, Segment};
 use super::{Location, Log};
 use crate::{Error, Result};
@@ -83,22 +83,14 @@ impl Log {
         checkpoint: Option<&Checkpoint>,
         mut apply: impl FnMut(Replayed),
     ) -> Result<(Log, u64, bool)> {
-        let manifest = manifest::read(dir)?;
-        let mut files: Vec<(u32, PathBuf)> = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if let Some(id) = entry.file_name().to_str().and_then(segment::parse_file_name) {
-                files.push((id, entry.path()));
-            }
-        }
-        files.sort();
+        let (manifest, files) = consistent_files(dir, writable)?;
         let mut next_id = manifest.log_start.max(1);
         let mut compacted = Vec::new();
         let mut logs = Vec::new();
         let mut leftovers = Vec::new();
-        for (id, path) in files {
+        for (id, path, opened) in files {
             next_id = next_id.max(id.saturating_add(1));
-            match Segment::open(&path, writable)? {
+            match opened {
                 Opened::Segment(segment) if segment.id() != id => {
                     let reason = format!("header names segment {} but the file is {}", segment.id(), id);
                     return Err(Error::corruption(&path, 0, reason));
@@ -137,7 +129,11 @@ impl Log {
         }
         let checkpoint = checkpoint.filter(|checkpoint| checkpoint.generation == manifest.generation);
         let live = compacted.iter().map(|(_, segment)| segment).chain(logs.iter().map(|(_, segment)| segment));
-        let starts = checkpoint.and_then(|checkpoint| checkpoint_starts(checkpoint, live));
+        // A checkpoint covers compacted segments whole (they are complete before a
+        // manifest lists them); one that does not is not trusted at all.
+        let starts = checkpoint.and_then(|checkpoint| checkpoint_starts(checkpoint, live)).filter(|starts| {
+            manifest.compacted.iter().all(|entry| starts.get(&entry.id).is_some_and(|&end| end as u64 == entry.end))
+        });
         let used_checkpoint = starts.is_some();
         let starts = starts.unwrap_or_default();
         let mut segments = BTreeMap::new();
@@ -180,6 +176,52 @@ impl Log {
         };
         Ok((log, progress.sequence.max(manifest.sequence), used_checkpoint))
     }
+}
+
+/// A segment file: its id, path, and what opening it found.
+type SegmentFile = (u32, PathBuf, Opened);
+
+/// The manifest and every segment file, opened, as of one moment. A writer's lock
+/// keeps compactions out; a read-only open may race a writer's compaction, which
+/// commits a new manifest and then deletes files: it reads the manifest, opens every
+/// file (an open file stays readable once deleted), and rereads the manifest, and
+/// tries again if the manifest changed or a file vanished meanwhile.
+fn consistent_files(dir: &Path, writable: bool) -> Result<(Manifest, Vec<SegmentFile>)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let manifest = manifest::read(dir)?;
+        let opened = open_files(dir, writable);
+        if writable || attempt >= 20 {
+            return Ok((manifest, opened?));
+        }
+        let settled = match &opened {
+            Err(Error::Io(error)) if error.kind() == std::io::ErrorKind::NotFound => false,
+            _ => manifest::read(dir)?.generation == manifest.generation,
+        };
+        if settled {
+            return Ok((manifest, opened?));
+        }
+    }
+}
+
+/// Opens every segment file in `dir`, ascending by id.
+fn open_files(dir: &Path, writable: bool) -> Result<Vec<SegmentFile>> {
+    let mut files: Vec<(u32, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(id) = entry.file_name().to_str().and_then(segment::parse_file_name) {
+            files.push((id, entry.path()));
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|(id, path)| {
+            let opened = Segment::open(&path, writable)?;
+            Ok((id, path, opened))
+        })
+        .collect()
 }
 
 /// Where to resume each segment's scan after `checkpoint`, if the checkpoint matches
