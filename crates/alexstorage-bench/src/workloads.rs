@@ -374,8 +374,8 @@ impl Bench<'_> {
         // (AlexStorage's puts the records in key order). Last, so that no other
         // workload runs on a store compacted for it (redb, for one, serves writes far
         // slower after its compaction).
-        if self.wants(Workload::Scan) && engine.lacks(Feature::Scan).is_none() {
-            match engine.lacks(Feature::Compaction) {
+        if self.wants(Workload::Scan) {
+            match engine.lacks(Feature::Scan).or(engine.lacks(Feature::Compaction)) {
                 Some(why) => {
                     results.not_available("scan", AFTER_COMPACTION, name, Unit::NsPerKey, Class::Buffered, why)
                 }
