@@ -324,7 +324,11 @@ impl Job<'_> {
             Decoded::End => return Err(corrupt("record is all zeros".into())),
         }
         let len = record.len() as u64;
-        let at = match self.output.as_ref().and_then(|output| output.segment.append(&[record])) {
+        let appended = match self.output.as_ref() {
+            Some(output) => output.segment.append(&[record])?,
+            None => None,
+        };
+        let at = match appended {
             Some(at) => at,
             None => {
                 if self.output.is_some() {
@@ -335,7 +339,7 @@ impl Job<'_> {
                 let segment = Arc::new(Segment::create(&self.shared.path, id, capacity, true)?);
                 self.stats.segments_written += 1;
                 let at = segment
-                    .append(&[record])
+                    .append(&[record])?
                     .ok_or_else(|| Error::InvalidArgument(format!("a record of {len} bytes does not fit a segment")))?;
                 self.output = Some(Output { segment, first_key: key, last_key: key, records: 0, moves: Vec::new() });
                 self.fails_at(Failpoint::Copying)?;

@@ -124,6 +124,9 @@ pub(crate) struct Shared {
     pub(crate) pressure: Pressure,
     /// For tests: where a compaction stops as if the process died (0: nowhere).
     pub(crate) failpoint: AtomicU64,
+    /// Set when the store starts closing: a background checkpoint still running stops
+    /// (the close writes a newer one).
+    closing: Arc<std::sync::atomic::AtomicBool>,
     /// The background checkpoint thread, if one was started (joined on close).
     checkpoint_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Segment syncs since open (outside the lock: syncs run outside it).
@@ -356,6 +359,7 @@ impl Db {
             failpoint: AtomicU64::new(0),
             pressure: Pressure::default(),
             checkpoint_thread: Mutex::new(None),
+            closing: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             syncs: AtomicU64::new(0),
             sync_writes: AtomicU64::new(0),
             group: GroupCommit::default(),
@@ -797,6 +801,7 @@ impl Db {
         let snapshot = self.snapshot();
         let dir = self.shared.path.clone();
         let lock = Arc::clone(&self.shared.checkpoint_lock);
+        let closing = Arc::clone(&self.shared.closing);
         let spawned = std::thread::Builder::new().name("alexstorage-checkpoint".into()).spawn(move || {
             let sequence = snapshot.sequence();
             let mut newest = lock.lock();
@@ -809,7 +814,12 @@ impl Db {
             }
             // A failed checkpoint (an unreadable record aborts it before it replaces
             // the current one) is only a slower next open: the log is complete.
-            if checkpoint::write(&dir, &point, snapshot.locations()).is_ok() {
+            // Stopped (an `Err` entry aborts the write) when the store closes.
+            let entries = snapshot.locations().map(|entry| match closing.load(Ordering::Acquire) {
+                true => Err(Error::InvalidArgument("the store is closing".into())),
+                false => entry,
+            });
+            if checkpoint::write(&dir, &point, entries).is_ok() {
                 *newest = sequence;
             }
         });
@@ -969,7 +979,8 @@ impl Shared {
             return;
         }
         // A background checkpoint must not outlive the lock (a reopened store would
-        // race it on the checkpoint file).
+        // race it on the checkpoint file); it stops early, for the one below.
+        self.closing.store(true, Ordering::Release);
         if let Some(thread) = self.checkpoint_thread.lock().take() {
             let _ = thread.join();
         }

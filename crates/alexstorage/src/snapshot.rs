@@ -247,9 +247,13 @@ impl Iterator for Locations {
                 return None;
             }
             let sequence = self.registration.sequence;
-            let (located, boundary) = {
+            let (located, boundary, quiet) = {
                 let view = self.registration.shared.read_view();
-                locate_chunk(&view, self.lo, Bound::Unbounded, sequence, false, MAX_CHUNK)
+                let (located, boundary) = locate_chunk(&view, self.lo, Bound::Unbounded, sequence, false, MAX_CHUNK);
+                // Nothing written since the snapshot (a checkpoint at close, for one):
+                // every latest version is the snapshot's, and its record need not be
+                // read to tell (which would cost a memory miss per key).
+                (located, boundary, view.sequence == sequence)
             };
             match boundary {
                 Some(key) => self.lo = Bound::Excluded(key),
@@ -258,7 +262,12 @@ impl Iterator for Locations {
             for (key, latest, older) in located {
                 let mut chosen = None;
                 if let Some((location, lease)) = latest {
-                    match lease.and_then(|lease| record_sequence(lease.segment(), location)) {
+                    let written_at = if quiet {
+                        lease.map(|_| sequence)
+                    } else {
+                        lease.and_then(|lease| record_sequence(lease.segment(), location))
+                    };
+                    match written_at {
                         Some(written_at) if written_at <= sequence => chosen = Some(location),
                         Some(_) => {}
                         None => {

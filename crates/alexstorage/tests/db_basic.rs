@@ -296,3 +296,38 @@ fn concurrent_sync_writers_lose_nothing() {
         }
     }
 }
+
+/// A segment's blocks are reserved as records reach them: a small store with the
+/// default 256 MiB segments occupies about its data, not a whole segment, and a
+/// reopened store goes on appending to (and reserving in) its last segment.
+#[test]
+fn a_small_store_occupies_little_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let usage = |dir: &std::path::Path| -> u64 {
+        std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().metadata().unwrap().blocks() * 512).sum()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    for key in 0..100 {
+        db.put(key, value_for(key, 0)).unwrap();
+    }
+    assert!(usage(dir.path()) < 8 << 20, "{} bytes on disk for 100 keys", usage(dir.path()));
+    drop(db);
+    let db = Db::open(dir.path()).unwrap();
+    // Past the first reservation step: the segment grows.
+    let big = vec![5u8; 1 << 20];
+    for key in 100..110 {
+        db.put(key, &big).unwrap();
+    }
+    assert_eq!(db.stats().segments, 1);
+    drop(db);
+    let db = Db::open(dir.path()).unwrap();
+    for key in 0..100 {
+        assert_eq!(db.get(key).unwrap().unwrap(), value_for(key, 0));
+    }
+    for key in 100..110 {
+        assert_eq!(&db.get(key).unwrap().unwrap()[..], &big[..]);
+    }
+    assert!(usage(dir.path()) < 20 << 20, "{} bytes on disk for 10 MiB", usage(dir.path()));
+    db.verify().unwrap();
+}

@@ -82,7 +82,7 @@ impl Log {
             return Err(Error::ReadOnly);
         }
         if let Some(active) = &self.active {
-            if let Some(offset) = active.append(parts) {
+            if let Some(offset) = active.append(parts)? {
                 return Ok(Location::new(active.id(), offset as u32));
             }
         }
@@ -105,7 +105,7 @@ impl Log {
             self.rollovers += 1;
         }
         let offset = segment
-            .append(parts)
+            .append(parts)?
             .ok_or_else(|| Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")))?;
         Ok(Location::new(id, offset as u32))
     }

@@ -2,13 +2,17 @@
 //! once and never remapped.
 //!
 //! # Write path
-//! A segment's blocks are reserved up front (`fallocate`), and records are copied into
-//! a shared, writable mapping of the file. The copy lands in the page cache, so an
+//! A segment is mapped at its full capacity, but its file's blocks are reserved
+//! (`fallocate`) in steps of [`RESERVE_STEP`] as records reach them, so that a segment
+//! being filled occupies little more than its records. Records are copied into the
+//! shared, writable mapping of the file, only ever below the reserved end (inside the
+//! file, on allocated blocks). The copy lands in the page cache, so an
 //! acknowledged `Buffered` write survives `kill -9` without a `write()` system call per
 //! record (a system call would cost more than a whole put, which takes about 0.3 µs
-//! in the store benchmark). Because the blocks
-//! are reserved, a full disk shows up as an error when a segment is created, never as
-//! `SIGBUS` on a store into the mapping. `Sync` writes `msync` the records they wrote.
+//! in the store benchmark): one `fallocate` per step. Because the blocks are reserved
+//! before a store reaches them, a full disk shows up as an error from the append that
+//! needed the next step (it writes nothing), never as `SIGBUS` on a store into the
+//! mapping or a read past the file's end. `Sync` writes `msync` the records they wrote.
 //! What we rely on: Linux's unified page cache (the mapping and the file are the same
 //! pages), `fallocate` reservations, and that nobody else truncates the file while it
 //! is open (the store's lock file keeps other AlexStorage writers out).
@@ -47,6 +51,9 @@ pub struct GroupCommit {
     pub synced: AtomicU64,
 }
 
+/// How far a segment's reservation grows at a time.
+pub const RESERVE_STEP: u64 = 4 << 20;
+
 /// How long a sync leader waits at most for writers that are about to publish.
 const GATHER: Duration = Duration::from_micros(200);
 
@@ -63,6 +70,8 @@ pub struct Segment {
     synced: AtomicU64,
     /// Serializes appends; holds the write tail (equal to `published` between appends).
     tail: Mutex<u64>,
+    /// The file's length: bytes with blocks reserved (changed under the tail lock).
+    reserved: AtomicU64,
     /// Serializes syncs, and remembers a failed one: Linux reports a writeback error
     /// once per open file, so after a failure every later sync must fail too, or a
     /// caller could be told its data is durable when it was dropped.
@@ -133,7 +142,9 @@ impl Segment {
             return Err(error);
         }
         let map = MmapOptions::new().len(capacity as usize).map_raw(&file)?;
-        Ok(Self::with_map(id, path, file, map, true, compacted))
+        let segment = Self::with_map(id, path, file, map, true, compacted);
+        segment.reserved.store(capacity.min(RESERVE_STEP), Ordering::Release);
+        Ok(segment)
     }
 
     /// A segment over `map` with no records yet published.
@@ -147,6 +158,7 @@ impl Segment {
             published: AtomicU64::new(start),
             synced: AtomicU64::new(start),
             tail: Mutex::new(start),
+            reserved: AtomicU64::new(start),
             sync_failure: Mutex::new(None),
             sync_wait: std::sync::Mutex::new(()),
             sync_done: std::sync::Condvar::new(),
@@ -157,8 +169,8 @@ impl Segment {
     }
 
     fn initialize(file: &File, dir: &Path, header: SegmentHeader) -> Result<()> {
-        // Reserve every block now: stores into the mapping can then never fail.
-        reserve(file, header.capacity)?;
+        // The first step's blocks; appends reserve the next ones before using them.
+        reserve(file, header.capacity.min(RESERVE_STEP))?;
         file.write_all_at(&header.encode(), 0)?;
         file.sync_all()?;
         sync_directory(dir)
@@ -189,22 +201,21 @@ impl Segment {
         if capacity < SEGMENT_HEADER_SIZE as u64 || capacity > u64::from(u32::MAX) {
             return Err(Error::corruption(path, 0, format!("implausible segment capacity {capacity}")));
         }
-        // A file cut short (damage, or a test) is used as far as it goes: appends that
-        // do not fit roll over to a new segment. It is never extended, so a damaged
-        // header cannot make recovery allocate gigabytes.
-        let mapped = capacity.min(length);
-        if writable {
+        // The file holds what was reserved so far (recovery reads no further); a
+        // writable open maps the whole capacity, so that appends can go on reserving.
+        let length = capacity.min(length);
+        let map = if writable {
             // A file restored sparse (copied, for instance) must get its blocks back:
             // a store into a hole on a full disk would be SIGBUS.
-            reserve(&file, mapped)?;
-        }
-        let map = if writable {
-            MmapOptions::new().len(mapped as usize).map_raw(&file)?
+            reserve(&file, length)?;
+            MmapOptions::new().len(capacity as usize).map_raw(&file)?
         } else {
-            MmapOptions::new().len(mapped as usize).map_raw_read_only(&file)?
+            MmapOptions::new().len(length as usize).map_raw_read_only(&file)?
         };
         let compacted = header.flags & SEGMENT_COMPACTED != 0;
-        Ok(Opened::Segment(Self::with_map(header.id, path.to_path_buf(), file, map, writable, compacted)))
+        let segment = Self::with_map(header.id, path.to_path_buf(), file, map, writable, compacted);
+        segment.reserved.store(length, Ordering::Release);
+        Ok(Opened::Segment(segment))
     }
 
     /// Whether compaction wrote the segment (its header's compacted flag).
@@ -222,9 +233,10 @@ impl Segment {
         // and a store there would fault. Reads stop at `published`, which is `end`.
         self.finished.store(true, Ordering::Release);
         let end = *tail;
-        drop(tail);
         if self.writable {
             self.file.set_len(end)?;
+            self.reserved.store(end, Ordering::Release);
+            drop(tail);
             self.file.sync_all()?;
         }
         Ok(())
@@ -259,12 +271,15 @@ impl Segment {
         self.published().saturating_sub(self.synced.load(Ordering::Acquire))
     }
 
-    /// The whole mapping, for recovery's scan. Exclusive access (`&mut self`) means no
-    /// append can run concurrently.
+    /// The file's bytes (the mapping up to the reserved end), for recovery's scan.
+    /// Exclusive access (`&mut self`) means no append can run concurrently.
     pub fn contents(&mut self) -> &[u8] {
-        // SAFETY: the mapping is valid for `len()` bytes for the life of `self`, and
-        // `&mut self` guarantees no other reference writes through it meanwhile.
-        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), self.map.len()) }
+        let len = (*self.reserved.get_mut()).min(self.map.len() as u64) as usize;
+        // SAFETY: the mapping is valid for `map.len()` bytes for the life of `self`,
+        // and the first `len` of them lie inside the file (the reserved end is the
+        // file's length), so reading them cannot fault; `&mut self` guarantees no
+        // other reference writes through the mapping meanwhile.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr(), len) }
     }
 
     /// Declares `[header, end)` the segment's records after recovery scanned them, and
@@ -273,8 +288,9 @@ impl Segment {
     /// in the page cache (sealed segments were synced when they were sealed, so only
     /// the last one needs this).
     pub fn set_recovered_end(&mut self, end: u64, dirty_end: u64, make_durable: bool) -> Result<()> {
-        let end = end.clamp(SEGMENT_HEADER_SIZE as u64, self.capacity());
-        let dirty_end = dirty_end.clamp(end, self.capacity());
+        let file_end = (*self.reserved.get_mut()).min(self.capacity());
+        let end = end.clamp(SEGMENT_HEADER_SIZE as u64, file_end.max(SEGMENT_HEADER_SIZE as u64));
+        let dirty_end = dirty_end.clamp(end, file_end.max(end));
         if dirty_end > end && self.writable {
             // SAFETY: [end, dirty_end) lies inside the mapping, and `&mut self` rules
             // out any concurrent reader or writer of these bytes.
@@ -294,32 +310,40 @@ impl Segment {
     }
 
     /// Appends the concatenation of `parts` and publishes it; returns its offset, or
-    /// `None` (writing nothing) when it does not fit.
-    pub fn append(&self, parts: &[&[u8]]) -> Option<u64> {
+    /// `Ok(None)` (writing nothing) when it does not fit. Fails, writing nothing, if
+    /// the blocks it needs cannot be reserved (a full disk).
+    pub fn append(&self, parts: &[&[u8]]) -> Result<Option<u64>> {
         if !self.writable {
-            return None;
+            return Ok(None);
         }
         let total: usize = parts.iter().map(|part| part.len()).sum();
         let mut tail = self.tail.lock();
         if self.finished.load(Ordering::Acquire) {
-            return None;
+            return Ok(None);
         }
         let start = *tail;
-        let end = start.checked_add(total as u64)?;
-        if end > self.capacity() {
-            return None;
+        let Some(end) = start.checked_add(total as u64).filter(|&end| end <= self.capacity()) else {
+            return Ok(None);
+        };
+        let reserved = self.reserved.load(Ordering::Acquire);
+        if end > reserved {
+            let wanted = end.div_ceil(RESERVE_STEP).saturating_mul(RESERVE_STEP).min(self.capacity());
+            reserve(&self.file, wanted)?;
+            self.reserved.store(wanted, Ordering::Release);
         }
         let mut at = start as usize;
         for part in parts {
             // SAFETY: [at, at + part.len()) lies inside the mapping (end <= capacity)
-            // and at or above `published`, so no reader holds a slice of it; the tail
-            // lock makes this the only writer; the source is a distinct allocation.
+            // and below the reserved end (inside the file, on allocated blocks, so the
+            // store cannot fault), and at or above `published`, so no reader holds a
+            // slice of it; the tail lock makes this the only writer; the source is a
+            // distinct allocation.
             unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), self.map.as_mut_ptr().add(at), part.len()) };
             at += part.len();
         }
         *tail = end;
         self.published.store(end, Ordering::Release);
-        Some(start)
+        Ok(Some(start))
     }
 
     /// Seals the segment for good: writes a zero record header right after the last
@@ -329,10 +353,12 @@ impl Segment {
         if self.writable {
             let tail = self.tail.lock();
             let start = *tail as usize;
-            let end = (start + RECORD_HEADER_SIZE).min(self.map.len());
+            let file_end = self.reserved.load(Ordering::Acquire).min(self.map.len() as u64) as usize;
+            let end = (start + RECORD_HEADER_SIZE).min(file_end);
             if start < end {
-                // SAFETY: [start, end) is inside the mapping, at or above `published`
-                // (no reader slices it), and the tail lock makes this the only writer.
+                // SAFETY: [start, end) is inside the mapping and the file (below the
+                // reserved end), at or above `published` (no reader slices it), and
+                // the tail lock makes this the only writer.
                 unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(start), 0, end - start) };
                 self.map.flush_range(start, end - start)?;
             }
@@ -448,11 +474,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = Segment::create(dir.path(), 7, 4096, false).unwrap();
         assert_eq!(segment.read(SEGMENT_HEADER_SIZE as u64, 1), None);
-        let offset = segment.append(&[b"hello ", b"world"]).unwrap();
+        let offset = segment.append(&[b"hello ", b"world"]).unwrap().unwrap();
         assert_eq!(offset, SEGMENT_HEADER_SIZE as u64);
         assert_eq!(segment.read(offset, 11), Some(&b"hello world"[..]));
         assert_eq!(segment.read(offset, 12), None);
-        assert!(segment.append(&[&[0u8; 5000]]).is_none());
+        assert!(segment.append(&[&[0u8; 5000]]).unwrap().is_none());
         assert!(segment.sync().unwrap());
         assert!(!segment.sync().unwrap());
         drop(segment);
@@ -472,8 +498,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let segment = Segment::create(dir.path(), 1, 1 << 16, false).unwrap();
         let group = GroupCommit::default();
-        let first = segment.append(&[&[1u8; 100]]).unwrap() + 100;
-        let second = segment.append(&[&[2u8; 100]]).unwrap() + 100;
+        let first = segment.append(&[&[1u8; 100]]).unwrap().unwrap() + 100;
+        let second = segment.append(&[&[2u8; 100]]).unwrap().unwrap() + 100;
         // The first writer's sync runs an msync that also covers the second record,
         // so the second writer finds its record durable without one: group commit.
         assert!(segment.sync_through(first, &group).unwrap());
@@ -486,9 +512,9 @@ mod tests {
     fn a_finished_compacted_segment_is_truncated_and_reopens_as_compacted() {
         let dir = tempfile::tempdir().unwrap();
         let segment = Segment::create(dir.path(), 3, 1 << 20, true).unwrap();
-        let offset = segment.append(&[&[9u8; 100]]).unwrap();
+        let offset = segment.append(&[&[9u8; 100]]).unwrap().unwrap();
         segment.finish().unwrap();
-        assert!(segment.append(&[b"more"]).is_none(), "appended to a finished segment");
+        assert!(segment.append(&[b"more"]).unwrap().is_none(), "appended to a finished segment");
         assert_eq!(segment.read(offset, 100), Some(&[9u8; 100][..]));
         let path = dir.path().join(file_name(3));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), SEGMENT_HEADER_SIZE as u64 + 100);
