@@ -247,8 +247,20 @@ impl Iterator for Locations {
                 return None;
             }
             let sequence = self.registration.sequence;
+            let registration = Arc::clone(&self.registration);
             let (located, boundary, quiet) = {
-                let view = self.registration.shared.read_view();
+                let view = registration.shared.read_view();
+                if view.sequence == sequence && view.history.len() == 0 {
+                    // Nothing written since the snapshot (a checkpoint at close, for
+                    // one): the index is the snapshot; copy a chunk of it as it is.
+                    match self.copy_chunk(&view) {
+                        Ok(()) => continue,
+                        Err(error) => {
+                            self.done = true;
+                            return Some(Err(error));
+                        }
+                    }
+                }
                 let (located, boundary) = locate_chunk(&view, self.lo, Bound::Unbounded, sequence, false, MAX_CHUNK);
                 // Nothing written since the snapshot (a checkpoint at close, for one):
                 // every latest version is the snapshot's, and its record need not be
@@ -283,6 +295,38 @@ impl Iterator for Locations {
                 }
             }
         }
+    }
+}
+
+impl Locations {
+    /// Copies the next chunk of (key, location) pairs from the index into the buffer,
+    /// checking that every location's segment exists.
+    fn copy_chunk(&mut self, view: &View) -> Result<()> {
+        let mut last = None;
+        let mut count = 0;
+        let mut segment = None;
+        for (key, at) in view.index.range((self.lo, Bound::Unbounded)).take(MAX_CHUNK) {
+            let location = Location(at);
+            if segment != Some(location.segment()) {
+                if !view.segments.contains_key(&location.segment()) {
+                    let reason = format!("key {key} points into segment {} which does not exist", location.segment());
+                    return Err(Error::corruption(
+                        &self.registration.shared.path,
+                        u64::from(location.offset()),
+                        reason,
+                    ));
+                }
+                segment = Some(location.segment());
+            }
+            self.buffer.push_back((key, at));
+            last = Some(key);
+            count += 1;
+        }
+        match last {
+            Some(key) if count == MAX_CHUNK => self.lo = Bound::Excluded(key),
+            _ => self.done = true,
+        }
+        Ok(())
     }
 }
 
