@@ -37,6 +37,12 @@
 //! # Ok::<(), alexstorage::Error>(())
 //! ```
 //!
+//! Overwrites and deletes leave old records behind until compaction copies the live
+//! records, in key order, into new segments and deletes the old ones: in the
+//! background when garbage passes [`Options::compaction_threshold`], or now with
+//! [`Db::compact`]. Values, snapshots and ranges taken before keep reading their own
+//! bytes.
+//!
 //! The learned index is usable on its own:
 //!
 //! ```
