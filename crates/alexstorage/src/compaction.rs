@@ -338,9 +338,16 @@ impl Job<'_> {
                 let id = self.shared.writer.lock().log.allocate_id()?;
                 let segment = Arc::new(Segment::create(&self.shared.path, id, capacity, true)?);
                 self.stats.segments_written += 1;
-                let at = segment
-                    .append(&[record])?
-                    .ok_or_else(|| Error::InvalidArgument(format!("a record of {len} bytes does not fit a segment")))?;
+                let at = match segment.append(&[record]) {
+                    Ok(Some(at)) => at,
+                    failed => {
+                        // Not yet the job's output: delete it here (a full disk needs
+                        // the space back now, not at the next open).
+                        remove_file(segment.path());
+                        failed?;
+                        return Err(Error::InvalidArgument(format!("a record of {len} bytes does not fit a segment")));
+                    }
+                };
                 self.output = Some(Output { segment, first_key: key, last_key: key, records: 0, moves: Vec::new() });
                 self.fails_at(Failpoint::Copying)?;
                 at

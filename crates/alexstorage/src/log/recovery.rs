@@ -237,7 +237,9 @@ fn checkpoint_starts<'a>(
     for segment in live {
         match listed.get(&segment.id()) {
             Some(&end) => {
-                if end < SEGMENT_HEADER_SIZE as u64 || end > segment.capacity() {
+                // Records end inside the file: a file cut short since the checkpoint
+                // is not trusted (the replay then finds where its records stop).
+                if end < SEGMENT_HEADER_SIZE as u64 || end > segment.file_len() {
                     return None;
                 }
                 starts.insert(segment.id(), usize::try_from(end).ok()?);

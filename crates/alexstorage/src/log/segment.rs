@@ -257,6 +257,12 @@ impl Segment {
         self.map.len() as u64
     }
 
+    /// The file's length: how far records can reach so far (reads and recovery stop
+    /// here; appends reserve further, up to the capacity).
+    pub fn file_len(&self) -> u64 {
+        self.reserved.load(Ordering::Acquire).min(self.capacity())
+    }
+
     /// End of the complete records.
     #[inline]
     pub fn published(&self) -> u64 {
