@@ -101,7 +101,11 @@ impl Options {
 
     /// Whether space is reclaimed in the background (default: on). A background
     /// thread compacts the store (see [`crate::Db::compact`]) whenever the garbage
-    /// (records of overwritten and deleted keys) passes `compaction_threshold`.
+    /// (records of overwritten and deleted keys) passes `compaction_threshold`. To
+    /// keep disk use bounded when writes outrun it, a write waits while a compaction
+    /// runs if the log has grown past `1 / (1 - threshold)` times the live records
+    /// plus a segment (or a sixteenth of the live data). Off: no background work and
+    /// no waiting; the log grows until [`crate::Db::compact`] is called.
     pub fn background_compaction(mut self, enabled: bool) -> Self {
         self.background_compaction = enabled;
         self
