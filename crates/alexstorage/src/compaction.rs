@@ -54,9 +54,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::db::{Shared, Writer};
+use crate::db::{checked_record, missing_segment, Shared, Writer};
 use crate::log::checkpoint;
-use crate::log::format::{Decoded, RecordHeader, RecordKind, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
+use crate::log::format::SEGMENT_HEADER_SIZE;
 use crate::log::manifest::{self, CompactedSegment, Manifest};
 use crate::log::segment::Segment;
 use crate::log::Location;
@@ -102,6 +102,18 @@ pub enum Failpoint {
     Retired = 6,
 }
 
+impl Failpoint {
+    /// Every failpoint, in the order a compaction passes them.
+    pub const ALL: [Failpoint; 6] = [
+        Failpoint::Sealed,
+        Failpoint::Copying,
+        Failpoint::Finished,
+        Failpoint::Committed,
+        Failpoint::Switched,
+        Failpoint::Retired,
+    ];
+}
+
 /// Whether the armed failpoint is `point` (counting down its `skip` first).
 fn fails_at(shared: &Shared, point: Failpoint) -> bool {
     let armed = shared.failpoint.load(Ordering::Acquire);
@@ -134,9 +146,7 @@ pub(crate) fn run(shared: &Arc<Shared>, cancel: &AtomicBool) -> Result<Compactio
     // Sync the segment being appended to now, outside the writer's lock, so that
     // sealing it under the lock has little left to sync.
     let segments: Vec<Arc<Segment>> = shared.writer.lock().log.segments().cloned().collect();
-    for segment in &segments {
-        segment.sync()?;
-    }
+    shared.sync_or_poison(&segments)?;
     let (boundary, sequence, manifest) = {
         let mut writer = shared.writer.lock();
         if let Some(reason) = &writer.poisoned {
@@ -300,29 +310,8 @@ impl Job<'_> {
 
     /// Copies the record of `key` at `location` into the output.
     fn copy(&mut self, key: i64, location: Location, lease: Option<Arc<Lease>>) -> Result<()> {
-        let offset = u64::from(location.offset());
-        let Some(lease) = lease else {
-            let reason = format!("index points into segment {} which does not exist", location.segment());
-            return Err(Error::corruption(&self.shared.path, offset, reason));
-        };
-        let segment = lease.segment();
-        let corrupt = |reason: String| Error::corruption(segment.path(), offset, reason);
-        let header = segment.read(offset, RECORD_HEADER_SIZE).ok_or_else(|| corrupt("record not in the log".into()))?;
-        let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
-        let record = segment
-            .read(offset, RECORD_HEADER_SIZE + value_len)
-            .ok_or_else(|| corrupt(format!("value of {value_len} bytes runs past the written log")))?;
-        match RecordHeader::decode(record) {
-            Decoded::Record { header, .. } if header.key == key && header.kind == RecordKind::Put => {}
-            Decoded::Record { header, .. } => {
-                return Err(corrupt(format!(
-                    "index expects a put of key {key}, found a {:?} of {}",
-                    header.kind, header.key
-                )))
-            }
-            Decoded::Invalid(reason) => return Err(corrupt(reason)),
-            Decoded::End => return Err(corrupt("record is all zeros".into())),
-        }
+        let Some(lease) = lease else { return Err(missing_segment(&self.shared.path, location)) };
+        let (_, record) = checked_record(lease.segment(), location, key)?;
         let len = record.len() as u64;
         let appended = match self.output.as_ref() {
             Some(output) => output.segment.append(&[record])?,
@@ -447,13 +436,7 @@ impl Job<'_> {
             .filter(|segment| segment.id() >= boundary && !segment.is_compacted())
             .cloned()
             .collect();
-        for segment in newer {
-            if let Err(error) = segment.sync() {
-                self.shared.writer.lock().poisoned = Some(error.to_string());
-                return Err(error);
-            }
-        }
-        Ok(())
+        self.shared.sync_or_poison(&newer)
     }
 
     /// Makes a committed output readable and points its keys at it.

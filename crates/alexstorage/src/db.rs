@@ -602,16 +602,7 @@ impl Db {
             }
             writer.log.segments().cloned().collect()
         };
-        match sync_segments(&segments) {
-            Ok(synced) => {
-                self.shared.syncs.fetch_add(synced, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(error) => {
-                self.shared.writer.lock().poisoned = Some(error.to_string());
-                Err(error)
-            }
-        }
+        self.shared.sync_or_poison(&segments)
     }
 
     /// Reads every record of every segment and checks every checksum. Returns the
@@ -832,6 +823,22 @@ impl Db {
 }
 
 impl Shared {
+    /// Syncs `segments`, counting the syncs; a failure poisons the store (after a
+    /// failed sync the kernel may have dropped dirty pages: only a reopen's recovery
+    /// knows what is durable).
+    pub(crate) fn sync_or_poison(&self, segments: &[Arc<Segment>]) -> Result<()> {
+        match sync_segments(segments) {
+            Ok(synced) => {
+                self.syncs.fetch_add(synced, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                self.writer.lock().poisoned = Some(error.to_string());
+                Err(error)
+            }
+        }
+    }
+
     /// The view, for reading (the calling thread's shard of the lock).
     #[inline]
     pub(crate) fn read_view(&self) -> ShardedLockReadGuard<'_, View> {
@@ -1030,15 +1037,23 @@ pub(crate) fn read_record(
     lease: Option<Arc<Lease>>,
     key: i64,
 ) -> Result<(u64, Value)> {
+    let Some(lease) = lease else { return Err(missing_segment(store, location)) };
+    let (header, record) = checked_record(lease.segment(), location, key)?;
+    let value_len = record.len() - RECORD_HEADER_SIZE;
+    let offset = u64::from(location.offset()) + RECORD_HEADER_SIZE as u64;
+    Ok((header.sequence, Value::mapped(lease, offset, value_len)))
+}
+
+/// The error for a location whose segment the store does not have.
+pub(crate) fn missing_segment(store: &Path, location: Location) -> Error {
+    let reason = format!("index points into segment {} which does not exist", location.segment());
+    Error::corruption(store, u64::from(location.offset()), reason)
+}
+
+/// The whole record of `key` at `location` of `segment` (header and value), checked:
+/// published, its checksum matching, a put of `key` with no unknown flags.
+pub(crate) fn checked_record(segment: &Segment, location: Location, key: i64) -> Result<(RecordHeader, &[u8])> {
     let offset = u64::from(location.offset());
-    let Some(lease) = lease else {
-        return Err(Error::corruption(
-            store,
-            offset,
-            format!("index points into segment {} which does not exist", location.segment()),
-        ));
-    };
-    let segment = lease.segment();
     let corrupt = |reason: String| Error::corruption(segment.path(), offset, reason);
     let header =
         segment.read(offset, RECORD_HEADER_SIZE).ok_or_else(|| corrupt("record header not in the log".into()))?;
@@ -1051,8 +1066,7 @@ pub(crate) fn read_record(
             if header.flags != 0 {
                 return Err(corrupt(format!("unsupported record flags {:#04x}", header.flags)));
             }
-            let sequence = header.sequence;
-            Ok((sequence, Value::mapped(lease, offset + RECORD_HEADER_SIZE as u64, value_len)))
+            Ok((header, record))
         }
         Decoded::Record { header, .. } => {
             Err(corrupt(format!("index expects a put of key {key}, record is a {:?} of {}", header.kind, header.key)))

@@ -446,6 +446,26 @@ impl Range {
     }
 }
 
+/// Leases for the keys of one chunk. Neighbouring keys mostly share a segment
+/// (always, after a compaction): the previous key's lease is reused instead of a
+/// lookup in the segment table.
+#[derive(Default)]
+struct LeaseCache(Option<(u32, Option<Arc<Lease>>)>);
+
+impl LeaseCache {
+    /// The slot of `location`: a lease on its segment, if the view has it.
+    fn slot(&mut self, view: &View, location: Location) -> Slot {
+        match &self.0 {
+            Some((segment, lease)) if *segment == location.segment() => (location, lease.clone()),
+            _ => {
+                let slot = view.lease_at(location);
+                self.0 = Some((location.segment(), slot.1.clone()));
+                slot
+            }
+        }
+    }
+}
+
 /// [`locate_chunk`] when no versions are kept (the common case): up to `limit` keys
 /// from one end of `(lo, hi)` straight from the index into `buffer` (kept ascending);
 /// returns the last key examined, or `None` if the chunk reached the far bound.
@@ -462,22 +482,11 @@ fn locate_latest(
     }
     let mut count = 0;
     let mut last = None;
-    // Neighbouring keys mostly share a segment (always, after a compaction): reuse
-    // the previous key's lease instead of a lookup.
-    let mut previous: Option<(u32, Option<Arc<Lease>>)> = None;
+    let mut leases = LeaseCache::default();
     let mut locate = |key: i64, at: u64| -> Located {
         count += 1;
         last = Some(key);
-        let location = Location(at);
-        let lease = match &previous {
-            Some((segment, lease)) if *segment == location.segment() => lease.clone(),
-            _ => {
-                let lease = view.lease_at(location).1;
-                previous = Some((location.segment(), lease.clone()));
-                lease
-            }
-        };
-        (key, Some((location, lease)), None)
+        (key, Some(leases.slot(view, Location(at))), None)
     };
     if descending {
         for (key, at) in view.index.range((lo, hi)).rev().take(limit) {
@@ -530,7 +539,7 @@ fn locate_chunk(
     }
     let within = |key: i64| boundary.is_none_or(|edge| !before(edge, key));
     let mut located = Vec::with_capacity(latest.len() + kept.len());
-    let mut previous: Option<(u32, Option<Arc<Lease>>)> = None;
+    let mut leases = LeaseCache::default();
     let keeps_versions = view.history.len() > 0;
     let (mut a, mut b) = (
         latest.into_iter().filter(|entry| within(entry.0)).peekable(),
@@ -551,23 +560,8 @@ fn locate_chunk(
                 }
             }
         };
-        let latest = if next_latest == Some(key) {
-            a.next().map(|(_, at)| {
-                let location = Location(at);
-                // Neighbouring keys mostly share a segment (always, after a
-                // compaction): reuse the previous key's lease instead of a lookup.
-                match &previous {
-                    Some((segment, lease)) if *segment == location.segment() => (location, lease.clone()),
-                    _ => {
-                        let slot = view.lease_at(location);
-                        previous = Some((location.segment(), slot.1.clone()));
-                        slot
-                    }
-                }
-            })
-        } else {
-            None
-        };
+        let latest =
+            if next_latest == Some(key) { a.next().map(|(_, at)| leases.slot(view, Location(at))) } else { None };
         if next_kept == Some(key) {
             b.next();
         }
@@ -577,16 +571,23 @@ fn locate_chunk(
     (located, boundary)
 }
 
-impl Iterator for Range {
-    type Item = Result<(i64, Value)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl Range {
+    /// The next entry from the low end, or with `back` from the high end.
+    fn step(&mut self, back: bool) -> Option<Result<(i64, Value)>> {
         loop {
-            let located = match self.front.pop_front() {
+            let popped = if back { self.back.pop_back() } else { self.front.pop_front() };
+            let located = match popped {
                 Some(located) => located,
-                None if self.exhausted() => self.back.pop_front()?,
+                // Everything is located: what is left lies in the other end's buffer.
+                None if self.exhausted() => {
+                    if back {
+                        self.front.pop_back()?
+                    } else {
+                        self.back.pop_front()?
+                    }
+                }
                 None => {
-                    self.refill(false);
+                    self.refill(back);
                     continue;
                 }
             };
@@ -597,21 +598,17 @@ impl Iterator for Range {
     }
 }
 
+impl Iterator for Range {
+    type Item = Result<(i64, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(false)
+    }
+}
+
 impl DoubleEndedIterator for Range {
     fn next_back(&mut self) -> Option<Self::Item> {
-        loop {
-            let located = match self.back.pop_back() {
-                Some(located) => located,
-                None if self.exhausted() => self.front.pop_back()?,
-                None => {
-                    self.refill(true);
-                    continue;
-                }
-            };
-            if let Some(item) = self.resolve(located) {
-                return Some(item);
-            }
-        }
+        self.step(true)
     }
 }
 

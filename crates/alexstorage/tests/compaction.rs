@@ -55,6 +55,20 @@ fn check(db: &Db, model: &BTreeMap<i64, Vec<u8>>) {
     db.verify().unwrap();
 }
 
+/// Writes `version` to every key in one batch.
+fn write_version(db: &Db, keys: &[i64], version: u32) {
+    let mut batch = WriteBatch::new();
+    for &key in keys {
+        batch.put(key, version.to_le_bytes());
+    }
+    db.write(batch).unwrap();
+}
+
+/// The version a full scan reads for each key (values from [`write_version`]).
+fn scanned_versions(db: &Db) -> Vec<u32> {
+    db.iter().map(|entry| u32::from_le_bytes(entry.unwrap().1[..4].try_into().unwrap())).collect()
+}
+
 /// Keys in a scattered order, so that the log holds them out of key order.
 fn scattered(count: i64) -> Vec<i64> {
     (0..count).map(|index| (index * 7919) % count * 10 - count * 5).collect()
@@ -223,19 +237,13 @@ fn compaction_keeps_what_values_snapshots_and_ranges_read() {
 
 #[test]
 fn a_crash_at_every_compaction_step_loses_nothing_and_resurrects_nothing() {
-    let points = [
-        Failpoint::Sealed,
-        Failpoint::Copying,
-        Failpoint::Finished,
-        Failpoint::Committed,
-        Failpoint::Switched,
-        Failpoint::Retired,
-    ];
-    for point in points {
-        // skip 0: the first output's commit; 1 and 2: later ones, the last included.
-        for skip in 0..3 {
+    for point in Failpoint::ALL {
+        // Sealing happens once per compaction; every later step once per output
+        // segment: skip 0 stops at the first output, 1 and 2 at later ones.
+        let skips = if point == Failpoint::Sealed { 0..1 } else { 0..3 };
+        for skip in skips {
             let dir = tempfile::tempdir().unwrap();
-            let options = || Options::new().segment_size(32 << 10).background_compaction(false);
+            let options = || Options::new().segment_size(16 << 10).background_compaction(false);
             let db = options().open(dir.path()).unwrap();
             let mut model = BTreeMap::new();
             let keys = scattered(1200);
@@ -250,11 +258,10 @@ fn a_crash_at_every_compaction_step_loses_nothing_and_resurrects_nothing() {
             }
             db.write(batch).unwrap();
             db.set_compaction_failpoint(Some(point), skip);
+            // The live data spans at least three output segments: every failpoint fires.
             match db.compact() {
                 Err(Error::InvalidArgument(message)) => assert!(message.contains("failpoint"), "{message}"),
-                // The failpoint lies beyond what this compaction reached.
-                Ok(_) => {}
-                Err(other) => panic!("{point:?}/{skip}: {other}"),
+                other => panic!("{point:?}/{skip}: the failpoint did not fire: {other:?}"),
             }
             db.simulate_crash();
             let db = options().open(dir.path()).unwrap();
@@ -314,14 +321,7 @@ fn readers_and_writers_run_through_compactions() {
     // Each key's value is its version; writers bump versions, so a reader's snapshot
     // must see every key at the version of one moment: all keys of a batch equal.
     let keys: Vec<i64> = scattered(800);
-    let write_all = |version: u32| {
-        let mut batch = WriteBatch::new();
-        for &key in &keys {
-            batch.put(key, version.to_le_bytes());
-        }
-        db.write(batch).unwrap();
-    };
-    write_all(0);
+    write_version(&db, &keys, 0);
     let stop = Arc::new(AtomicBool::new(false));
     std::thread::scope(|scope| {
         let compactor = scope.spawn(|| {
@@ -337,10 +337,7 @@ fn readers_and_writers_run_through_compactions() {
                 scope.spawn(|| {
                     let mut scans = 0;
                     while !stop.load(Ordering::Relaxed) {
-                        let versions: Vec<u32> = db
-                            .iter()
-                            .map(|entry| u32::from_le_bytes(entry.unwrap().1[..4].try_into().unwrap()))
-                            .collect();
+                        let versions = scanned_versions(&db);
                         assert_eq!(versions.len(), keys.len());
                         assert!(versions.iter().all(|version| *version == versions[0]), "a scan saw two versions");
                         scans += 1;
@@ -350,7 +347,7 @@ fn readers_and_writers_run_through_compactions() {
             })
             .collect();
         for version in 1..300u32 {
-            write_all(version);
+            write_version(&db, &keys, version);
         }
         stop.store(true, Ordering::Relaxed);
         assert!(compactor.join().unwrap() > 0);
@@ -372,32 +369,22 @@ fn read_only_opens_racing_compactions_see_every_key() {
     let keys = scattered(400);
     // Every batch rewrites all keys with one version: a reader sees all keys, at one
     // version, whatever the compactions deleted and renamed meanwhile.
-    let write_all = |version: u32| {
-        let mut batch = WriteBatch::new();
-        for &key in &keys {
-            batch.put(key, version.to_le_bytes());
-        }
-        db.write(batch).unwrap();
-    };
-    write_all(0);
+    write_version(&db, &keys, 0);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let mut opens = 0;
             while !stop.load(Ordering::Relaxed) {
                 let snapshot = Options::new().read_only(true).open(dir.path()).unwrap();
-                let versions: Vec<u32> = snapshot
-                    .iter()
-                    .map(|entry| u32::from_le_bytes(entry.unwrap().1[..4].try_into().unwrap()))
-                    .collect();
+                let versions = scanned_versions(&snapshot);
                 assert_eq!(versions.len(), keys.len(), "a read-only open missed keys");
                 assert!(versions.iter().all(|version| *version == versions[0]));
                 opens += 1;
             }
             opens
         });
-        for version in 1..150u32 {
-            write_all(version);
+        for version in 1..500u32 {
+            write_version(&db, &keys, version);
             if version % 3 == 0 {
                 db.compact().unwrap();
             }
@@ -470,6 +457,7 @@ fn kill_during_compactions_loses_nothing() {
     // child's output: "W key version" before a write ("-" for a delete), "A" after it
     // returned.
     let mut model: BTreeMap<i64, Option<u32>> = BTreeMap::new();
+    let mut compactions = 0;
     let version_of =
         |db: &Db, key: i64| db.get(key).unwrap().map(|value| u32::from_le_bytes(value[..4].try_into().unwrap()));
     for kill in 0..kills {
@@ -487,6 +475,7 @@ fn kill_during_compactions_loses_nothing() {
                     let (key, version) = pending.take().unwrap();
                     model.insert(key, version);
                 }
+                ["C"] => compactions += 1,
                 _ => {}
             }
         }
@@ -508,6 +497,9 @@ fn kill_during_compactions_loses_nothing() {
         assert_eq!(db.len(), model.values().filter(|version| version.is_some()).count(), "kill {kill}");
         db.verify().unwrap();
     }
+    // The children did compact (explicitly; background ones come on top), so the
+    // kills landed among compactions, not only among writes.
+    assert!(compactions >= kills, "{compactions} compactions in {kills} runs");
 }
 
 /// The child of `kill_during_compactions_loses_nothing`: overwrites and deletes keys
@@ -541,5 +533,6 @@ fn compaction_child() {
             println!("A");
         }
         db.compact().unwrap();
+        println!("C");
     }
 }

@@ -25,14 +25,7 @@ enum Op {
     Compact(Option<(usize, u64)>),
 }
 
-const FAILPOINTS: [Failpoint; 6] = [
-    Failpoint::Sealed,
-    Failpoint::Copying,
-    Failpoint::Finished,
-    Failpoint::Committed,
-    Failpoint::Switched,
-    Failpoint::Retired,
-];
+const FAILPOINTS: [Failpoint; 6] = Failpoint::ALL;
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![

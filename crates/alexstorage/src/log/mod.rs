@@ -11,7 +11,7 @@ pub mod recovery;
 pub mod segment;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::{Error, Result};
@@ -130,16 +130,6 @@ impl Log {
             }
         }
         Ok(self.next_id)
-    }
-
-    /// The store's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Capacity of new log segments.
-    pub fn segment_size(&self) -> u64 {
-        self.segment_size
     }
 
     /// The manifest in force.

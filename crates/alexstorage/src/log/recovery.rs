@@ -102,7 +102,7 @@ impl Log {
                     }
                     compacted.push((path, segment));
                 }
-                Opened::Segment(segment) if segment.is_compacted() || id < manifest.log_start => leftovers.push(path),
+                Opened::Segment(segment) if segment.is_compacted() || !manifest.is_log(id) => leftovers.push(path),
                 Opened::Segment(segment) => logs.push((path, segment)),
                 Opened::Blank { records: true } => {
                     return Err(Error::corruption(&path, 0, "blank segment header in front of records"));
