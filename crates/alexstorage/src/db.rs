@@ -1031,6 +1031,7 @@ pub(crate) fn record_sequence(segment: &Segment, location: Location) -> Option<u
 }
 
 /// Reads and checks the record of `key` at `location`: its sequence and its value.
+#[inline]
 pub(crate) fn read_record(
     store: &Path,
     location: Location,
@@ -1052,6 +1053,7 @@ pub(crate) fn missing_segment(store: &Path, location: Location) -> Error {
 
 /// The whole record of `key` at `location` of `segment` (header and value), checked:
 /// published, its checksum matching, a put of `key` with no unknown flags.
+#[inline(always)]
 pub(crate) fn checked_record(segment: &Segment, location: Location, key: i64) -> Result<(RecordHeader, &[u8])> {
     let offset = u64::from(location.offset());
     let corrupt = |reason: String| Error::corruption(segment.path(), offset, reason);

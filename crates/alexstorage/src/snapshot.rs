@@ -454,6 +454,7 @@ struct LeaseCache(Option<(u32, Option<Arc<Lease>>)>);
 
 impl LeaseCache {
     /// The slot of `location`: a lease on its segment, if the view has it.
+    #[inline]
     fn slot(&mut self, view: &View, location: Location) -> Slot {
         match &self.0 {
             Some((segment, lease)) if *segment == location.segment() => (location, lease.clone()),
@@ -572,22 +573,24 @@ fn locate_chunk(
 }
 
 impl Range {
-    /// The next entry from the low end, or with `back` from the high end.
-    fn step(&mut self, back: bool) -> Option<Result<(i64, Value)>> {
+    /// The next entry from the low end, or with `BACK` from the high end.
+    /// (Generic over the end, so that each direction compiles to its own loop.)
+    #[inline]
+    fn step<const BACK: bool>(&mut self) -> Option<Result<(i64, Value)>> {
         loop {
-            let popped = if back { self.back.pop_back() } else { self.front.pop_front() };
+            let popped = if BACK { self.back.pop_back() } else { self.front.pop_front() };
             let located = match popped {
                 Some(located) => located,
                 // Everything is located: what is left lies in the other end's buffer.
                 None if self.exhausted() => {
-                    if back {
+                    if BACK {
                         self.front.pop_back()?
                     } else {
                         self.back.pop_front()?
                     }
                 }
                 None => {
-                    self.refill(back);
+                    self.refill(BACK);
                     continue;
                 }
             };
@@ -602,13 +605,13 @@ impl Iterator for Range {
     type Item = Result<(i64, Value)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.step(false)
+        self.step::<false>()
     }
 }
 
 impl DoubleEndedIterator for Range {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.step(true)
+        self.step::<true>()
     }
 }
 
