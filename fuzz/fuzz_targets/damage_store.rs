@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(dir) = tempfile::tempdir() else { return };
-    alexstorage::fuzzing::damage_valid_store_checked(dir.path(), data);
+    alexstorage::testing::fuzzing::damage_valid_store_checked(dir.path(), data);
 });

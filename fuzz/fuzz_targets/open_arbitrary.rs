@@ -5,5 +5,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(dir) = tempfile::tempdir() else { return };
-    let _ = alexstorage::fuzzing::open_arbitrary_store(dir.path(), data);
+    let _ = alexstorage::testing::fuzzing::open_arbitrary_store(dir.path(), data);
 });

@@ -2,7 +2,7 @@
 //! request streams (uniform and YCSB's zipfian), all drawn from fixed seeds before any
 //! timing starts.
 
-use alexstorage::keygen::{generate, KeyPattern, SplitMix64};
+use alexstorage_keygen::{generate, KeyPattern, SplitMix64};
 use anyhow::{bail, ensure, Result};
 
 /// The smallest value size: 8 bytes of key and 4 of generation, then at least 4 of filler.

@@ -30,7 +30,7 @@ use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use alexstorage::keygen::KeyPattern;
+use alexstorage_keygen::KeyPattern;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};

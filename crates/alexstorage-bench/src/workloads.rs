@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::Instant;
 
-use alexstorage::keygen::SplitMix64;
+use alexstorage_keygen::SplitMix64;
 use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
@@ -823,7 +823,7 @@ mod tests {
     /// under a key makes the get workload fail for every engine.
     #[test]
     fn every_engine_runs_and_wrong_values_abort() {
-        let data = DataSet::new(alexstorage::keygen::KeyPattern::Uniform, 300, 32, 1).unwrap();
+        let data = DataSet::new(alexstorage_keygen::KeyPattern::Uniform, 300, 32, 1).unwrap();
         let plan = plan();
         let streams = Streams::new(&data, &plan);
         let scratch = tempfile::tempdir().unwrap();

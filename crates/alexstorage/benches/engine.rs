@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 use std::time::Instant;
 
-use alexstorage::keygen::{generate, KeyPattern, SplitMix64};
 use alexstorage::{Db, Durability, Options};
+use alexstorage_keygen::{generate, KeyPattern, SplitMix64};
 
 fn value_of(key: i64, size: usize) -> Vec<u8> {
     (0..size).map(|index| byte_of(key, index)).collect()

@@ -18,7 +18,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use alexstorage::index::Alex;
-use alexstorage::keygen::{generate, KeyPattern, SplitMix64};
+use alexstorage_keygen::{generate, KeyPattern, SplitMix64};
 
 struct Settings {
     sizes: Vec<usize>,

@@ -1,7 +1,6 @@
 //! AlexStorage: an embedded, persistent key-value store with `i64` keys and byte
 //! values, built around the ALEX updatable learned index ([`index`]) held in memory and
-//! append-only, checksummed log segments ([`log`]) read through memory maps with zero
-//! copies.
+//! append-only, checksummed log segments read through memory maps with zero copies.
 //!
 //! ```
 //! use alexstorage::{Db, WriteBatch};
@@ -63,19 +62,29 @@
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+// Layers, lowest first; a module imports only from layers below its own.
+// 1. Leaves.
 mod batch;
-mod compaction;
-mod db;
 mod error;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod index;
-pub mod keygen;
-pub mod log;
 mod options;
-mod snapshot;
 mod stats;
 mod value;
+// 2. The learned index (a product of its own) and the log.
+pub mod index;
+mod log;
+// 3. The engine core: shared state split by concern, the lock table, record reads.
+mod engine;
+// 4. Built on the core.
+mod background;
+mod checkpointer;
+mod compaction;
+mod range;
+mod snapshot;
+// 5. The public store.
+mod db;
+// Test support (hidden, not part of the API).
+#[doc(hidden)]
+pub mod testing;
 
 pub use batch::WriteBatch;
 pub use compaction::CompactionStats;
@@ -84,6 +93,7 @@ pub use compaction::Failpoint;
 pub use db::Db;
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};
-pub use snapshot::{Range, Snapshot};
+pub use range::Range;
+pub use snapshot::Snapshot;
 pub use stats::{CorruptRecord, Stats, VerifyReport};
 pub use value::Value;

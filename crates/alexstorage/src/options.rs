@@ -1,9 +1,7 @@
-//! Open options: a by-value builder ending in [`Options::open`].
+//! Open options: a by-value builder ending in [`Options::open`] (defined with the
+//! rest of opening, in `db/open.rs`).
 
-use std::path::Path;
 use std::time::Duration;
-
-use crate::{Db, Result};
 
 /// When a write is acknowledged, and so what it survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -128,10 +126,5 @@ impl Options {
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
-    }
-
-    /// Opens (creating if missing, recovering if present) the store at `path`.
-    pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
-        Db::open_with(path.as_ref(), self)
     }
 }

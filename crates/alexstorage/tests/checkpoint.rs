@@ -72,7 +72,7 @@ fn a_damaged_or_stale_checkpoint_is_ignored() {
     // beyond what the files hold: here it lists a segment that does not exist.
     let good = std::fs::read(&path).unwrap();
     let mut stale = good.clone();
-    let table = alexstorage::log::checkpoint::CHECKPOINT_HEADER_SIZE;
+    let table = alexstorage::testing::format::CHECKPOINT_HEADER_SIZE;
     stale[table..table + 4].copy_from_slice(&7u32.to_le_bytes());
     let body = stale.len() - 4;
     let crc = common::crc32c(&stale[..body]);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alexstorage::log::format::{Decoded, RecordHeader, SegmentHeader, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE};
+use alexstorage::testing::format::{Decoded, RecordHeader, SegmentHeader, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE};
 use alexstorage::{Db, Error, Failpoint, Options, WriteBatch};
 
 /// A value that names its key and version, `len` bytes long.

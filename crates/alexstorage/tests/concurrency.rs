@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use alexstorage::keygen::SplitMix64;
 use alexstorage::{Db, Durability, Options, WriteBatch};
+use alexstorage_keygen::SplitMix64;
 
 const ACCOUNTS: i64 = 64;
 const START_BALANCE: u64 = 1_000;

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use alexstorage::keygen::SplitMix64;
 use alexstorage::{Db, Durability, Options, WriteBatch};
+use alexstorage_keygen::SplitMix64;
 
 const KEYS: u64 = 512;
 

@@ -6,7 +6,7 @@
 
 mod common;
 
-use alexstorage::fuzzing::{damage_valid_store_checked, open_arbitrary_store};
+use alexstorage::testing::fuzzing::{damage_valid_store_checked, open_arbitrary_store};
 use proptest::prelude::*;
 
 proptest! {
@@ -29,24 +29,24 @@ proptest! {
 /// checksums, batches with bad counts.
 #[test]
 fn record_shaped_garbage_never_panics() {
-    let mut random = alexstorage::keygen::SplitMix64::new(5);
+    let mut random = alexstorage_keygen::SplitMix64::new(5);
     for _ in 0..300 {
         let mut data = vec![0xF0u8];
         data.extend_from_slice(&{
             let mut header = [0u8; 64];
             header.copy_from_slice(
-                &alexstorage::log::format::SegmentHeader { version: 1, id: 1, flags: 0, capacity: 4096 }.encode(),
+                &alexstorage::testing::format::SegmentHeader { version: 1, id: 1, flags: 0, capacity: 4096 }.encode(),
             );
             header
         });
         for _ in 0..random.below(20) {
             let kind = 1 + random.below(3) as u8;
             let len = random.below(200) as u32;
-            let header = alexstorage::log::format::RecordHeader {
+            let header = alexstorage::testing::format::RecordHeader {
                 kind: match kind {
-                    1 => alexstorage::log::format::RecordKind::Put,
-                    2 => alexstorage::log::format::RecordKind::Delete,
-                    _ => alexstorage::log::format::RecordKind::Batch,
+                    1 => alexstorage::testing::format::RecordKind::Put,
+                    2 => alexstorage::testing::format::RecordKind::Delete,
+                    _ => alexstorage::testing::format::RecordKind::Batch,
                 },
                 flags: (random.below(8) == 0) as u8,
                 column_family: 0,

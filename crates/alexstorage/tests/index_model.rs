@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use alexstorage::index::{Alex, IndexConfig};
-use alexstorage::keygen::{generate, KeyPattern};
+use alexstorage_keygen::{generate, KeyPattern};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use alexstorage::index::Alex;
-use alexstorage::keygen::{generate, KeyPattern, SplitMix64};
+use alexstorage_keygen::{generate, KeyPattern, SplitMix64};
 
 /// Bulk load 10M keys, insert and erase a million each, check structure and contents.
 #[test]

@@ -7,8 +7,8 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use alexstorage::keygen::SplitMix64;
 use alexstorage::{Db, Error, Options, WriteBatch};
+use alexstorage_keygen::SplitMix64;
 
 const SEGMENT: &str = "00000001.seg";
 

@@ -37,7 +37,7 @@ pub enum RecordKind {
     Put = 1,
     /// A key's deletion (tombstone); no value.
     Delete = 2,
-    /// The header of an atomic batch: its value is a [`BatchDescriptor`], and the
+    /// The header of an atomic batch: its value is a `BatchDescriptor`, and the
     /// batch's records follow it.
     Batch = 3,
 }

@@ -160,17 +160,6 @@ impl Log {
         ids.iter().filter_map(|id| self.segments.remove(id)).collect()
     }
 
-    /// Makes every record appended so far durable; returns the segments synced.
-    pub fn sync(&self) -> Result<usize> {
-        let mut synced = 0;
-        for segment in self.segments.values() {
-            if segment.sync()? {
-                synced += 1;
-            }
-        }
-        Ok(synced)
-    }
-
     /// (id, end of records) of every segment, for a checkpoint.
     pub fn segment_ends(&self) -> Vec<(u32, u64)> {
         self.segments.values().map(|segment| (segment.id(), segment.published())).collect()

@@ -1,11 +1,12 @@
-//! Deterministic key distributions shared by the tests and the benchmarks.
+//! Deterministic key distributions shared by AlexStorage's tests and benchmarks. A
+//! workspace crate of its own, so that the store's public API does not carry them.
 //!
 //! Every generator is a pure function of its seed, so a failing test or a benchmark
 //! row can be reproduced exactly. The random source is SplitMix64: tiny, fast, and good
 //! enough for workload generation (it is not for cryptography).
 //!
 //! ```
-//! use alexstorage::keygen::{generate, KeyPattern};
+//! use alexstorage_keygen::{generate, KeyPattern};
 //!
 //! let keys = generate(KeyPattern::Lognormal, 1000, 42);
 //! assert_eq!(keys.len(), 1000);

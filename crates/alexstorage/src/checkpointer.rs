@@ -1,0 +1,149 @@
+//! The checkpointer: the one place that writes index checkpoints, for the three
+//! moments a store takes one — after a segment roll-over (in the background), at the
+//! end of a compaction, and when the store closes.
+//!
+//! Each is the same sequence: under the writer's section, a [`Capture`] notes where
+//! the log ends and registers a snapshot at that point (in-memory work only); then,
+//! holding the checkpoint lock and no other, the log is synced (a checkpoint must
+//! never point at records a power loss could take) and the snapshot's (key, location)
+//! pairs are written chunk by chunk (`log/checkpoint.rs`: temporary file, fsync,
+//! rename, directory fsync). A failed or stopped checkpoint leaves the previous one in
+//! place; it only makes the next open slower, since the log is complete without it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::background::{Next, Worker};
+use crate::engine::{Engine, Writer};
+use crate::log::checkpoint::{self, Point};
+use crate::log::segment::Segment;
+use crate::snapshot::Snapshot;
+use crate::{Error, Result};
+
+/// The state a checkpoint covers: the last sequence and the manifest generation it
+/// was taken at (a compaction changes locations without new writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Covered {
+    /// The last write it holds.
+    pub sequence: u64,
+    /// The manifest generation whose segments it points into.
+    pub generation: u64,
+}
+
+/// What a checkpoint taken now will hold: taken together under the writer's section,
+/// so that the log's ends match the snapshot.
+pub(crate) struct Capture {
+    point: Point,
+    segments: Vec<Arc<Segment>>,
+    snapshot: Snapshot,
+}
+
+impl Capture {
+    /// The state as of now (call under the writer's section).
+    pub fn take(engine: &Arc<Engine>, writer: &Writer) -> Capture {
+        Capture {
+            point: writer.point(),
+            segments: writer.log.segments().cloned().collect(),
+            snapshot: Snapshot::new(engine.register_snapshot()),
+        }
+    }
+
+    fn covered(&self) -> Covered {
+        Covered { sequence: self.point.sequence, generation: self.point.generation }
+    }
+}
+
+/// The checkpoint lock, held while a checkpoint is written (lock order 2): holds what
+/// the newest checkpoint written since open covers.
+pub(crate) type CheckpointLock<'a> = MutexGuard<'a, Option<Covered>>;
+
+/// Writes the store's checkpoints; see the module docs.
+pub(crate) struct Checkpointer {
+    dir: PathBuf,
+    /// Serializes checkpoint writers (lock order 2); what the newest checkpoint
+    /// written since open covers. A compaction holds it throughout, so that no
+    /// checkpoint reads a half-switched index.
+    newest: Mutex<Option<Covered>>,
+    /// The capture of the last roll-over, waiting for the background worker (a leaf
+    /// lock). A newer roll-over replaces it: the newer checkpoint covers more.
+    pending: Mutex<Option<Capture>>,
+}
+
+impl Checkpointer {
+    /// The checkpointer of the store in `dir`.
+    pub fn new(dir: PathBuf) -> Checkpointer {
+        Checkpointer { dir, newest: Mutex::new(None), pending: Mutex::new(None) }
+    }
+
+    /// Takes the checkpoint lock.
+    pub fn lock(&self) -> CheckpointLock<'_> {
+        self.newest.lock()
+    }
+
+    /// Writes a checkpoint of `capture` unless one written since open covers it
+    /// already; `newest` is this checkpointer's lock. Stops early, leaving the
+    /// previous checkpoint in place, when `stop` is set. A failed sync poisons the
+    /// store.
+    pub fn write(
+        &self,
+        newest: &mut CheckpointLock<'_>,
+        engine: &Engine,
+        capture: Capture,
+        stop: &AtomicBool,
+    ) -> Result<()> {
+        let covered = capture.covered();
+        if newest.is_some_and(|newest| newest.sequence >= covered.sequence && newest.generation >= covered.generation) {
+            return Ok(());
+        }
+        // A checkpoint must never point at records that a power loss could take.
+        engine.sync_or_poison(&capture.segments)?;
+        let entries = capture.snapshot.locations().map(|entry| match stop.load(Ordering::Acquire) {
+            true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
+            false => entry,
+        });
+        checkpoint::write(&self.dir, &capture.point, entries)?;
+        **newest = Some(covered);
+        Ok(())
+    }
+
+    /// [`Checkpointer::write`], taking the lock.
+    pub fn write_now(&self, engine: &Engine, capture: Capture, stop: &AtomicBool) -> Result<()> {
+        self.write(&mut self.lock(), engine, capture, stop)
+    }
+
+    /// Leaves `capture` for the background worker (see [`Checkpointer::start_worker`]),
+    /// which the caller then wakes.
+    pub fn defer(&self, capture: Capture) {
+        let replaced = self.pending.lock().replace(capture);
+        // Its snapshot is released outside the lock.
+        drop(replaced);
+    }
+
+    /// Drops a deferred capture (the store is closing and writes its own).
+    pub fn discard_deferred(&self) {
+        let pending = self.pending.lock().take();
+        drop(pending);
+    }
+
+    /// Starts the background worker that writes deferred captures, one at a time,
+    /// each when woken.
+    pub fn start_worker(self: &Arc<Self>, engine: &Arc<Engine>) -> Result<Worker> {
+        let checkpointer = Arc::clone(self);
+        let engine: Weak<Engine> = Arc::downgrade(engine);
+        Worker::spawn("alexstorage-checkpoint", Next::OnWake, move |stop| {
+            let Some(engine) = engine.upgrade() else { return Next::Exit };
+            let pending = checkpointer.pending.lock().take();
+            if let Some(capture) = pending {
+                // The write that triggered it is committed: a checkpoint is an
+                // optimization, and the log is complete without it.
+                if let Err(error) = checkpointer.write_now(&engine, capture, stop) {
+                    tracing::debug!("background checkpoint not written: {error}");
+                }
+            }
+            Next::OnWake
+        })
+    }
+}

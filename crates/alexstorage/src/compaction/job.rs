@@ -1,0 +1,343 @@
+//! One compaction's copy, commit, switch and retire steps (see the module docs of
+//! `compaction/mod.rs` for the whole sequence and why each crash point is safe).
+
+use std::collections::HashSet;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::engine::{checked_record, missing_segment, Engine};
+use crate::log::format::SEGMENT_HEADER_SIZE;
+use crate::log::manifest::{self, CompactedSegment, Manifest};
+use crate::log::segment::Segment;
+use crate::log::Location;
+use crate::value::{Lease, Leases};
+use crate::{Error, Result};
+
+use super::{failed, Compaction, CompactionStats, Failpoint};
+
+/// Keys read from the index per shared-lock section.
+const READ_CHUNK: usize = 4096;
+/// Keys switched to their copies per exclusive-lock section.
+const SWITCH_CHUNK: usize = 1024;
+
+/// Where the seal (step 1) left the log.
+pub(super) struct Seal {
+    /// Segments with a smaller id are the inputs.
+    pub boundary: u32,
+    /// The last sequence number assigned at the seal.
+    pub sequence: u64,
+    /// The manifest in force at the seal.
+    pub manifest: Manifest,
+}
+
+/// An output segment being filled.
+struct Output {
+    segment: Arc<Segment>,
+    first_key: i64,
+    last_key: i64,
+    records: u64,
+    /// (key, location copied, location of the copy), ascending by key.
+    moves: Vec<(i64, u64, u64)>,
+}
+
+/// The state of one compaction.
+pub(super) struct Job<'a> {
+    engine: &'a Engine,
+    compaction: &'a Compaction,
+    /// Segments with a smaller id are the inputs.
+    boundary: u32,
+    /// The last sequence number at the seal.
+    sequence: u64,
+    /// The manifest in force.
+    manifest: Manifest,
+    /// The previous compacted segments not yet retired.
+    remaining: Vec<CompactedSegment>,
+    /// Outputs committed so far.
+    committed: Vec<CompactedSegment>,
+    output: Option<Output>,
+    stats: CompactionStats,
+    removed_bytes: u64,
+    written_bytes: u64,
+    /// A failpoint fired: leave everything as a dead process would.
+    crashed: bool,
+}
+
+impl<'a> Job<'a> {
+    /// A compaction of the inputs `seal` left.
+    pub fn new(engine: &'a Engine, compaction: &'a Compaction, seal: Seal) -> Job<'a> {
+        Job {
+            engine,
+            compaction,
+            boundary: seal.boundary,
+            sequence: seal.sequence,
+            remaining: seal.manifest.compacted.clone(),
+            manifest: seal.manifest,
+            committed: Vec::new(),
+            output: None,
+            stats: CompactionStats::default(),
+            removed_bytes: 0,
+            written_bytes: 0,
+            crashed: false,
+        }
+    }
+
+    /// Steps 2 to 5: copies, commits, switches and retires. Returns what it did and
+    /// whether it finished (`false`: cancelled, the uncommitted output dropped).
+    pub fn run(mut self, cancel: &AtomicBool) -> Result<(CompactionStats, bool)> {
+        let outcome = match self.copy_all(cancel) {
+            Ok(true) => self.commit(true).map(|()| true),
+            other => other,
+        };
+        match outcome {
+            Ok(true) => {
+                let mut stats = self.stats;
+                stats.bytes_reclaimed = self.removed_bytes.saturating_sub(self.written_bytes);
+                Ok((stats, true))
+            }
+            Ok(false) => {
+                self.abandon();
+                Ok((self.stats, false))
+            }
+            Err(error) => {
+                self.abandon();
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether the armed failpoint is `point`; if so the job stops as if it crashed.
+    fn fails_at(&mut self, point: Failpoint) -> Result<()> {
+        if self.compaction.fails_at(point) {
+            self.crashed = true;
+            return Err(failed(point));
+        }
+        Ok(())
+    }
+}
+
+impl Job<'_> {
+    /// Copies every key whose record lies in an input, in key order. `Ok(false)` if
+    /// cancelled.
+    fn copy_all(&mut self, cancel: &AtomicBool) -> Result<bool> {
+        let mut lo = Bound::Unbounded;
+        loop {
+            if cancel.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            let chunk: Vec<(i64, Location, Option<Arc<Lease>>)> = {
+                let view = self.engine.read_view();
+                view.index
+                    .range((lo, Bound::Unbounded))
+                    .take(READ_CHUNK)
+                    .map(|(key, at)| {
+                        let location = Location(at);
+                        let lease = if location.segment() < self.boundary { view.slot(location).lease } else { None };
+                        (key, location, lease)
+                    })
+                    .collect()
+            };
+            let Some(&(last, _, _)) = chunk.last() else { return Ok(true) };
+            lo = Bound::Excluded(last);
+            for (key, location, lease) in chunk {
+                if location.segment() < self.boundary {
+                    self.copy(key, location, lease)?;
+                }
+            }
+        }
+    }
+
+    /// Copies the record of `key` at `location` into the output.
+    fn copy(&mut self, key: i64, location: Location, lease: Option<Arc<Lease>>) -> Result<()> {
+        let Some(lease) = lease else { return Err(missing_segment(&self.engine.path, location)) };
+        let (_, record) = checked_record(lease.segment(), location, key)?;
+        let len = record.len() as u64;
+        let appended = match self.output.as_ref() {
+            Some(output) => output.segment.append(&[record])?,
+            None => None,
+        };
+        let at = match appended {
+            Some(at) => at,
+            None => {
+                if self.output.is_some() {
+                    self.commit(false)?;
+                }
+                let capacity = self.engine.options.segment_size.max(SEGMENT_HEADER_SIZE as u64 + len);
+                let id = self.engine.writer.lock().log.allocate_id()?;
+                let segment = Arc::new(Segment::create(&self.engine.path, id, capacity, true)?);
+                self.stats.segments_written += 1;
+                let at = match segment.append(&[record]) {
+                    Ok(Some(at)) => at,
+                    failed => {
+                        // Not yet the job's output: delete it here (a full disk needs
+                        // the space back now, not at the next open).
+                        remove_file(segment.path());
+                        failed?;
+                        return Err(Error::InvalidArgument(format!("a record of {len} bytes does not fit a segment")));
+                    }
+                };
+                self.output = Some(Output { segment, first_key: key, last_key: key, records: 0, moves: Vec::new() });
+                self.fails_at(Failpoint::Copying)?;
+                at
+            }
+        };
+        if let Some(output) = self.output.as_mut() {
+            output.last_key = key;
+            output.records += 1;
+            output.moves.push((key, location.0, Location::new(output.segment.id(), at as u32).0));
+        }
+        self.stats.bytes_read += len;
+        self.stats.bytes_written += len;
+        self.stats.records += 1;
+        Ok(())
+    }
+
+    /// Commits the current output (if any): finishes it, makes a manifest listing it
+    /// durable, switches its keys to it, and retires the segments no longer needed.
+    /// The `last` commit also retires every input.
+    fn commit(&mut self, last: bool) -> Result<()> {
+        let mut output = self.output.take();
+        let entry = match &output {
+            Some(output) => {
+                if let Err(error) = output.segment.finish() {
+                    // Not yet listed anywhere: the file is a leftover.
+                    remove_file(output.segment.path());
+                    return Err(error);
+                }
+                let end = output.segment.published();
+                self.written_bytes += end;
+                Some(CompactedSegment {
+                    id: output.segment.id(),
+                    end,
+                    first_key: output.first_key,
+                    last_key: output.last_key,
+                    records: output.records,
+                })
+            }
+            None => None,
+        };
+        if entry.is_some() {
+            self.output = output;
+            self.fails_at(Failpoint::Finished)?;
+            output = self.output.take();
+        }
+        // Previous compacted segments whose every key the outputs now cover.
+        let covered = entry.map(|entry| entry.last_key);
+        let (passed, kept): (Vec<CompactedSegment>, Vec<CompactedSegment>) =
+            self.remaining.iter().partition(|old| last || covered.is_some_and(|covered| old.last_key <= covered));
+        if last || !passed.is_empty() {
+            // The segments this commit retires may hold the only durable version of a
+            // key whose newer version (written after the seal, which is why it was
+            // not copied) may not be durable yet: make it so first, or a power loss
+            // could lose both.
+            self.sync_newer_log()?;
+        }
+        let mut compacted: Vec<CompactedSegment> = self.committed.iter().chain(&entry).chain(&kept).copied().collect();
+        compacted.sort_by_key(|entry| entry.id);
+        let next = Manifest {
+            generation: self.manifest.generation + 1,
+            sequence: self.sequence,
+            log_start: if last { self.boundary } else { self.manifest.log_start },
+            compacted,
+        };
+        if let Err(error) = manifest::write(&self.engine.path, &next) {
+            // Whether the rename happened is unknown: leave every file as it is
+            // (recovery sorts them out by the manifest it finds) and refuse writes
+            // until a reopen has done so.
+            self.engine.poison(format!("writing the manifest failed: {error}"));
+            return Err(error);
+        }
+        self.manifest = next.clone();
+        self.committed.extend(entry);
+        self.remaining = kept;
+        self.fails_at(Failpoint::Committed)?;
+        self.engine.writer.lock().log.set_manifest(next);
+        if let Some(output) = output {
+            self.install(output);
+        }
+        self.fails_at(Failpoint::Switched)?;
+        let passed: HashSet<u32> = passed.iter().map(|entry| entry.id).collect();
+        let boundary = self.boundary;
+        self.retire(|segment| passed.contains(&segment.id()) || (last && segment.id() < boundary));
+        self.fails_at(Failpoint::Retired)
+    }
+
+    /// Syncs the log segments written since the seal; a failure poisons the store,
+    /// like any failed sync.
+    fn sync_newer_log(&self) -> Result<()> {
+        let boundary = self.boundary;
+        let newer: Vec<Arc<Segment>> = self
+            .engine
+            .writer
+            .lock()
+            .log
+            .segments()
+            .filter(|segment| segment.id() >= boundary && !segment.is_compacted())
+            .cloned()
+            .collect();
+        self.engine.sync_or_poison(&newer)
+    }
+
+    /// Makes a committed output readable and points its keys at it.
+    fn install(&mut self, output: Output) {
+        let segment = output.segment;
+        // The writer's table first: a writer that overwrites a switched key reads the
+        // old record's length through it.
+        self.engine.writer.lock().log.insert_compacted(Arc::clone(&segment));
+        self.engine.write_view().segments.insert(segment.id(), Leases::new(segment));
+        for chunk in output.moves.chunks(SWITCH_CHUNK) {
+            let mut view = self.engine.write_view();
+            for &(key, old, new) in chunk {
+                // A key written since it was copied keeps its newer record.
+                if view.index.get(key) == Some(old) {
+                    view.index.insert(key, new);
+                }
+            }
+        }
+    }
+
+    /// Removes the segments `retire` picks from the store's tables and deletes their
+    /// files. Nothing in the index points into them: their keys were switched to
+    /// copies or written anew.
+    fn retire(&mut self, retire: impl FnMut(&Segment) -> bool) {
+        let retired = {
+            let mut writer = self.engine.writer.lock();
+            let retired = writer.log.remove_segments(retire);
+            self.engine.pressure.assess(&self.engine.options, &writer);
+            retired
+        };
+        if retired.is_empty() {
+            return;
+        }
+        {
+            let mut view = self.engine.write_view();
+            for segment in &retired {
+                view.segments.remove(&segment.id());
+            }
+        }
+        for segment in &retired {
+            self.removed_bytes += std::fs::metadata(segment.path()).map_or(0, |metadata| metadata.len());
+            self.stats.segments_removed += 1;
+            remove_file(segment.path());
+        }
+    }
+
+    /// Drops an output that was never committed.
+    fn abandon(&mut self) {
+        if self.crashed {
+            return;
+        }
+        if let Some(output) = self.output.take() {
+            remove_file(output.segment.path());
+        }
+    }
+}
+
+/// Deletes a file no manifest lists; a failure leaves a leftover the next open
+/// deletes.
+fn remove_file(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path) {
+        tracing::warn!(file = %path.display(), "could not delete a retired segment: {error}");
+    }
+}

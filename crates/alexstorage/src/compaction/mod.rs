@@ -1,0 +1,272 @@
+//! Compaction: reclaims the space of overwritten and deleted records and rewrites the
+//! live ones in key order.
+//!
+//! # Steps
+//! 1. **Seal.** Under the writer's lock (for a moment): the segment being appended to
+//!    is sealed and no new one is started; writers go on in a new segment that the
+//!    next append creates. Every record written so far lies in a segment with an id
+//!    below the *boundary* (the id the next segment will get): those segments are the
+//!    inputs. The last sequence number assigned, `S`, is noted.
+//! 2. **Copy.** The index is read in key order, a chunk of keys at a time under the
+//!    shared read lock; every key whose record lies in an input is copied, record
+//!    bytes unchanged (checksum verified, sequence number kept), into a new
+//!    *compacted* segment (header flag set). Keys whose record lies past the boundary
+//!    were written after `S` and are left alone, as are deleted keys: their records
+//!    are not copied, which is the reclaimed space.
+//! 3. **Commit,** each time an output segment fills and at the end: the output is
+//!    synced and truncated to its records, then a new manifest is made durable
+//!    (temporary file, fsync, rename, directory fsync) that lists it, along with the
+//!    previous compacted segments still needed. From this moment recovery uses it.
+//! 4. **Switch.** In chunks, each under the exclusive view lock (an in-memory step),
+//!    every copied key whose index entry still points at the record that was copied
+//!    is pointed at the copy; a key written meanwhile keeps its newer location.
+//! 5. **Retire.** Segments nothing in the index points into any more leave the
+//!    store's tables and their files are deleted: after each commit, the previous
+//!    compacted segments whose whole key range the outputs now cover; at the end,
+//!    every input. Readers that still hold one (a [`crate::Value`], a kept version
+//!    of a snapshot) keep its mapping, and with it its bytes: Linux keeps an unlinked
+//!    file's inode until the last mapping goes, and only then frees its blocks.
+//! 6. **Checkpoint** of the index, so that reopening stays fast.
+//!
+//! # Crash safety
+//! Before the first commit the outputs are leftovers that recovery deletes. After a
+//! commit the manifest lists the outputs, and recovery replays them before the log
+//! segments, keeping for each key the version with the highest sequence number: an
+//! input log segment still on disk holds only older versions of copied keys, and the
+//! tombstones of deleted keys, which stay until the inputs go in the last commit
+//! (nothing older than `S` survives that commit except the copies). So a crash at
+//! any point recovers every acknowledged write and no deleted key. `tests/compaction.rs`
+//! kills a compacting process at random points to check this.
+//!
+//! # Locks
+//! [`Compaction`]'s lock (one compaction at a time) -> the checkpoint lock (held
+//! throughout: no checkpoint reads a half-switched index) -> the writer's section ->
+//! the view, each of the last two only for in-memory steps; no lock readers take is
+//! ever held across I/O (the engine's lock table, `engine/mod.rs`, has them all).
+//!
+//! The copy, commit, switch and retire steps are `job.rs`; this file runs them, keeps
+//! the counters, and drives the background compactor.
+
+mod job;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::background::{Next, Worker};
+use crate::checkpointer::{Capture, Checkpointer};
+use crate::engine::{compaction_due, Engine};
+use crate::log::format::SEGMENT_HEADER_SIZE;
+use crate::{Error, Result};
+
+use job::{Job, Seal};
+
+/// What a compaction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CompactionStats {
+    /// Bytes of live records read from the old segments.
+    pub bytes_read: u64,
+    /// Bytes of records written to new segments.
+    pub bytes_written: u64,
+    /// Bytes of segment files deleted, less the bytes of the new segment files: the
+    /// disk space given back once no reader holds the old segments.
+    pub bytes_reclaimed: u64,
+    /// Segment files deleted.
+    pub segments_removed: u64,
+    /// Compacted segment files written.
+    pub segments_written: u64,
+    /// Live records copied (in key order).
+    pub records: u64,
+}
+
+/// Places where a test can make a compaction stop as if the process died there
+/// ([`crate::Db::set_compaction_failpoint`]): nothing after the point runs, not even
+/// the clean-up of an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Failpoint {
+    /// The active segment is sealed; nothing copied yet.
+    Sealed = 1,
+    /// An output segment holds its first record.
+    Copying = 2,
+    /// An output segment is finished (synced, truncated), not yet in a manifest.
+    Finished = 3,
+    /// The manifest listing an output is durable; the index not yet switched.
+    Committed = 4,
+    /// The index points at the output; the retired segments are not yet deleted.
+    Switched = 5,
+    /// Retired segments are deleted.
+    Retired = 6,
+}
+
+impl Failpoint {
+    /// Every failpoint, in the order a compaction passes them.
+    pub const ALL: [Failpoint; 6] = [
+        Failpoint::Sealed,
+        Failpoint::Copying,
+        Failpoint::Finished,
+        Failpoint::Committed,
+        Failpoint::Switched,
+        Failpoint::Retired,
+    ];
+}
+
+/// The compaction state shared by [`crate::Db::compact`] and the background
+/// compactor.
+#[derive(Debug, Default)]
+pub(crate) struct Compaction {
+    /// One compaction at a time (lock order 1, taken before every other lock).
+    lock: Mutex<()>,
+    /// Compactions completed since open.
+    completed: AtomicU64,
+    /// Bytes those compactions wrote.
+    bytes_written: AtomicU64,
+    /// For tests: where a compaction stops as if the process died (0: nowhere;
+    /// else the failpoint plus 100 for each pass to let through first).
+    failpoint: AtomicU64,
+}
+
+impl Compaction {
+    /// Compactions completed since open.
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// Bytes compactions wrote since open.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Arms (or with `None` disarms) a failpoint, let through `skip` times first.
+    pub fn set_failpoint(&self, point: Option<Failpoint>, skip: u64) {
+        let armed = point.map_or(0, |point| point as u64 + 100 * skip);
+        self.failpoint.store(armed, Ordering::Release);
+    }
+
+    /// Whether the armed failpoint is `point` (counting down its `skip` first).
+    fn fails_at(&self, point: Failpoint) -> bool {
+        let armed = self.failpoint.load(Ordering::Acquire);
+        if armed == 0 || armed % 100 != point as u64 {
+            return false;
+        }
+        if armed >= 100 {
+            self.failpoint.store(armed - 100, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Runs one compaction (see the module docs). Stops early, between two steps and
+    /// with the store consistent, when `cancel` is set.
+    pub fn run(
+        &self,
+        engine: &Arc<Engine>,
+        checkpointer: &Checkpointer,
+        cancel: &AtomicBool,
+    ) -> Result<CompactionStats> {
+        let _one = self.lock.lock();
+        let mut newest_checkpoint = checkpointer.lock();
+        let _running = Running::start(engine);
+        // Sync the segment being appended to now, outside the writer's lock, so that
+        // sealing it under the lock has little left to sync.
+        engine.sync_or_poison(&engine.segments())?;
+        let Some(seal) = seal(engine)? else {
+            return Ok(CompactionStats::default());
+        };
+        if self.fails_at(Failpoint::Sealed) {
+            return Err(failed(Failpoint::Sealed));
+        }
+        let (stats, finished) = Job::new(engine, self, seal).run(cancel)?;
+        if !finished {
+            return Ok(stats);
+        }
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        self.bytes_written.fetch_add(stats.bytes_written, Ordering::Relaxed);
+        tracing::debug!(?stats, "compaction finished");
+        // A fresh checkpoint: the old one names retired segments and would be ignored.
+        let capture = Capture::take(engine, &engine.writer.lock());
+        if let Err(error) = checkpointer.write(&mut newest_checkpoint, engine, capture, cancel) {
+            tracing::debug!("no checkpoint after the compaction: {error}");
+        }
+        Ok(stats)
+    }
+}
+
+/// Step 1: seals the active segment under the writer's lock. `None` if the log is
+/// already one run of live records in key order.
+fn seal(engine: &Engine) -> Result<Option<Seal>> {
+    let mut writer = engine.writer.lock();
+    writer.check_usable()?;
+    let unsorted: u64 = writer
+        .log
+        .segments()
+        .filter(|segment| !segment.is_compacted())
+        .map(|segment| segment.published() - SEGMENT_HEADER_SIZE as u64)
+        .sum();
+    if unsorted == 0 && writer.log.bytes() == writer.live_bytes {
+        return Ok(None);
+    }
+    let boundary = writer.log.seal_active()?;
+    Ok(Some(Seal { boundary, sequence: writer.sequence, manifest: writer.log.manifest().clone() }))
+}
+
+/// The error a failpoint returns.
+fn failed(point: Failpoint) -> Error {
+    Error::InvalidArgument(format!("compaction stopped at failpoint {point:?}"))
+}
+
+/// Marks a compaction as running (writers held back by the space limit wait only for
+/// a running one); on drop, re-assesses the limit and wakes them.
+struct Running<'a>(&'a Engine);
+
+impl<'a> Running<'a> {
+    fn start(engine: &'a Engine) -> Running<'a> {
+        engine.pressure.set_compacting(true);
+        Running(engine)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let engine = self.0;
+        engine.pressure.set_compacting(false);
+        engine.pressure.assess(&engine.options, &engine.writer.lock());
+        engine.pressure.wake_all();
+    }
+}
+
+/// How often the background compactor checks the garbage.
+const POLL: Duration = Duration::from_millis(50);
+/// How long it waits after a failed compaction.
+const BACKOFF: Duration = Duration::from_secs(5);
+
+/// Starts the background compactor: every [`POLL`], or when woken, it compacts if the
+/// garbage has passed the threshold. It holds the store only weakly between runs.
+pub(crate) fn start_compactor(
+    engine: &Arc<Engine>,
+    checkpointer: &Arc<Checkpointer>,
+    compaction: &Arc<Compaction>,
+) -> Result<Worker> {
+    let engine: Weak<Engine> = Arc::downgrade(engine);
+    let checkpointer = Arc::clone(checkpointer);
+    let compaction = Arc::clone(compaction);
+    Worker::spawn("alexstorage-compaction", Next::After(POLL), move |stop| {
+        let Some(engine) = engine.upgrade() else { return Next::Exit };
+        if !compaction_due(&engine.options, &engine.writer.lock()) {
+            return Next::After(POLL);
+        }
+        let outcome = compaction.run(&engine, &checkpointer, stop);
+        engine.pressure.set_failing(outcome.is_err());
+        match outcome {
+            Ok(_) => Next::After(POLL),
+            Err(error) => {
+                tracing::warn!("background compaction failed: {error}");
+                engine.pressure.wake_all();
+                Next::After(BACKOFF)
+            }
+        }
+    })
+}

@@ -1,0 +1,143 @@
+//! Maintenance and introspection: compaction, flush, verify, stats, and the hooks
+//! tests use to crash a store on purpose.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::compaction::{CompactionStats, Failpoint};
+use crate::log::format::SEGMENT_HEADER_SIZE;
+use crate::log::manifest::Manifest;
+use crate::log::recovery::{scan_compacted, verify_records};
+use crate::log::segment::Segment;
+use crate::stats::{CorruptRecord, Stats, VerifyReport};
+use crate::{Error, Result};
+
+use super::Db;
+
+impl Db {
+    /// Reclaims the space of overwritten and deleted records now, and rewrites the
+    /// live records in key order, so that range scans read them sequentially. Runs
+    /// while other threads read and write (readers never wait for it; writers wait
+    /// only for the in-memory steps). Returns what it did. Compaction also runs in the
+    /// background when garbage passes [`crate::Options::compaction_threshold`].
+    ///
+    /// Versions that live snapshots, ranges or values still read stay readable: their
+    /// segment files are deleted, but stay mapped until the last reader lets go (the
+    /// disk space returns then).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = alexstorage::Db::open(dir.path()).unwrap();
+    /// for round in 0..3u8 {
+    ///     for key in 0..100 {
+    ///         db.put(key, [round; 64]).unwrap();
+    ///     }
+    /// }
+    /// let stats = db.compact().unwrap();
+    /// assert_eq!(stats.records, 100);
+    /// assert_eq!(db.stats().live_bytes, db.stats().log_bytes);
+    /// assert_eq!(&db.get(7).unwrap().unwrap()[..], &[2u8; 64][..]);
+    /// ```
+    pub fn compact(&self) -> Result<CompactionStats> {
+        if self.engine.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.store.compaction.run(&self.engine, &self.store.checkpointer, &AtomicBool::new(false))
+    }
+
+    /// Makes every write acknowledged so far durable, in any durability mode.
+    pub fn flush(&self) -> Result<()> {
+        let segments = {
+            let writer = self.engine.writer.lock();
+            writer.check_usable()?;
+            writer.log.segments().cloned().collect::<Vec<_>>()
+        };
+        self.engine.sync_or_poison(&segments)
+    }
+
+    /// Reads every record of every segment and checks every checksum. Returns the
+    /// report, or `Error::Corruption` for the first bad record.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let (segments, manifest) = {
+            let writer = self.engine.writer.lock();
+            (writer.log.segments().cloned().collect::<Vec<_>>(), writer.log.manifest().clone())
+        };
+        let mut report = VerifyReport { segments: segments.len(), ..VerifyReport::default() };
+        let mut sequence = 0;
+        for segment in &segments {
+            verify_segment(segment, &manifest, &mut sequence, &mut report);
+        }
+        match report.corrupt.first() {
+            Some(bad) => Err(Error::corruption(&bad.file, bad.offset, bad.reason.clone())),
+            None => Ok(report),
+        }
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let writer = self.engine.writer.lock();
+        let view = self.engine.read_view();
+        let counters = writer.counters;
+        let syncs = &self.engine.syncs;
+        Stats {
+            keys: view.index.len(),
+            segments: writer.log.segments().count(),
+            log_bytes: writer.log.bytes(),
+            index_bytes: view.index.size_in_bytes(),
+            sequence: writer.sequence,
+            puts: counters.puts,
+            deletes: counters.deletes,
+            batches: counters.batches,
+            batch_writes: counters.batch_writes,
+            bytes_written: counters.bytes_written,
+            live_bytes: writer.live_bytes,
+            compactions: self.store.compaction.completed(),
+            compaction_bytes_written: self.store.compaction.bytes_written(),
+            syncs: syncs.segment_syncs.load(Ordering::Relaxed),
+            sync_writes: syncs.sync_writes.load(Ordering::Relaxed),
+            unsynced_bytes: writer.log.segments().map(|segment| segment.unsynced()).sum(),
+            snapshots: self.engine.versions.live_count(),
+            retained_versions: view.history.len(),
+            opened_from_checkpoint: self.engine.recovery.from_checkpoint,
+            replayed_keys: self.engine.recovery.replayed_keys,
+            torn_tail_bytes: writer.log.torn_bytes(),
+        }
+    }
+
+    /// For tests: closes this handle as a crashed process would, without the final
+    /// sync of a clean close (other clones keep the store open until dropped).
+    #[doc(hidden)]
+    pub fn simulate_crash(self) {
+        self.store.crashed.store(true, Ordering::Relaxed);
+    }
+
+    /// For tests: makes the next compactions stop at `point`, after passing it `skip`
+    /// times, as if the process died there (no clean-up runs; follow with
+    /// [`Db::simulate_crash`] and reopen). `None` disarms it.
+    #[doc(hidden)]
+    pub fn set_compaction_failpoint(&self, point: Option<Failpoint>, skip: u64) {
+        self.store.compaction.set_failpoint(point, skip);
+    }
+}
+
+/// Checks every published record of `segment` as recovery would into `report`:
+/// a compacted segment against its manifest entry; a log segment's checksums, rising
+/// sequence numbers after `sequence`, and complete batches.
+fn verify_segment(segment: &Segment, manifest: &Manifest, sequence: &mut u64, report: &mut VerifyReport) {
+    let published = segment.published();
+    let contents = segment.read(0, published as usize).unwrap_or(&[]);
+    let checked = match manifest.entry(segment.id()) {
+        Some(entry) if segment.is_compacted() => scan_compacted(contents, entry, manifest.sequence, &mut |_| {}),
+        // A compacted segment retired by a compaction that ran meanwhile.
+        _ if segment.is_compacted() => return,
+        _ => verify_records(contents, segment.id(), sequence),
+    };
+    match checked {
+        Ok(records) => {
+            report.records += records;
+            report.bytes += published - SEGMENT_HEADER_SIZE as u64;
+        }
+        Err((offset, reason)) => {
+            report.corrupt.push(CorruptRecord { file: segment.path().into(), offset: offset as u64, reason })
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! [`Db`]: the store's public handle. Opening is `open.rs`, writes `write.rs`,
+//! maintenance and introspection (compaction, flush, verify, stats) `admin.rs`; the
+//! reads are here.
+//!
+//! # Concurrency
+//! Any number of threads read and write one `Db` (it is `Clone + Send + Sync`).
+//! Readers lock only their own thread's shard of the view for one index lookup (or
+//! one chunk of a range), so reading cores write no shared cache line; a writer locks
+//! every shard for the in-memory index update of one write or one whole batch
+//! (bounded: an insert moves at most one index node). Records are read and checked
+//! after the lock is released, and values keep their segment mapped through
+//! per-thread-shard leases (`value.rs`), so the reference count they take is not
+//! shared between cores either. Appending a record is a memory copy into the mapped
+//! segment under the single writer's section; a roll-over (creating the next
+//! segment, sealing the last one with a sync) also happens there. Only writers wait
+//! for it. Every lock and its order: `engine/mod.rs`.
+//!
+//! Readers therefore never wait for an fsync, a roll-over, a checkpoint or a writer's
+//! I/O: only for other threads' in-memory index updates. Why not lock-free: the
+//! learned index rebuilds nodes on insert (expansions, splits), and making its readers
+//! safe against that would need epoch reclamation of whole nodes; the sharded lock
+//! gives readers the same scaling on this workload (see `docs/BENCHMARKS.md`,
+//! `read-threads`) with no unsafe code. `docs/DESIGN.md` has the whole story,
+//! including MVCC and group commit.
+//!
+//! # Failure
+//! An append that fails (a full disk when a new segment is created) writes nothing and
+//! leaves the store usable. A failed sync means acknowledged-as-durable data may not
+//! be: the store then refuses writes (`Error::Poisoned`) until it is reopened and
+//! recovered, never continuing in a half-known state.
+
+mod admin;
+mod open;
+mod write;
+
+use std::fs::File;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::background::Worker;
+use crate::checkpointer::{Capture, Checkpointer};
+use crate::compaction::Compaction;
+use crate::engine::{read_record, Engine};
+use crate::range::Range;
+use crate::snapshot::Snapshot;
+use crate::{Result, Value};
+
+/// An open store. Cheap to clone; all clones share one store, which closes cleanly
+/// (everything acknowledged made durable, the lock file released) when the last
+/// handle is dropped. Snapshots and ranges may outlive it: they keep reading, but
+/// hold neither the lock nor any write path.
+#[derive(Clone)]
+pub struct Db {
+    /// The shared state every read and write goes through.
+    engine: Arc<Engine>,
+    /// The services around it: checkpoints, compaction, background workers.
+    store: Arc<Store>,
+    /// Shared by the clones of this handle only: its drop closes the store.
+    _handle: Arc<Handle>,
+}
+
+/// Closes the store when the last [`Db`] clone lets go of it.
+struct Handle(Arc<Store>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// What a writable store runs beside its engine.
+struct Store {
+    engine: Arc<Engine>,
+    checkpointer: Arc<Checkpointer>,
+    compaction: Arc<Compaction>,
+    workers: Workers,
+    /// Held while a writable store is open; released by [`Store::close`].
+    lock_file: Mutex<Option<File>>,
+    /// Set by [`Db::simulate_crash`]: close without the final sync.
+    crashed: AtomicBool,
+}
+
+/// The background workers; each slot is a leaf lock (taken to wake a worker, and at
+/// close to stop it).
+#[derive(Default)]
+struct Workers {
+    /// `Durability::Periodic`'s syncer.
+    syncer: Mutex<Option<Worker>>,
+    /// The background compactor.
+    compactor: Mutex<Option<Worker>>,
+    /// Writes the checkpoints that roll-overs defer.
+    checkpointer: Mutex<Option<Worker>>,
+}
+
+impl Workers {
+    /// Wakes the compactor, if there is one.
+    fn wake_compactor(&self) {
+        if let Some(worker) = self.compactor.lock().as_ref() {
+            worker.wake();
+        }
+    }
+
+    /// Wakes the checkpointer, if there is one.
+    fn wake_checkpointer(&self) {
+        if let Some(worker) = self.checkpointer.lock().as_ref() {
+            worker.wake();
+        }
+    }
+}
+
+/// Stops the worker in `slot`, if any (outside the slot's lock).
+fn stop(slot: &Mutex<Option<Worker>>) {
+    let worker = slot.lock().take();
+    if let Some(worker) = worker {
+        worker.stop();
+    }
+}
+
+impl Store {
+    /// Closes the store (the last [`Db`] handle was dropped): stops the workers (a
+    /// compaction or background checkpoint in progress stops at its next step),
+    /// makes everything acknowledged durable, writes a checkpoint so that the next
+    /// open is fast, and releases the lock file. Errors have no caller to go to: the
+    /// data is in the page cache regardless, and a missing checkpoint only means a
+    /// full replay.
+    fn close(&self) {
+        stop(&self.workers.syncer);
+        stop(&self.workers.compactor);
+        let lock_file = self.lock_file.lock().take();
+        if self.engine.options.read_only {
+            return;
+        }
+        // A background checkpoint must not outlive the lock (a reopened store would
+        // race it on the checkpoint file); it stops early, for the one below.
+        stop(&self.workers.checkpointer);
+        self.checkpointer.discard_deferred();
+        if self.crashed.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.engine.sync_or_poison(&self.engine.segments()).is_err() {
+            return;
+        }
+        let capture = {
+            let writer = self.engine.writer.lock();
+            if writer.poisoned.is_some() {
+                return;
+            }
+            Capture::take(&self.engine, &writer)
+        };
+        // Read through a snapshot, chunk by chunk: no lock but the checkpoint's is
+        // held across the file's writes and syncs.
+        if let Err(error) = self.checkpointer.write_now(&self.engine, capture, &AtomicBool::new(false)) {
+            tracing::debug!("no checkpoint at close: {error}");
+        }
+        drop(lock_file);
+    }
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Db")
+            .field("path", &self.engine.path)
+            .field("options", &self.engine.options)
+            .field("keys", &self.len())
+            .finish()
+    }
+}
+
+impl Db {
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.engine.path
+    }
+
+    /// The latest value of `key`.
+    pub fn get(&self, key: i64) -> Result<Option<Value>> {
+        let slot = self.engine.read_view().locate(key);
+        match slot {
+            None => Ok(None),
+            Some(slot) => read_record(&self.engine.path, slot.location, slot.lease, key).map(|(_, value)| Some(value)),
+        }
+    }
+
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: i64) -> Result<bool> {
+        Ok(self.engine.read_view().index.contains_key(key))
+    }
+
+    /// Number of live keys (exact).
+    pub fn len(&self) -> usize {
+        self.engine.read_view().index.len()
+    }
+
+    /// Whether the store holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A point-in-time view: reads through it ignore every later write.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::new(self.engine.register_snapshot())
+    }
+
+    /// The keys in `range` with their values, in ascending key order (`.rev()` for
+    /// descending), as of this call: a lazy iterator over a snapshot taken now.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = alexstorage::Db::open(dir.path()).unwrap();
+    /// for key in [5, -3, 12, 7] {
+    ///     db.put(key, key.to_le_bytes()).unwrap();
+    /// }
+    /// let keys: Vec<i64> = db.range(-3..=7).map(|entry| entry.unwrap().0).collect();
+    /// assert_eq!(keys, [-3, 5, 7]);
+    /// let (last, value) = db.iter().next_back().unwrap().unwrap();
+    /// assert_eq!((last, &value[..]), (12, &12i64.to_le_bytes()[..]));
+    /// ```
+    pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
+        self.snapshot().range(range)
+    }
+
+    /// Every key with its value, ascending: `range(..)`.
+    pub fn iter(&self) -> Range {
+        self.range(..)
+    }
+}

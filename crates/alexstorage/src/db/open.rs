@@ -1,0 +1,291 @@
+//! Opening a store: options checked, directory and lock file, identity file, the log
+//! recovered and the index rebuilt (from a checkpoint plus the log written after it,
+//! or from the whole log), then the background workers started.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::background::{Next, Worker};
+use crate::checkpointer::Checkpointer;
+use crate::compaction::{start_compactor, Compaction};
+use crate::engine::{record_len, Engine, History, Recovery, View, Writer};
+use crate::index::Alex;
+use crate::log::checkpoint::{self, Checkpoint};
+use crate::log::format::{HeaderError, StoreHeader, FORMAT_VERSION};
+use crate::log::recovery::Replayed;
+use crate::log::segment::sync_directory;
+use crate::log::{Location, Log};
+use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
+use crate::value::Leases;
+use crate::{Compression, Durability, Error, Options, Result};
+
+use super::{Db, Handle, Store, Workers};
+
+/// Name of the file that marks a directory as a store.
+const IDENTITY_FILE: &str = "ALEXSTORAGE";
+/// Name of the lock file a writer holds.
+const LOCK_FILE: &str = "LOCK";
+/// Largest `max_value_size` accepted (a record must fit a 4 GiB segment).
+const MAX_VALUE_SIZE_LIMIT: usize = 1 << 30;
+
+impl Options {
+    /// Opens (creating if missing, recovering if present) the store at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(path.as_ref(), self)
+    }
+}
+
+impl Db {
+    /// Opens the store at `path` with default options, creating the directory and an
+    /// empty store if missing and recovering if present.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        Options::default().open(path)
+    }
+
+    fn open_with(path: &Path, options: Options) -> Result<Db> {
+        check_options(&options)?;
+        prepare_directory(path, options.read_only)?;
+        let lock = if options.read_only { None } else { Some(lock_store(path)?) };
+        check_identity(path, options.read_only)?;
+        let recovered = recover(path, &options)?;
+        let engine =
+            Arc::new(Engine::new(path.to_path_buf(), options, recovered.view, recovered.writer, recovered.recovery));
+        let store = Arc::new(Store {
+            engine: Arc::clone(&engine),
+            checkpointer: Arc::new(Checkpointer::new(path.to_path_buf())),
+            compaction: Arc::new(Compaction::default()),
+            workers: Workers::default(),
+            lock_file: Mutex::new(lock),
+            crashed: AtomicBool::new(false),
+        });
+        // From here on a failure drops the handle, which stops what was started.
+        let db = Db { engine, _handle: Arc::new(Handle(Arc::clone(&store))), store };
+        db.start_workers()?;
+        Ok(db)
+    }
+
+    /// Starts the background workers a writable store runs.
+    fn start_workers(&self) -> Result<()> {
+        let (engine, store) = (&self.engine, &self.store);
+        if engine.options.read_only {
+            return Ok(());
+        }
+        *store.workers.checkpointer.lock() = Some(store.checkpointer.start_worker(engine)?);
+        if let Durability::Periodic(interval) = engine.options.durability {
+            *store.workers.syncer.lock() = Some(start_periodic_syncer(engine, interval)?);
+        }
+        if engine.options.background_compaction {
+            *store.workers.compactor.lock() = Some(start_compactor(engine, &store.checkpointer, &store.compaction)?);
+        }
+        Ok(())
+    }
+}
+
+/// The state recovery rebuilt.
+struct Recovered {
+    view: View,
+    writer: Writer,
+    recovery: Recovery,
+}
+
+/// Replays the log (after the checkpoint, if one is usable) and rebuilds the index.
+fn recover(path: &Path, options: &Options) -> Result<Recovered> {
+    let checkpoint = checkpoint::read(path)?;
+    let mut replay = Replay::default();
+    let (log, sequence, from_checkpoint) =
+        Log::open(path, options.segment_size, !options.read_only, checkpoint.as_ref(), |write| replay.apply(write))?;
+    let replayed_keys = replay.latest.len();
+    let (index, live_bytes) = match checkpoint.filter(|_| from_checkpoint) {
+        Some(checkpoint) => replay.onto_checkpoint(&log, checkpoint)?,
+        None => replay.into_index()?,
+    };
+    let segments = log.segments().map(|segment| (segment.id(), Leases::new(Arc::clone(segment)))).collect();
+    Ok(Recovered {
+        view: View { index, segments, sequence, history: History::default() },
+        writer: Writer::new(log, sequence, live_bytes),
+        recovery: Recovery { from_checkpoint, replayed_keys },
+    })
+}
+
+/// The newest replayed write of each key, by sequence (compacted segments are
+/// replayed before older log records, so the order of replay is not the order of
+/// writes).
+#[derive(Default)]
+struct Replay {
+    latest: HashMap<i64, Latest>,
+}
+
+/// A key's newest replayed write.
+#[derive(Clone, Copy, Default)]
+struct Latest {
+    sequence: u64,
+    /// The record and its length for a put; `None` for a delete.
+    put: Option<(Location, u32)>,
+}
+
+impl Replay {
+    /// Takes in one replayed write.
+    fn apply(&mut self, write: Replayed) {
+        let (key, newer) = match write {
+            Replayed::Put { column_family: 0, key, sequence, location, len } => {
+                (key, Latest { sequence, put: Some((location, len)) })
+            }
+            Replayed::Delete { column_family: 0, key, sequence } => (key, Latest { sequence, put: None }),
+            // Other families are not opened by this version; their records stay in
+            // the log untouched.
+            Replayed::Put { .. } | Replayed::Delete { .. } => return,
+        };
+        let entry = self.latest.entry(key).or_default();
+        if newer.sequence >= entry.sequence {
+            *entry = newer;
+        }
+    }
+
+    /// The index of `checkpoint` with the replayed writes applied, and the live bytes.
+    fn onto_checkpoint(self, log: &Log, checkpoint: Checkpoint) -> Result<(Alex<u64>, u64)> {
+        let mut index = Alex::bulk_load(&checkpoint.entries).map_err(invalid_checkpoint)?;
+        let mut live_bytes = checkpoint.live_bytes;
+        let superseded_len = |old: Option<u64>| {
+            let old = Location(old?);
+            record_len(log.segment(old.segment())?, old)
+        };
+        for (key, latest) in self.latest {
+            let old = match latest.put {
+                Some((location, len)) => {
+                    live_bytes += u64::from(len);
+                    index.insert(key, location.0)
+                }
+                None => index.remove(key),
+            };
+            live_bytes = live_bytes.saturating_sub(superseded_len(old).unwrap_or(0));
+        }
+        Ok((index, live_bytes))
+    }
+
+    /// The index of the replayed writes alone (a full replay), and the live bytes.
+    fn into_index(self) -> Result<(Alex<u64>, u64)> {
+        let mut live_bytes = 0;
+        let mut pairs: Vec<(i64, u64)> = self
+            .latest
+            .into_iter()
+            .filter_map(|(key, latest)| {
+                let (location, len) = latest.put?;
+                live_bytes += u64::from(len);
+                Some((key, location.0))
+            })
+            .collect();
+        pairs.sort_unstable_by_key(|pair| pair.0);
+        Ok((Alex::bulk_load(&pairs).map_err(invalid_checkpoint)?, live_bytes))
+    }
+}
+
+fn invalid_checkpoint(error: crate::index::BulkLoadError) -> Error {
+    Error::InvalidArgument(format!("index rebuild failed: {error}"))
+}
+
+fn check_options(options: &Options) -> Result<()> {
+    if options.compression != Compression::None {
+        return Err(Error::InvalidArgument(
+            "value compression is not available in this version; use Compression::None".into(),
+        ));
+    }
+    if options.segment_size < MIN_SEGMENT_SIZE || options.segment_size > u64::from(u32::MAX) {
+        return Err(Error::InvalidArgument(format!(
+            "segment_size must be between {MIN_SEGMENT_SIZE} and {} bytes",
+            u32::MAX
+        )));
+    }
+    if options.max_value_size > MAX_VALUE_SIZE_LIMIT {
+        return Err(Error::InvalidArgument(format!(
+            "max_value_size may not exceed {MAX_VALUE_SIZE_LIMIT} bytes (default {DEFAULT_MAX_VALUE_SIZE})"
+        )));
+    }
+    if !(options.compaction_threshold > 0.0 && options.compaction_threshold < 1.0) {
+        return Err(Error::InvalidArgument("compaction_threshold must lie strictly between 0 and 1".into()));
+    }
+    if let Durability::Periodic(interval) = options.durability {
+        if interval.is_zero() {
+            return Err(Error::InvalidArgument("a periodic sync interval must be positive".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `path` is a directory, creating it for a writable open.
+fn prepare_directory(path: &Path, read_only: bool) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(Error::InvalidArgument(format!("{} exists and is not a directory", path.display()))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !read_only => {
+            std::fs::create_dir_all(path)?;
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Takes the writer's lock on the store, or fails with `Error::Locked`.
+fn lock_store(path: &Path) -> Result<File> {
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path.join(LOCK_FILE))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => Err(Error::Locked { path: path.to_path_buf() }),
+        Err(errno) => Err(Error::Io(errno.into())),
+    }
+}
+
+/// Checks the identity file, creating it in an empty directory.
+fn check_identity(path: &Path, read_only: bool) -> Result<()> {
+    let identity = path.join(IDENTITY_FILE);
+    match std::fs::read(&identity) {
+        Ok(bytes) => match StoreHeader::decode(&bytes) {
+            Ok(_) => Ok(()),
+            Err(HeaderError::NewerVersion(found)) => {
+                Err(Error::UnsupportedVersion { file: identity, found, supported: FORMAT_VERSION })
+            }
+            Err(HeaderError::Invalid(reason)) => Err(Error::corruption(identity, 0, reason)),
+            Err(HeaderError::Blank) => Err(Error::corruption(identity, 0, "blank identity file")),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let foreign =
+                std::fs::read_dir(path)?.filter_map(|entry| entry.ok()).any(|entry| entry.file_name() != LOCK_FILE);
+            if foreign {
+                return Err(Error::InvalidArgument(format!(
+                    "{} holds files but is not an AlexStorage store",
+                    path.display()
+                )));
+            }
+            if read_only {
+                return Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())));
+            }
+            let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
+            std::fs::write(&temporary, StoreHeader { version: FORMAT_VERSION }.encode())?;
+            File::open(&temporary)?.sync_all()?;
+            std::fs::rename(&temporary, &identity)?;
+            sync_directory(path)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Starts the background syncer of `Durability::Periodic`: every `interval` it syncs
+/// the log; a failed sync poisons the store and ends it.
+fn start_periodic_syncer(engine: &Arc<Engine>, interval: Duration) -> Result<Worker> {
+    let engine: Weak<Engine> = Arc::downgrade(engine);
+    Worker::spawn("alexstorage-sync", Next::After(interval), move |_| {
+        let Some(engine) = engine.upgrade() else { return Next::Exit };
+        match engine.sync_or_poison(&engine.segments()) {
+            Ok(()) => Next::After(interval),
+            Err(_) => Next::Exit,
+        }
+    })
+}

@@ -1,0 +1,383 @@
+//! The write path: put, delete and atomic batches.
+//!
+//! Every write takes the same steps: wait out write stalls, take the writer's section,
+//! append its record(s) to the log (a memory copy; a roll-over when the segment is
+//! full), publish them to readers in one exclusive section of the view (in-memory
+//! index updates, keeping superseded versions that live snapshots see), account, and
+//! leave the writer's section; then, in `Sync` mode, wait until the records are
+//! durable through the group commit.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use parking_lot::MutexGuard;
+
+use crate::batch::{BatchOperation, WriteBatch};
+use crate::checkpointer::Capture;
+use crate::engine::{Engine, View, Writer};
+use crate::log::format::{BatchDescriptor, RecordHeader, RecordKind, BATCH_DESCRIPTOR_SIZE, RECORD_HEADER_SIZE};
+use crate::log::segment::GroupCommit;
+use crate::log::Location;
+use crate::value::Leases;
+use crate::{Durability, Error, Result};
+
+use super::Db;
+
+/// Where a write's record(s) start, and how many bytes they take.
+#[derive(Clone, Copy, Debug)]
+struct Appended {
+    location: Location,
+    len: u64,
+}
+
+/// The location and sequence of the version a write supersedes, read before the
+/// exclusive section (`Engine::old_version`).
+type Hint = (Location, u64);
+
+/// The writer's section, plus, for a `Sync` write, its count among the writes in
+/// flight (kept by [`Db::finish_write`] until the write is durable; dropped with the
+/// guard on an error).
+struct WriterGuard<'a> {
+    writer: MutexGuard<'a, Writer>,
+    active: Option<ActiveSync<'a>>,
+}
+
+/// One `Sync` write in flight.
+struct ActiveSync<'a>(&'a GroupCommit);
+
+impl Drop for ActiveSync<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        &self.writer
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Writer {
+        &mut self.writer
+    }
+}
+
+impl Db {
+    /// Inserts or overwrites `key`.
+    pub fn put(&self, key: i64, value: impl AsRef<[u8]>) -> Result<()> {
+        let value = value.as_ref();
+        self.check_value(value.len())?;
+        let mut writer = self.lock_writer()?;
+        let sequence = writer.sequence + 1;
+        let header = RecordHeader::new(RecordKind::Put, 0, key, sequence, value.len() as u32);
+        let hint = self.engine.old_version(key);
+        let location = writer.log.append(&[&header.encode(value), value])?;
+        let len = (RECORD_HEADER_SIZE + value.len()) as u64;
+        let superseded = self.publish(&mut writer, sequence, location, |view| {
+            apply(&self.engine, view, key, Some(location), sequence, |_| hint)
+        });
+        writer.live_bytes += len;
+        writer.supersede(superseded);
+        writer.sequence = sequence;
+        writer.counters.puts += 1;
+        writer.counters.bytes_written += len;
+        self.finish_write(writer, Appended { location, len })
+    }
+
+    /// Deletes `key`; deleting an absent key is `Ok(())` and writes nothing.
+    pub fn delete(&self, key: i64) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        // Only the writer changes the index, and it is this thread: no race.
+        if !self.engine.read_view().index.contains_key(key) {
+            return Ok(());
+        }
+        let sequence = writer.sequence + 1;
+        let header = RecordHeader::new(RecordKind::Delete, 0, key, sequence, 0);
+        let hint = self.engine.old_version(key);
+        let location = writer.log.append(&[&header.encode(&[])])?;
+        let superseded = self
+            .publish(&mut writer, sequence, location, |view| apply(&self.engine, view, key, None, sequence, |_| hint));
+        writer.supersede(superseded);
+        writer.sequence = sequence;
+        writer.counters.deletes += 1;
+        writer.counters.bytes_written += RECORD_HEADER_SIZE as u64;
+        self.finish_write(writer, Appended { location, len: RECORD_HEADER_SIZE as u64 })
+    }
+
+    /// Applies every write of `batch` atomically: readers see all or none of them, and
+    /// after a crash the store holds all or none. A value over `max_value_size` fails
+    /// the whole batch before anything is written.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return if self.engine.options.read_only { Err(Error::ReadOnly) } else { Ok(()) };
+        }
+        for operation in &batch.operations {
+            if let BatchOperation::Put { value_len, .. } = operation {
+                self.check_value(*value_len)?;
+            }
+        }
+        let count = u32::try_from(batch.len())
+            .map_err(|_| Error::InvalidArgument(format!("a batch of {} writes is too large", batch.len())))?;
+        let mut writer = self.lock_writer()?;
+        let sequence = writer.sequence + 1;
+        let encoded = EncodedBatch::new(&batch, count, sequence);
+        let hints = self.engine.old_versions(batch.operations.iter().filter_map(default_family_key));
+        let start = writer.log.append(&encoded.parts(&batch))?;
+        let appended = Appended { location: start, len: encoded.len() };
+        // All of the batch becomes visible in one exclusive section.
+        let applied = self.publish(&mut writer, sequence, start, |view| {
+            apply_batch(&self.engine, view, &batch, appended, sequence, hints.as_ref())
+        });
+        writer.live_bytes += applied.live_bytes;
+        for old in applied.superseded {
+            writer.supersede(Some(old));
+        }
+        writer.sequence = sequence;
+        writer.counters.batches += 1;
+        writer.counters.batch_writes += u64::from(count);
+        writer.counters.bytes_written += appended.len;
+        self.finish_write(writer, appended)
+    }
+
+    fn check_value(&self, size: usize) -> Result<()> {
+        let max = self.engine.options.max_value_size;
+        if size > max {
+            return Err(Error::ValueTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// The writer's section, if writes are allowed. In `Sync` mode the guard also
+    /// counts this write as in flight for group commit, until the write returns.
+    fn lock_writer(&self) -> Result<WriterGuard<'_>> {
+        if self.engine.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.engine.pressure.wait();
+        let group = &self.engine.syncs.group;
+        let active = (self.engine.options.durability == Durability::Sync).then(|| {
+            group.active.fetch_add(1, Ordering::AcqRel);
+            ActiveSync(group)
+        });
+        let guard = WriterGuard { writer: self.engine.writer.lock(), active };
+        guard.writer.check_usable()?;
+        Ok(guard)
+    }
+
+    /// Makes a write appended at `location` visible: in one exclusive section of the
+    /// view, adds a new segment's leases if the append rolled over, applies `change`
+    /// to the index, and moves the visible sequence to `sequence`. In-memory work only.
+    fn publish<T>(
+        &self,
+        writer: &mut Writer,
+        sequence: u64,
+        location: Location,
+        change: impl FnOnce(&mut View) -> T,
+    ) -> T {
+        let mut new_segment = None;
+        if location.segment() > writer.leased {
+            new_segment = writer.log.segment(location.segment()).cloned();
+            writer.leased = location.segment();
+        }
+        let mut view = self.engine.write_view();
+        if let Some(segment) = new_segment {
+            view.segments.entry(segment.id()).or_insert_with(|| Leases::new(segment));
+        }
+        let changed = change(&mut view);
+        view.sequence = sequence;
+        changed
+    }
+
+    /// Finishes a write: after a segment roll-over, hands a checkpoint to the
+    /// background checkpointer and wakes the compactor if garbage is due; releases the
+    /// writer's section; and, in `Sync` mode, makes the write durable.
+    ///
+    /// The sync runs outside every lock, which is what makes it a group commit: a
+    /// segment syncs everything published so far, so writers whose records were
+    /// appended while another writer's `msync` was in flight find their records
+    /// already durable, or share the next `msync`. Each returns only once its own
+    /// record is durable.
+    fn finish_write(&self, mut writer: WriterGuard<'_>, appended: Appended) -> Result<()> {
+        if writer.take_rollover() {
+            self.store.checkpointer.defer(Capture::take(&self.engine, &writer));
+            self.store.workers.wake_checkpointer();
+            if self.engine.pressure.assess(&self.engine.options, &writer) {
+                self.store.workers.wake_compactor();
+            }
+        }
+        if self.engine.options.durability != Durability::Sync {
+            return Ok(());
+        }
+        // Earlier segments were synced when they were sealed: only the one written
+        // to can hold this write's unsynced bytes.
+        let segment = writer.log.segment(appended.location.segment()).cloned();
+        let active = writer.active.take();
+        drop(writer);
+        let syncs = &self.engine.syncs;
+        // Published before counted: a leader that counts this write covers its record.
+        syncs.group.published.fetch_add(1, Ordering::AcqRel);
+        let Some(segment) = segment else { return Ok(()) };
+        let outcome = segment.sync_through(u64::from(appended.location.offset()) + appended.len, &syncs.group);
+        drop(active);
+        match outcome {
+            Ok(synced) => {
+                syncs.segment_syncs.fetch_add(u64::from(synced), Ordering::Relaxed);
+                syncs.sync_writes.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(error) => {
+                // The write is in the log but may not be durable, and a failed sync
+                // can lose dirty pages: refuse further writes until a reopen recovers.
+                self.engine.poison(error.to_string());
+                Err(error)
+            }
+        }
+    }
+}
+
+/// In the exclusive section: points `key` at the put at `put` (or, with `None`,
+/// removes it), and keeps the version this supersedes if a live snapshot sees it
+/// (`hint` gives, for the superseded record, what was read of it before the section).
+/// Returns the superseded record's location.
+#[inline]
+fn apply(
+    engine: &Engine,
+    view: &mut View,
+    key: i64,
+    put: Option<Location>,
+    sequence: u64,
+    hint: impl FnOnce(u64) -> Option<Hint>,
+) -> Option<u64> {
+    let old = match put {
+        Some(location) => view.index.insert(key, location.0),
+        None => view.index.remove(key),
+    };
+    if let Some(old) = old {
+        engine.retire(view, key, Location(old), sequence, hint(old));
+    }
+    old
+}
+
+/// What publishing a batch changed, for the writer's accounting.
+struct BatchApplied {
+    /// Bytes of the batch's records that are now live.
+    live_bytes: u64,
+    /// Records the batch superseded.
+    superseded: Vec<u64>,
+}
+
+/// In the exclusive section: applies every write of `batch`, appended as `appended`.
+fn apply_batch(
+    engine: &Engine,
+    view: &mut View,
+    batch: &WriteBatch,
+    appended: Appended,
+    sequence: u64,
+    hints: Option<&HashMap<i64, Hint>>,
+) -> BatchApplied {
+    let start = appended.location;
+    let mut applied = BatchApplied { live_bytes: 0, superseded: Vec::new() };
+    let mut offset = u64::from(start.offset()) + (RECORD_HEADER_SIZE + BATCH_DESCRIPTOR_SIZE) as u64;
+    for operation in &batch.operations {
+        let location = Location::new(start.segment(), offset as u32);
+        let len = record_len(operation);
+        offset += len;
+        let (key, put) = match *operation {
+            BatchOperation::Put { column_family: 0, key, .. } => (key, Some(location)),
+            BatchOperation::Delete { column_family: 0, key } => (key, None),
+            // Other families are not opened by this version.
+            BatchOperation::Put { .. } | BatchOperation::Delete { .. } => continue,
+        };
+        if put.is_some() {
+            applied.live_bytes += len;
+        }
+        // A record of this very batch (a key written twice in it) was written at its
+        // sequence; otherwise the hint, if the key has not moved since (compaction
+        // switches keys to their copies), or `retire` reads the record's sequence.
+        let hint = |old: u64| {
+            if old >= start.0 && old < start.0 + appended.len {
+                Some((Location(old), sequence))
+            } else {
+                hints.and_then(|hints| hints.get(&key).copied().filter(|(at, _)| at.0 == old))
+            }
+        };
+        if let Some(old) = apply(engine, view, key, put, sequence, hint) {
+            applied.superseded.push(old);
+        }
+    }
+    applied
+}
+
+/// A batch's framing, encoded: the batch record, its descriptor, and each write's
+/// record header.
+struct EncodedBatch {
+    batch_header: [u8; RECORD_HEADER_SIZE],
+    descriptor: [u8; BATCH_DESCRIPTOR_SIZE],
+    headers: Vec<[u8; RECORD_HEADER_SIZE]>,
+    body_len: u64,
+}
+
+impl EncodedBatch {
+    fn new(batch: &WriteBatch, count: u32, sequence: u64) -> EncodedBatch {
+        let mut body_len = 0u64;
+        let headers = batch
+            .operations
+            .iter()
+            .map(|operation| {
+                body_len += record_len(operation);
+                match *operation {
+                    BatchOperation::Put { column_family, key, value_start, value_len } => {
+                        RecordHeader::new(RecordKind::Put, column_family, key, sequence, value_len as u32)
+                            .encode(batch.value(value_start, value_len))
+                    }
+                    BatchOperation::Delete { column_family, key } => {
+                        RecordHeader::new(RecordKind::Delete, column_family, key, sequence, 0).encode(&[])
+                    }
+                }
+            })
+            .collect();
+        let descriptor = BatchDescriptor { count, body_len }.encode();
+        let batch_header =
+            RecordHeader::new(RecordKind::Batch, 0, 0, sequence, descriptor.len() as u32).encode(&descriptor);
+        EncodedBatch { batch_header, descriptor, headers, body_len }
+    }
+
+    /// Bytes of the whole batch in the log.
+    fn len(&self) -> u64 {
+        (RECORD_HEADER_SIZE + BATCH_DESCRIPTOR_SIZE) as u64 + self.body_len
+    }
+
+    /// The batch's bytes in log order: framing, then each write's header and value.
+    fn parts<'a>(&'a self, batch: &'a WriteBatch) -> Vec<&'a [u8]> {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 + 2 * batch.len());
+        parts.push(&self.batch_header);
+        parts.push(&self.descriptor);
+        for (operation, header) in batch.operations.iter().zip(&self.headers) {
+            parts.push(header);
+            if let BatchOperation::Put { value_start, value_len, .. } = *operation {
+                parts.push(batch.value(value_start, value_len));
+            }
+        }
+        parts
+    }
+}
+
+/// The bytes of a batch write's record in the log, header included.
+fn record_len(operation: &BatchOperation) -> u64 {
+    match *operation {
+        BatchOperation::Put { value_len, .. } => (RECORD_HEADER_SIZE + value_len) as u64,
+        BatchOperation::Delete { .. } => RECORD_HEADER_SIZE as u64,
+    }
+}
+
+/// The key a batch write changes in the default family (the only one opened).
+fn default_family_key(operation: &BatchOperation) -> Option<i64> {
+    match *operation {
+        BatchOperation::Put { column_family: 0, key, .. } | BatchOperation::Delete { column_family: 0, key } => {
+            Some(key)
+        }
+        BatchOperation::Put { .. } | BatchOperation::Delete { .. } => None,
+    }
+}

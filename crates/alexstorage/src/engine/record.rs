@@ -1,0 +1,72 @@
+//! Reading one record at a known location: the checks every read path shares (gets,
+//! snapshots, ranges, compaction's copy).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::log::format::{Decoded, RecordHeader, RecordKind, RECORD_HEADER_SIZE};
+use crate::log::segment::Segment;
+use crate::log::Location;
+use crate::value::Lease;
+use crate::{Error, Result, Value};
+
+/// The length (header included) of the record at `location` of `segment`.
+pub(crate) fn record_len(segment: &Segment, location: Location) -> Option<u64> {
+    let header = segment.read(u64::from(location.offset()), RECORD_HEADER_SIZE)?;
+    let value_len = u32::from_le_bytes(header.get(8..12)?.try_into().ok()?);
+    Some(RECORD_HEADER_SIZE as u64 + u64::from(value_len))
+}
+
+/// The sequence number in the header of the record at `location` of `segment`.
+pub(crate) fn record_sequence(segment: &Segment, location: Location) -> Option<u64> {
+    let header = segment.read(u64::from(location.offset()), RECORD_HEADER_SIZE)?;
+    Some(u64::from_le_bytes(header.get(12..20)?.try_into().ok()?))
+}
+
+/// Reads and checks the record of `key` at `location`: its sequence and its value.
+#[inline]
+pub(crate) fn read_record(
+    store: &Path,
+    location: Location,
+    lease: Option<Arc<Lease>>,
+    key: i64,
+) -> Result<(u64, Value)> {
+    let Some(lease) = lease else { return Err(missing_segment(store, location)) };
+    let (header, record) = checked_record(lease.segment(), location, key)?;
+    let value_len = record.len() - RECORD_HEADER_SIZE;
+    let offset = u64::from(location.offset()) + RECORD_HEADER_SIZE as u64;
+    Ok((header.sequence, Value::mapped(lease, offset, value_len)))
+}
+
+/// The error for a location whose segment the store does not have.
+pub(crate) fn missing_segment(store: &Path, location: Location) -> Error {
+    let reason = format!("index points into segment {} which does not exist", location.segment());
+    Error::corruption(store, u64::from(location.offset()), reason)
+}
+
+/// The whole record of `key` at `location` of `segment` (header and value), checked:
+/// published, its checksum matching, a put of `key` with no unknown flags.
+#[inline(always)]
+pub(crate) fn checked_record(segment: &Segment, location: Location, key: i64) -> Result<(RecordHeader, &[u8])> {
+    let offset = u64::from(location.offset());
+    let corrupt = |reason: String| Error::corruption(segment.path(), offset, reason);
+    let header =
+        segment.read(offset, RECORD_HEADER_SIZE).ok_or_else(|| corrupt("record header not in the log".into()))?;
+    let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    let record = segment
+        .read(offset, RECORD_HEADER_SIZE + value_len)
+        .ok_or_else(|| corrupt(format!("value of {value_len} bytes runs past the written log")))?;
+    match RecordHeader::decode(record) {
+        Decoded::Record { header, .. } if header.key == key && header.kind == RecordKind::Put => {
+            if header.flags != 0 {
+                return Err(corrupt(format!("unsupported record flags {:#04x}", header.flags)));
+            }
+            Ok((header, record))
+        }
+        Decoded::Record { header, .. } => {
+            Err(corrupt(format!("index expects a put of key {key}, record is a {:?} of {}", header.kind, header.key)))
+        }
+        Decoded::Invalid(reason) => Err(corrupt(reason)),
+        Decoded::End => Err(corrupt("record is all zeros".into())),
+    }
+}

@@ -1,0 +1,303 @@
+//! MVCC bookkeeping: the registry of live snapshots and the superseded versions kept
+//! for them.
+//!
+//! Every committed write has a sequence number (a batch's writes share one). The index
+//! maps each key to its latest version only; the record in the log carries the
+//! version's sequence. When a write supersedes (overwrites or deletes) a version that a
+//! live snapshot can still see, the superseded version goes into [`History`]: key ->
+//! `(from, until, location)`, the sequence range in which it was the key's value. A
+//! snapshot taken at sequence `S` reads a key as:
+//! 1. the latest version, if its record's sequence is `<= S`; else
+//! 2. the history version with `from <= S < until`, if there is one; else
+//! 3. absent (the key was created after `S`, or deleted before it).
+//!
+//! A superseded version is kept only if some live snapshot's sequence is `>= from`
+//! (its `until` is the new write's sequence, above every live snapshot). When a
+//! snapshot is dropped, versions no live snapshot falls within are dropped with it;
+//! with no snapshot left the whole history goes. Their log records stay on disk until
+//! compaction, which must keep every record a live snapshot can reach.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::log::Location;
+use crate::value::Lease;
+
+use super::record::record_sequence;
+use super::{Engine, Slot, View};
+
+/// A version superseded while a snapshot could still see it.
+#[derive(Clone, Debug)]
+pub(crate) struct OldVersion {
+    /// Sequence of the write that created it.
+    pub from: u64,
+    /// Sequence of the write that superseded it.
+    pub until: u64,
+    /// Its record.
+    pub location: Location,
+    /// Keeps the record's segment mapped: compaction may retire the segment (and
+    /// delete its file) while a snapshot still needs this version.
+    pub lease: Option<Arc<Lease>>,
+}
+
+/// Superseded versions that live snapshots may read, by key.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    versions: BTreeMap<i64, Vec<OldVersion>>,
+    count: usize,
+}
+
+impl History {
+    /// Keeps `version` of `key`.
+    pub fn keep(&mut self, key: i64, version: OldVersion) {
+        self.versions.entry(key).or_default().push(version);
+        self.count += 1;
+    }
+
+    /// The version of `key` that was current at `sequence`, if one is kept.
+    pub fn at(&self, key: i64, sequence: u64) -> Option<Slot> {
+        let versions = self.versions.get(&key)?;
+        versions
+            .iter()
+            .find(|version| version.from <= sequence && sequence < version.until)
+            .map(|version| Slot { location: version.location, lease: version.lease.clone() })
+    }
+
+    /// Number of versions kept.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Drops every version that no sequence in `live` falls within.
+    pub fn prune(&mut self, live: &BTreeMap<u64, usize>) {
+        let mut count = 0;
+        self.versions.retain(|_, versions| {
+            versions.retain(|version| live.range(version.from..version.until).next().is_some());
+            count += versions.len();
+            !versions.is_empty()
+        });
+        self.count = count;
+    }
+
+    /// Takes everything out (for dropping outside the lock).
+    pub fn take(&mut self) -> History {
+        std::mem::take(self)
+    }
+
+    /// Keys with kept versions in `(lo, hi)`, ascending or descending, at most `limit`.
+    pub fn keys(&self, lo: Bound<i64>, hi: Bound<i64>, descending: bool, limit: usize) -> Vec<i64> {
+        if range_is_empty(lo, hi) {
+            return Vec::new();
+        }
+        let range = self.versions.range((lo, hi)).map(|(key, _)| *key);
+        if descending {
+            range.rev().take(limit).collect()
+        } else {
+            range.take(limit).collect()
+        }
+    }
+}
+
+/// Whether no key satisfies both bounds (`BTreeMap::range` panics on some of these).
+pub(crate) fn range_is_empty(lo: Bound<i64>, hi: Bound<i64>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a), Bound::Excluded(b)) | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        (Bound::Excluded(a), Bound::Excluded(b)) => a >= b || a.checked_add(1) == Some(b),
+        _ => false,
+    }
+}
+
+/// The registry of live snapshots.
+#[derive(Debug, Default)]
+pub(crate) struct Versions {
+    /// Live snapshots: sequence -> how many (lock order 5).
+    live: Mutex<BTreeMap<u64, usize>>,
+    /// 1 + the newest live snapshot's sequence, 0 if none. Changed under `live`
+    /// (registering also holds the view shared, so no write publishes in between);
+    /// read by writers under the exclusive view lock.
+    newest: AtomicU64,
+    /// `view.history.len()`, readable without the view's lock.
+    retained: AtomicUsize,
+}
+
+impl Versions {
+    /// Whether any snapshot is live (writers then keep what they supersede).
+    #[inline]
+    pub fn any_live(&self) -> bool {
+        self.newest.load(Ordering::Acquire) != 0
+    }
+
+    /// Number of live snapshots.
+    pub fn live_count(&self) -> usize {
+        self.live.lock().values().sum()
+    }
+}
+
+/// A registered point in time: keeps its versions reachable until dropped.
+pub(crate) struct Registration {
+    /// The store it reads.
+    pub engine: Arc<Engine>,
+    /// The sequence of the last write it sees.
+    pub sequence: u64,
+    /// The number of keys at that sequence.
+    pub len: usize,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.engine.release_snapshot(self.sequence);
+    }
+}
+
+/// Where the version a write supersedes is, and its sequence: read before the
+/// exclusive section (see [`Engine::old_version`]).
+pub(crate) type Hint = (Location, u64);
+
+impl Engine {
+    /// Registers a snapshot of the current state.
+    pub fn register_snapshot(self: &Arc<Self>) -> Registration {
+        let view = self.read_view();
+        let sequence = view.sequence;
+        let len = view.index.len();
+        let mut live = self.versions.live.lock();
+        *live.entry(sequence).or_insert(0) += 1;
+        let newest = live.last_key_value().map_or(0, |(newest, _)| newest + 1);
+        self.versions.newest.store(newest, Ordering::SeqCst);
+        drop(live);
+        drop(view);
+        Registration { engine: Arc::clone(self), sequence, len }
+    }
+
+    /// Unregisters a snapshot and drops the versions only it kept.
+    fn release_snapshot(&self, sequence: u64) {
+        // The common case (a range or snapshot dropped while nothing is kept) takes
+        // no view lock at all, so dropping a range never waits for, or blocks, others.
+        {
+            let mut live = self.versions.live.lock();
+            if let Some(count) = live.get_mut(&sequence) {
+                *count -= 1;
+                if *count > 0 {
+                    // Another snapshot at the same sequence still sees the same versions.
+                    return;
+                }
+                live.remove(&sequence);
+            }
+            let newest = live.last_key_value().map_or(0, |(newest, _)| newest + 1);
+            self.versions.newest.store(newest, Ordering::SeqCst);
+        }
+        // A writer that read the old `newest` may still add a version after this
+        // check; `retire` drops such leftovers when it next runs with no snapshot live.
+        if self.versions.retained.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let mut view = self.write_view();
+        let live = self.versions.live.lock();
+        let garbage = if live.is_empty() {
+            view.history.take()
+        } else {
+            view.history.prune(&live);
+            History::default()
+        };
+        self.versions.retained.store(view.history.len(), Ordering::SeqCst);
+        drop(live);
+        drop(view);
+        // Freed outside the locks.
+        drop(garbage);
+    }
+
+    /// Where the current version of `key` is and its sequence, read before the
+    /// exclusive section (so that reading a record, which may fault a page in, never
+    /// happens while readers are locked out), if snapshots are live. Called by the
+    /// writer, so the index cannot change before the write is published.
+    pub fn old_version(&self, key: i64) -> Option<Hint> {
+        if !self.versions.any_live() {
+            return None;
+        }
+        let slot = self.read_view().locate(key)?;
+        Some((slot.location, record_sequence(slot.lease?.segment(), slot.location)?))
+    }
+
+    /// [`Engine::old_version`] for each of `keys` (one lookup under the shared lock,
+    /// then the records read outside it); `None` if no snapshot is live.
+    pub fn old_versions(&self, keys: impl Iterator<Item = i64>) -> Option<HashMap<i64, Hint>> {
+        if !self.versions.any_live() {
+            return None;
+        }
+        let slots: Vec<(i64, Slot)> = {
+            let view = self.read_view();
+            keys.filter_map(|key| view.locate(key).map(|slot| (key, slot))).collect()
+        };
+        let read = |(key, slot): (i64, Slot)| {
+            Some((key, (slot.location, record_sequence(slot.lease?.segment(), slot.location)?)))
+        };
+        Some(slots.into_iter().filter_map(read).collect())
+    }
+
+    /// Called (under the exclusive view) when the write with `sequence` supersedes
+    /// the version of `key` at `old`: keeps that version if a live snapshot sees it.
+    /// `hint` is [`Engine::old_version`]'s answer, if it was asked.
+    pub fn retire(&self, view: &mut View, key: i64, old: Location, sequence: u64, hint: Option<Hint>) {
+        let newest = self.versions.newest.load(Ordering::SeqCst);
+        if newest == 0 {
+            if view.history.len() > 0 {
+                // Left by a write that raced the release of the last snapshot.
+                view.history = History::default();
+                self.versions.retained.store(0, Ordering::SeqCst);
+            }
+            return;
+        }
+        let from = match hint {
+            Some((location, from)) if location == old => Some(from),
+            // A snapshot registered after the hint was skipped, or a batch: read now.
+            _ => view.slot(old).lease.and_then(|lease| record_sequence(lease.segment(), old)),
+        };
+        // Unreadable: the version is not kept, and a snapshot reading the key reports
+        // the corruption through the latest version's read instead.
+        let Some(from) = from else { return };
+        // `newest` is 1 + the newest live snapshot sequence.
+        if newest > from {
+            let lease = view.slot(old).lease;
+            view.history.keep(key, OldVersion { from, until: sequence, location: old, lease });
+            self.versions.retained.store(view.history.len(), Ordering::SeqCst);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_ranges() {
+        use Bound::*;
+        assert!(range_is_empty(Included(2), Included(1)));
+        assert!(!range_is_empty(Included(1), Included(1)));
+        assert!(range_is_empty(Included(1), Excluded(1)));
+        assert!(range_is_empty(Excluded(1), Excluded(2)));
+        assert!(!range_is_empty(Excluded(1), Excluded(3)));
+        assert!(!range_is_empty(Unbounded, Excluded(i64::MIN + 1)));
+    }
+
+    #[test]
+    fn history_keeps_what_live_snapshots_see() {
+        let mut history = History::default();
+        let version = |from, until, location| OldVersion { from, until, location: Location(location), lease: None };
+        history.keep(1, version(1, 5, 10));
+        history.keep(1, version(5, 9, 11));
+        history.keep(2, version(2, 3, 12));
+        let at = |history: &History, key, sequence| history.at(key, sequence).map(|slot| slot.location);
+        assert_eq!(at(&history, 1, 4), Some(Location(10)));
+        assert_eq!(at(&history, 1, 5), Some(Location(11)));
+        assert_eq!(at(&history, 1, 9), None);
+        let live: BTreeMap<u64, usize> = [(6, 1)].into_iter().collect();
+        history.prune(&live);
+        assert_eq!(history.len(), 1);
+        assert_eq!(at(&history, 1, 6), Some(Location(11)));
+        assert_eq!(at(&history, 2, 2), None);
+    }
+}

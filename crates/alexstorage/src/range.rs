@@ -1,0 +1,319 @@
+//! [`Range`]: ordered, lazy, double-ended iteration over a snapshot's keys, and the
+//! chunked index walks that snapshots and checkpoints share.
+//!
+//! A range holds its snapshot's registration and reads the index in chunks of keys
+//! (16, doubling to 512), each under the shared read lock for only that chunk's
+//! in-memory walk (which also takes a lease on each key's segment); a record is read
+//! and checked outside the lock, when its key is returned, so reading ahead costs
+//! index work only. It never blocks writers for longer than one chunk, and a
+//! compaction that retires segments meanwhile does not disturb it: the leases keep
+//! them mapped.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use crate::engine::{range_is_empty, read_record, Engine, Registration, Slot, View};
+use crate::log::Location;
+use crate::value::Lease;
+use crate::{Result, Value};
+
+/// Keys read under the lock by a range's first chunk; each later chunk doubles, up to
+/// [`MAX_CHUNK`], so that short scans read little ahead and long ones lock seldom.
+pub(crate) const FIRST_CHUNK: usize = 16;
+/// The largest chunk.
+pub(crate) const MAX_CHUNK: usize = 512;
+
+/// Reads the version of `key` a snapshot at `sequence` sees, given the latest version
+/// and the kept version current at `sequence` (both located under the lock).
+pub(crate) fn resolve(
+    engine: &Engine,
+    sequence: u64,
+    key: i64,
+    latest: Option<Slot>,
+    older: Option<Slot>,
+) -> Result<Option<Value>> {
+    if let Some(Slot { location, lease }) = latest {
+        let (written_at, value) = read_record(&engine.path, location, lease, key)?;
+        if written_at <= sequence {
+            return Ok(Some(value));
+        }
+    }
+    match older {
+        Some(Slot { location, lease }) => read_record(&engine.path, location, lease, key).map(|(_, value)| Some(value)),
+        None => Ok(None),
+    }
+}
+
+/// A key located under the lock: its latest version and the version kept for the
+/// snapshot, if any.
+pub(crate) struct Located {
+    pub key: i64,
+    pub latest: Option<Slot>,
+    pub older: Option<Slot>,
+}
+
+/// An ordered, lazy, double-ended iterator over a snapshot's keys in a range.
+///
+/// Items are `Result<(i64, Value)>`: a record that fails its checksum is an
+/// `Err(Error::Corruption)` item, and iteration goes on past it.
+pub struct Range {
+    registration: Arc<Registration>,
+    /// Keys not yet read into a buffer lie within `(lo, hi)`.
+    lo: Bound<i64>,
+    hi: Bound<i64>,
+    /// Located ahead from the low end, ascending; each record is read and checked
+    /// only when its key is returned, so reading ahead costs index work only.
+    front: VecDeque<Located>,
+    /// Located ahead from the high end, ascending.
+    back: VecDeque<Located>,
+    /// Keys the next chunk from the low end reads.
+    front_chunk: usize,
+    /// Keys the next chunk from the high end reads.
+    back_chunk: usize,
+}
+
+impl fmt::Debug for Range {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Range")
+            .field("sequence", &self.registration.sequence)
+            .field("unread", &(self.lo, self.hi))
+            .finish()
+    }
+}
+
+impl Range {
+    pub(crate) fn new(registration: Arc<Registration>, lo: Bound<i64>, hi: Bound<i64>) -> Range {
+        Range {
+            registration,
+            lo,
+            hi,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            front_chunk: FIRST_CHUNK,
+            back_chunk: FIRST_CHUNK,
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        range_is_empty(self.lo, self.hi)
+    }
+
+    /// Reads the next chunk from the low end (or the high end when `descending`) into
+    /// its buffer and narrows the unread bounds past it.
+    fn refill(&mut self, descending: bool) {
+        let sequence = self.registration.sequence;
+        let chunk = if descending { &mut self.back_chunk } else { &mut self.front_chunk };
+        let limit = *chunk;
+        *chunk = (limit * 2).min(MAX_CHUNK);
+        let boundary = {
+            let view = self.registration.engine.read_view();
+            let buffer = if descending { &mut self.back } else { &mut self.front };
+            if view.history.len() == 0 {
+                // No kept versions: each key's version is its latest one.
+                locate_latest(&view, self.lo, self.hi, descending, limit, buffer)
+            } else {
+                let (located, boundary) = locate_chunk(&view, self.lo, self.hi, sequence, descending, limit);
+                if descending {
+                    // Located in descending order; the buffer is kept ascending.
+                    for item in located {
+                        buffer.push_front(item);
+                    }
+                } else {
+                    buffer.extend(located);
+                }
+                boundary
+            }
+        };
+        match boundary {
+            Some(key) if descending => self.hi = Bound::Excluded(key),
+            Some(key) => self.lo = Bound::Excluded(key),
+            // Everything left was read: make the bounds empty.
+            None => {
+                self.lo = Bound::Excluded(0);
+                self.hi = Bound::Excluded(0);
+            }
+        }
+    }
+
+    /// Reads a located key's version as of the snapshot: `None` if it had none.
+    fn resolve(&self, Located { key, latest, older }: Located) -> Option<Result<(i64, Value)>> {
+        let registration = &self.registration;
+        match resolve(&registration.engine, registration.sequence, key, latest, older) {
+            Ok(Some(value)) => Some(Ok((key, value))),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// The next entry from the low end, or with `BACK` from the high end.
+    /// (Generic over the end, so that each direction compiles to its own loop.)
+    #[inline]
+    fn step<const BACK: bool>(&mut self) -> Option<Result<(i64, Value)>> {
+        loop {
+            let popped = if BACK { self.back.pop_back() } else { self.front.pop_front() };
+            let located = match popped {
+                Some(located) => located,
+                // Everything is located: what is left lies in the other end's buffer.
+                None if self.exhausted() => {
+                    if BACK {
+                        self.front.pop_back()?
+                    } else {
+                        self.back.pop_front()?
+                    }
+                }
+                None => {
+                    self.refill(BACK);
+                    continue;
+                }
+            };
+            if let Some(item) = self.resolve(located) {
+                return Some(item);
+            }
+        }
+    }
+}
+
+impl Iterator for Range {
+    type Item = Result<(i64, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step::<false>()
+    }
+}
+
+impl DoubleEndedIterator for Range {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.step::<true>()
+    }
+}
+
+impl std::iter::FusedIterator for Range {}
+
+/// Leases for the keys of one chunk. Neighbouring keys mostly share a segment
+/// (always, after a compaction): the previous key's lease is reused instead of a
+/// lookup in the segment table.
+#[derive(Default)]
+struct LeaseCache(Option<(u32, Option<Arc<Lease>>)>);
+
+impl LeaseCache {
+    /// The slot of `location`: a lease on its segment, if the view has it.
+    #[inline]
+    fn slot(&mut self, view: &View, location: Location) -> Slot {
+        match &self.0 {
+            Some((segment, lease)) if *segment == location.segment() => Slot { location, lease: lease.clone() },
+            _ => {
+                let slot = view.slot(location);
+                self.0 = Some((location.segment(), slot.lease.clone()));
+                slot
+            }
+        }
+    }
+}
+
+/// [`locate_chunk`] when no versions are kept (the common case): up to `limit` keys
+/// from one end of `(lo, hi)` straight from the index into `buffer` (kept ascending);
+/// returns the last key examined, or `None` if the chunk reached the far bound.
+fn locate_latest(
+    view: &View,
+    lo: Bound<i64>,
+    hi: Bound<i64>,
+    descending: bool,
+    limit: usize,
+    buffer: &mut VecDeque<Located>,
+) -> Option<i64> {
+    if range_is_empty(lo, hi) {
+        return None;
+    }
+    let mut count = 0;
+    let mut last = None;
+    let mut leases = LeaseCache::default();
+    let mut locate = |key: i64, at: u64| -> Located {
+        count += 1;
+        last = Some(key);
+        Located { key, latest: Some(leases.slot(view, Location(at))), older: None }
+    };
+    if descending {
+        for (key, at) in view.index.range((lo, hi)).rev().take(limit) {
+            buffer.push_front(locate(key, at));
+        }
+    } else {
+        for (key, at) in view.index.range((lo, hi)).take(limit) {
+            buffer.push_back(locate(key, at));
+        }
+    }
+    if count == limit {
+        last
+    } else {
+        None
+    }
+}
+
+/// Under the read lock: up to `limit` keys from one end of `(lo, hi)`, from the index
+/// and from the kept versions, in iteration order; and the last key examined (`None`
+/// if the chunk reached the far bound).
+pub(crate) fn locate_chunk(
+    view: &View,
+    lo: Bound<i64>,
+    hi: Bound<i64>,
+    sequence: u64,
+    descending: bool,
+    limit: usize,
+) -> (Vec<Located>, Option<i64>) {
+    if range_is_empty(lo, hi) {
+        return (Vec::new(), None);
+    }
+    let latest: Vec<(i64, u64)> = if descending {
+        view.index.range((lo, hi)).rev().take(limit).collect()
+    } else {
+        view.index.range((lo, hi)).take(limit).collect()
+    };
+    let kept = view.history.keys(lo, hi, descending, limit);
+    // The chunk ends where either source stopped short of the far bound.
+    let before = |a: i64, b: i64| if descending { a > b } else { a < b };
+    let mut boundary: Option<i64> = None;
+    for (full, last) in
+        [(latest.len() == limit, latest.last().map(|entry| entry.0)), (kept.len() == limit, kept.last().copied())]
+    {
+        if let (true, Some(last)) = (full, last) {
+            boundary = Some(match boundary {
+                Some(current) if before(current, last) => current,
+                _ => last,
+            });
+        }
+    }
+    let within = |key: i64| boundary.is_none_or(|edge| !before(edge, key));
+    let mut located = Vec::with_capacity(latest.len() + kept.len());
+    let mut leases = LeaseCache::default();
+    let keeps_versions = view.history.len() > 0;
+    let (mut a, mut b) = (
+        latest.into_iter().filter(|entry| within(entry.0)).peekable(),
+        kept.into_iter().filter(|key| within(*key)).peekable(),
+    );
+    loop {
+        let next_latest = a.peek().map(|entry| entry.0);
+        let next_kept = b.peek().copied();
+        let key = match (next_latest, next_kept) {
+            (None, None) => break,
+            (Some(x), None) => x,
+            (None, Some(y)) => y,
+            (Some(x), Some(y)) => {
+                if before(y, x) {
+                    y
+                } else {
+                    x
+                }
+            }
+        };
+        let latest =
+            if next_latest == Some(key) { a.next().map(|(_, at)| leases.slot(view, Location(at))) } else { None };
+        if next_kept == Some(key) {
+            b.next();
+        }
+        let older = if keeps_versions { view.history.at(key, sequence) } else { None };
+        located.push(Located { key, latest, older });
+    }
+    (located, boundary)
+}

@@ -1,0 +1,17 @@
+//! Test support, hidden from the docs and outside any stability promise: the harnesses
+//! the fuzz targets (`fuzz/`) and their bounded property-test twins share, and the
+//! on-disk format types that tests use to build and damage store files byte by byte.
+//! Programs that use the store have no need of it; its contents may change in any
+//! release.
+
+pub mod fuzzing;
+
+/// The on-disk format's types and sizes (`docs/FORMAT.md`), for tests that write or
+/// damage store files themselves.
+pub mod format {
+    pub use crate::log::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_HEADER_SIZE};
+    pub use crate::log::format::{
+        Decoded, RecordHeader, RecordKind, SegmentHeader, StoreHeader, FORMAT_VERSION, RECORD_HEADER_SIZE,
+        SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
+    };
+}
