@@ -199,22 +199,7 @@ impl Job<'_> {
     fn commit(&mut self, last: bool) -> Result<()> {
         let mut output = self.output.take();
         let entry = match &output {
-            Some(output) => {
-                if let Err(error) = output.segment.finish() {
-                    // Not yet listed anywhere: the file is a leftover.
-                    remove_file(output.segment.path());
-                    return Err(error);
-                }
-                let end = output.segment.published();
-                self.written_bytes += end;
-                Some(CompactedSegment {
-                    id: output.segment.id(),
-                    end,
-                    first_key: output.first_key,
-                    last_key: output.last_key,
-                    records: output.records,
-                })
-            }
+            Some(output) => Some(self.finish(output)?),
             None => None,
         };
         if entry.is_some() {
@@ -233,14 +218,7 @@ impl Job<'_> {
             // could lose both.
             self.sync_newer_log()?;
         }
-        let mut compacted: Vec<CompactedSegment> = self.committed.iter().chain(&entry).chain(&kept).copied().collect();
-        compacted.sort_by_key(|entry| entry.id);
-        let next = Manifest {
-            generation: self.manifest.generation + 1,
-            sequence: self.sequence,
-            log_start: if last { self.boundary } else { self.manifest.log_start },
-            compacted,
-        };
+        let next = self.next_manifest(entry, &kept, last);
         if let Err(error) = manifest::write(&self.engine.path, &next) {
             // Whether the rename happened is unknown: leave every file as it is
             // (recovery sorts them out by the manifest it finds) and refuse writes
@@ -261,6 +239,38 @@ impl Job<'_> {
         let boundary = self.boundary;
         self.retire(|segment| passed.contains(&segment.id()) || (last && segment.id() < boundary));
         self.fails_at(Failpoint::Retired)
+    }
+
+    /// Finishes `output` (synced, cut to its records): its manifest entry. On failure
+    /// the file, listed nowhere yet, is deleted.
+    fn finish(&mut self, output: &Output) -> Result<CompactedSegment> {
+        if let Err(error) = output.segment.finish() {
+            remove_file(output.segment.path());
+            return Err(error);
+        }
+        let end = output.segment.published();
+        self.written_bytes += end;
+        Ok(CompactedSegment {
+            id: output.segment.id(),
+            end,
+            first_key: output.first_key,
+            last_key: output.last_key,
+            records: output.records,
+        })
+    }
+
+    /// The manifest a commit makes durable: the outputs so far (with `entry`, the one
+    /// being committed), the previous compacted segments still needed (`kept`), and,
+    /// at the `last` commit, the log starting at the boundary.
+    fn next_manifest(&self, entry: Option<CompactedSegment>, kept: &[CompactedSegment], last: bool) -> Manifest {
+        let mut compacted: Vec<CompactedSegment> = self.committed.iter().chain(&entry).chain(kept).copied().collect();
+        compacted.sort_by_key(|entry| entry.id);
+        Manifest {
+            generation: self.manifest.generation + 1,
+            sequence: self.sequence,
+            log_start: if last { self.boundary } else { self.manifest.log_start },
+            compacted,
+        }
     }
 
     /// Syncs the log segments written since the seal; a failure poisons the store,
