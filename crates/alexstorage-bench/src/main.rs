@@ -1,4 +1,4 @@
-//! The comparative benchmark of `../shared/BENCHMARKS.md`: AlexStorage against RocksDB,
+//! The comparative benchmark (specified in `docs/BENCHMARKS.md`): AlexStorage against RocksDB,
 //! LMDB (heed), redb, fjall, sled and std's in-memory maps, in one process run.
 //!
 //! ```text

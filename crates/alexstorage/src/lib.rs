@@ -42,6 +42,35 @@
 //! [`Db::compact`]. Values, snapshots and ranges taken before keep reading their own
 //! bytes.
 //!
+//! # Durability
+//!
+//! [`Options::durability`] says when a write is acknowledged, and so what it survives:
+//!
+//! | mode | a write returns once | survives |
+//! |---|---|---|
+//! | [`Durability::Buffered`] (default) | it is in the OS page cache | a process crash (`kill -9`): no acknowledged write is lost |
+//! | [`Durability::Sync`] | it is on stable storage, group-committed across threads | a process crash, an OS crash, a power cut |
+//! | [`Durability::Periodic`] | like `Buffered`, plus a background sync at that interval | loses at most that interval on a power cut |
+//!
+//! [`Db::flush`] makes everything acknowledged so far durable in any mode.
+//!
+//! # Integrity
+//!
+//! Every record carries a CRC-32C. No read returns bytes that fail their checksum: it
+//! returns [`Error::Corruption`] naming the file and offset. Recovery discards only a
+//! torn tail (the last, incompletely written records); any other bad record is
+//! reported by `open`, [`Db::verify`] or the read that meets it, never dropped. No
+//! public function panics on any input, file contents or I/O failure. After a failed
+//! sync the store refuses writes ([`Error::Poisoned`]) until it is reopened.
+//!
+//! # Handles and lifetimes
+//!
+//! [`Value`], [`Snapshot`] and [`Range`] borrow nothing from the [`Db`]: they can move
+//! to other threads and outlive the handle they came from. Dropping the last `Db`
+//! clone closes the store cleanly (everything acknowledged made durable, the index
+//! checkpointed, the lock released); another process may then open it. A read-only
+//! open ([`Options::read_only`]) works beside a running writer.
+//!
 //! The learned index is usable on its own:
 //!
 //! ```
