@@ -11,7 +11,7 @@
 //! place; it only makes the next open slower, since the log is complete without it.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -70,12 +70,14 @@ pub(crate) struct Checkpointer {
     /// The capture of the last roll-over, waiting for the background worker (a leaf
     /// lock). A newer roll-over replaces it: the newer checkpoint covers more.
     pending: Mutex<Option<Capture>>,
+    /// Checkpoints written since open.
+    written: AtomicU64,
 }
 
 impl Checkpointer {
     /// The checkpointer of the store in `dir`.
     pub fn new(dir: PathBuf) -> Checkpointer {
-        Checkpointer { dir, newest: Mutex::new(None), pending: Mutex::new(None) }
+        Checkpointer { dir, newest: Mutex::new(None), pending: Mutex::new(None), written: AtomicU64::new(0) }
     }
 
     /// Takes the checkpoint lock.
@@ -106,7 +108,13 @@ impl Checkpointer {
         });
         checkpoint::write(&self.dir, &capture.point, entries)?;
         **newest = Some(covered);
+        self.written.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Checkpoints written since open.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// [`Checkpointer::write`], taking the lock.

@@ -46,6 +46,8 @@ pub struct Stats {
     /// Superseded versions kept in memory because a live snapshot can see them; 0
     /// once every snapshot is dropped.
     pub retained_versions: usize,
+    /// Index checkpoints written since open (after roll-overs, compactions).
+    pub checkpoints: u64,
     /// Whether open loaded the index from a checkpoint.
     pub opened_from_checkpoint: bool,
     /// Distinct keys that open replayed from the log (after the checkpoint, if any).

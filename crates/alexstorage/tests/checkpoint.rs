@@ -140,3 +140,63 @@ fn a_checkpoint_is_not_trusted_past_a_segment_cut_short() {
     assert_eq!(db.get(1_000_000).unwrap().unwrap(), b"after");
     db.verify().unwrap();
 }
+
+/// A compaction changes where keys live without writing anything new: its checkpoint
+/// must be written even when a checkpoint at the same sequence exists (from the
+/// roll-over that the last write caused), or the next open finds only a checkpoint of
+/// the previous manifest generation, which it must ignore.
+#[test]
+fn a_compaction_checkpoints_even_at_an_already_checkpointed_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let db = Options::new().segment_size(64 << 10).background_compaction(false).open(dir.path()).unwrap();
+    db.put(-1, b"first").unwrap();
+    model.insert(-1, b"first".to_vec());
+    // Write until a put rolls the log over: that put is the last write, so the
+    // roll-over's background checkpoint covers the final sequence.
+    let segments = db.stats().segments;
+    let mut key = 0;
+    while db.stats().segments == segments {
+        let value = vec![key as u8; 200];
+        db.put(key % 100, &value).unwrap();
+        model.insert(key % 100, value);
+        key += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.stats().checkpoints == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(db.stats().checkpoints, 1, "the roll-over's checkpoint was not written");
+    assert!(db.compact().unwrap().segments_removed > 0);
+    assert_eq!(db.stats().checkpoints, 2, "the compaction wrote no checkpoint");
+    db.simulate_crash();
+    let db = Db::open(dir.path()).unwrap();
+    let stats = db.stats();
+    assert!(stats.opened_from_checkpoint, "{stats:?}");
+    assert_eq!(stats.replayed_keys, 0, "{stats:?}");
+    check(&db, &model);
+}
+
+/// A clean close after a compaction whose checkpoint covers everything writes no
+/// second one (and the store still reopens from the checkpoint with nothing to replay).
+#[test]
+fn a_close_that_adds_nothing_skips_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let db = Options::new().background_compaction(false).open(dir.path()).unwrap();
+    fill(&db, &mut model, 0..500, 1);
+    fill(&db, &mut model, 0..500, 2);
+    db.compact().unwrap();
+    assert_eq!(db.stats().checkpoints, 1);
+    let written = std::fs::metadata(dir.path().join("CHECKPOINT")).unwrap().modified().unwrap();
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir.path().join("CHECKPOINT")).unwrap());
+    drop(db);
+    let after = std::fs::metadata(dir.path().join("CHECKPOINT")).unwrap();
+    // A new checkpoint is a new file renamed into place.
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&after), inode, "the close rewrote a covering checkpoint");
+    assert_eq!(after.modified().unwrap(), written);
+    let db = Db::open(dir.path()).unwrap();
+    assert!(db.stats().opened_from_checkpoint);
+    assert_eq!(db.stats().replayed_keys, 0);
+    check(&db, &model);
+}

@@ -97,6 +97,7 @@ impl Db {
             unsynced_bytes: writer.log.segments().map(|segment| segment.unsynced()).sum(),
             snapshots: self.engine.versions.live_count(),
             retained_versions: view.history.len(),
+            checkpoints: self.store.checkpointer.written(),
             opened_from_checkpoint: self.engine.recovery.from_checkpoint,
             replayed_keys: self.engine.recovery.replayed_keys,
             torn_tail_bytes: writer.log.torn_bytes(),

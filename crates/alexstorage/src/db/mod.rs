@@ -74,9 +74,13 @@ impl Drop for Handle {
 
 /// What a writable store runs beside its engine.
 struct Store {
+    /// The same engine the handles hold.
     engine: Arc<Engine>,
+    /// Writes every index checkpoint (its lock is order 2).
     checkpointer: Arc<Checkpointer>,
+    /// The compaction lock (order 1), counters and failpoints.
     compaction: Arc<Compaction>,
+    /// The background threads, stopped by [`Store::close`].
     workers: Workers,
     /// Held while a writable store is open; released by [`Store::close`].
     lock_file: Mutex<Option<File>>,

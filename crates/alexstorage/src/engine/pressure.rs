@@ -24,7 +24,10 @@ pub(crate) struct Pressure {
     /// The last background compaction failed (a full disk, a corrupt record): writers
     /// are not held back for one that cannot bring the log under its limit.
     failing: AtomicBool,
+    /// Guards nothing but the wait itself (a leaf lock, order 6): writers over the
+    /// limit sleep on `relieved` under it.
     lock: std::sync::Mutex<()>,
+    /// Signalled when the limit is re-assessed or a compaction ends.
     relieved: Condvar,
 }
 
