@@ -123,17 +123,19 @@ impl Checkpointer {
     }
 
     /// Leaves `capture` for the background worker (see [`Checkpointer::start_worker`]),
-    /// which the caller then wakes.
-    pub fn defer(&self, capture: Capture) {
-        let replaced = self.pending.lock().replace(capture);
-        // Its snapshot is released outside the lock.
-        drop(replaced);
+    /// which the caller then wakes. Returns the capture it replaces, for the caller to
+    /// drop once it holds no lock (releasing its snapshot may prune kept versions under
+    /// the exclusive view, and its segments may be the last holders of retired ones).
+    #[must_use = "drop the replaced capture outside the writer's section"]
+    pub fn defer(&self, capture: Capture) -> Option<Capture> {
+        self.pending.lock().replace(capture)
     }
 
-    /// Drops a deferred capture (the store is closing and writes its own).
-    pub fn discard_deferred(&self) {
-        let pending = self.pending.lock().take();
-        drop(pending);
+    /// Takes back a deferred capture (the store is closing and writes its own, or no
+    /// worker runs to write it), for the caller to drop outside its locks.
+    #[must_use = "drop the capture outside the writer's section"]
+    pub fn take_deferred(&self) -> Option<Capture> {
+        self.pending.lock().take()
     }
 
     /// Starts the background worker that writes deferred captures, one at a time,
@@ -147,8 +149,12 @@ impl Checkpointer {
             if let Some(capture) = pending {
                 // The write that triggered it is committed: a checkpoint is an
                 // optimization, and the log is complete without it.
-                if let Err(error) = checkpointer.write_now(&engine, capture, stop) {
-                    tracing::debug!("background checkpoint not written: {error}");
+                match checkpointer.write_now(&engine, capture, stop) {
+                    Err(error) if stop.load(Ordering::Acquire) => {
+                        tracing::debug!("background checkpoint stopped: {error}")
+                    }
+                    Err(error) => tracing::warn!("background checkpoint not written: {error}"),
+                    Ok(()) => {}
                 }
             }
             Next::OnWake

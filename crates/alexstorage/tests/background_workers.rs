@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use alexstorage::{Db, Durability, Options};
+use alexstorage::{Durability, Options};
 
 /// Threads of this process whose name starts with `alexstorage-` (names are cut to
 /// 15 bytes by the kernel: `alexstorage-che` is the checkpointer).

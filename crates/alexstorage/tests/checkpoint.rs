@@ -200,3 +200,56 @@ fn a_close_that_adds_nothing_skips_its_checkpoint() {
     assert_eq!(db.stats().replayed_keys, 0);
     check(&db, &model);
 }
+
+/// Writes after the last roll-over's checkpoint are covered by the close's, so the
+/// next open replays nothing; a background checkpoint stopped by the close leaves no
+/// partial file behind.
+#[test]
+fn a_close_after_a_roll_over_checkpoints_what_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let db = Options::new().segment_size(64 << 10).background_compaction(false).open(dir.path()).unwrap();
+    fill(&db, &mut model, 0..2000, 1);
+    assert!(db.stats().segments > 1);
+    fill(&db, &mut model, 0..50, 2);
+    drop(db);
+    let db = Db::open(dir.path()).unwrap();
+    let stats = db.stats();
+    assert!(stats.opened_from_checkpoint, "{stats:?}");
+    assert_eq!(stats.replayed_keys, 0, "{stats:?}");
+    check(&db, &model);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The snapshot a roll-over's checkpoint holds is released once it is written: with
+/// no snapshot of the user's left, no superseded version stays kept.
+#[test]
+fn roll_over_checkpoints_release_their_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let db = Options::new().segment_size(64 << 10).background_compaction(false).open(dir.path()).unwrap();
+    let snapshot = db.snapshot();
+    for round in 1..=3 {
+        fill(&db, &mut model, 0..1000, round);
+    }
+    assert!(db.stats().segments > 2);
+    assert!(db.stats().retained_versions > 0, "the user's snapshot keeps versions");
+    drop(snapshot);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.stats().snapshots > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stats = db.stats();
+    assert_eq!(stats.snapshots, 0, "a checkpoint's snapshot was never released: {stats:?}");
+    assert!(stats.checkpoints >= 1, "{stats:?}");
+    // The next write (no snapshot live) drops any version left over.
+    db.put(5_000, b"x").unwrap();
+    model.insert(5_000, b"x".to_vec());
+    assert_eq!(db.stats().retained_versions, 0);
+    check(&db, &model);
+}

@@ -331,3 +331,23 @@ fn a_small_store_occupies_little_disk() {
     assert!(usage(dir.path()) < 20 << 20, "{} bytes on disk for 10 MiB", usage(dir.path()));
     db.verify().unwrap();
 }
+
+/// The periodic syncer keeps running: each round of unsynced writes is synced by it.
+#[test]
+fn the_periodic_syncer_syncs_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let interval = std::time::Duration::from_millis(5);
+    let db = Options::new().durability(Durability::Periodic(interval)).open(dir.path()).unwrap();
+    let mut syncs = db.stats().syncs;
+    for round in 0..3i64 {
+        db.put(round, b"round").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db.stats().unsynced_bytes > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(interval);
+        }
+        let stats = db.stats();
+        assert_eq!(stats.unsynced_bytes, 0, "round {round} was never synced: {stats:?}");
+        assert!(stats.syncs > syncs, "round {round}: no sync counted: {stats:?}");
+        syncs = stats.syncs;
+    }
+}

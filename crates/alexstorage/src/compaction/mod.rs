@@ -170,6 +170,10 @@ impl Compaction {
         let _one = self.lock.lock();
         let mut newest_checkpoint = checkpointer.lock();
         let _running = Running::start(engine);
+        // A closing store may have cancelled it while it waited for the locks.
+        if cancel.load(Ordering::Acquire) {
+            return Ok(CompactionStats::default());
+        }
         // Sync the segment being appended to now, outside the writer's lock, so that
         // sealing it under the lock has little left to sync.
         engine.sync_or_poison(&engine.segments())?;
@@ -189,7 +193,12 @@ impl Compaction {
         // A fresh checkpoint: the old one names retired segments and would be ignored.
         let capture = Capture::take(engine, &engine.writer.lock());
         if let Err(error) = checkpointer.write(&mut newest_checkpoint, engine, capture, cancel) {
-            tracing::debug!("no checkpoint after the compaction: {error}");
+            // A failed sync poisoned the store: the caller must hear of it. A failed
+            // checkpoint write only makes the next open slower.
+            engine.writer.lock().check_usable()?;
+            if !cancel.load(Ordering::Acquire) {
+                tracing::warn!("no checkpoint after the compaction: {error}");
+            }
         }
         Ok(stats)
     }

@@ -84,7 +84,8 @@ struct Store {
     workers: Workers,
     /// Held while a writable store is open; released by [`Store::close`].
     lock_file: Mutex<Option<File>>,
-    /// Set by [`Db::simulate_crash`]: close without the final sync.
+    /// Set by [`Db::simulate_crash`] (and by an open that failed after starting):
+    /// close without the final sync and checkpoint.
     crashed: AtomicBool,
 }
 
@@ -108,19 +109,27 @@ impl Workers {
         }
     }
 
-    /// Wakes the checkpointer, if there is one.
-    fn wake_checkpointer(&self) {
-        if let Some(worker) = self.checkpointer.lock().as_ref() {
-            worker.wake();
-        }
+    /// Wakes the checkpointer; `false` if there is none running to take the capture.
+    fn wake_checkpointer(&self) -> bool {
+        self.checkpointer.lock().as_ref().is_some_and(Worker::wake)
     }
-}
 
-/// Stops the worker in `slot`, if any (outside the slot's lock).
-fn stop(slot: &Mutex<Option<Worker>>) {
-    let worker = slot.lock().take();
-    if let Some(worker) = worker {
-        worker.stop();
+    /// Stops every worker: all stop flags first, so that none waits for another's
+    /// run to end on its own (a compaction waiting for the checkpoint lock while a
+    /// background checkpoint holds it), then each joined outside its slot's lock.
+    fn stop_all(&self) {
+        let slots = [&self.syncer, &self.compactor, &self.checkpointer];
+        for slot in slots {
+            if let Some(worker) = slot.lock().as_ref() {
+                worker.request_stop();
+            }
+        }
+        for slot in slots {
+            let worker = slot.lock().take();
+            if let Some(worker) = worker {
+                worker.stop();
+            }
+        }
     }
 }
 
@@ -132,16 +141,14 @@ impl Store {
     /// data is in the page cache regardless, and a missing checkpoint only means a
     /// full replay.
     fn close(&self) {
-        stop(&self.workers.syncer);
-        stop(&self.workers.compactor);
+        // A background checkpoint must not outlive the lock (a reopened store would
+        // race it on the checkpoint file); it stops early, for the one below.
+        self.workers.stop_all();
         let lock_file = self.lock_file.lock().take();
         if self.engine.options.read_only {
             return;
         }
-        // A background checkpoint must not outlive the lock (a reopened store would
-        // race it on the checkpoint file); it stops early, for the one below.
-        stop(&self.workers.checkpointer);
-        self.checkpointer.discard_deferred();
+        drop(self.checkpointer.take_deferred());
         if self.crashed.load(Ordering::Relaxed) {
             return;
         }
@@ -158,7 +165,7 @@ impl Store {
         // Read through a snapshot, chunk by chunk: no lock but the checkpoint's is
         // held across the file's writes and syncs.
         if let Err(error) = self.checkpointer.write_now(&self.engine, capture, &AtomicBool::new(false)) {
-            tracing::debug!("no checkpoint at close: {error}");
+            tracing::warn!("no checkpoint at close: {error}");
         }
         drop(lock_file);
     }
@@ -231,5 +238,35 @@ impl Db {
     /// Every key with its value, ascending: `range(..)`.
     pub fn iter(&self) -> Range {
         self.range(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Durability, Options};
+
+    #[test]
+    fn closing_stops_every_worker_and_releases_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Options::new().durability(Durability::Periodic(Duration::from_millis(5))).open(dir.path()).unwrap();
+        let store = Arc::clone(&db.store);
+        let workers = &store.workers;
+        assert!(workers.syncer.lock().is_some() && workers.compactor.lock().is_some());
+        assert!(workers.checkpointer.lock().is_some());
+        db.put(1, b"one").unwrap();
+        let clone = db.clone();
+        drop(db);
+        assert!(workers.checkpointer.lock().is_some(), "a clone keeps the store open");
+        drop(clone);
+        // Only `Store::close` empties the slots, and it joins each worker it takes.
+        assert!(workers.syncer.lock().is_none() && workers.compactor.lock().is_none());
+        assert!(workers.checkpointer.lock().is_none());
+        assert!(store.lock_file.lock().is_none());
+        // The lock is free: the store opens again, with its write.
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.get(1).unwrap().unwrap(), b"one");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -64,9 +64,13 @@ impl Db {
             lock_file: Mutex::new(lock),
             crashed: AtomicBool::new(false),
         });
-        // From here on a failure drops the handle, which stops what was started.
+        // From here on a failure drops the handle, which stops what was started; the
+        // close then skips its sync and checkpoint (nothing was written).
         let db = Db { engine, _handle: Arc::new(Handle(Arc::clone(&store))), store };
-        db.start_workers()?;
+        if let Err(error) = db.start_workers() {
+            db.store.crashed.store(true, Ordering::Relaxed);
+            return Err(error);
+        }
         Ok(db)
     }
 

@@ -16,7 +16,7 @@ use crate::batch::{BatchOperation, WriteBatch};
 use crate::checkpointer::Capture;
 use crate::engine::{Engine, View, Writer};
 use crate::log::format::{BatchDescriptor, RecordHeader, RecordKind, BATCH_DESCRIPTOR_SIZE, RECORD_HEADER_SIZE};
-use crate::log::segment::GroupCommit;
+use crate::log::segment::{GroupCommit, Segment};
 use crate::log::Location;
 use crate::value::Leases;
 use crate::{Durability, Error, Result};
@@ -193,28 +193,48 @@ impl Db {
     /// Finishes a write: after a segment roll-over, hands a checkpoint to the
     /// background checkpointer and wakes the compactor if garbage is due; releases the
     /// writer's section; and, in `Sync` mode, makes the write durable.
+    fn finish_write(&self, mut writer: WriterGuard<'_>, appended: Appended) -> Result<()> {
+        let released = if writer.take_rollover() { self.after_rollover(&writer) } else { None };
+        // Only `Sync` writes count as in flight. Earlier segments were synced when
+        // they were sealed: only the one written to can hold this write's unsynced
+        // bytes.
+        let durable =
+            writer.active.take().map(|active| (active, writer.log.segment(appended.location.segment()).cloned()));
+        drop(writer);
+        // Outside the writer's section: releasing a snapshot may prune kept versions,
+        // and a capture's segments may be the last holders of retired ones.
+        drop(released);
+        match durable {
+            Some((active, segment)) => self.wait_durable(active, segment.as_deref(), appended),
+            None => Ok(()),
+        }
+    }
+
+    /// After a roll-over (under the writer's section): leaves a checkpoint capture for
+    /// the background checkpointer and wakes it, and wakes the compactor if garbage
+    /// is due. Returns a capture to drop once the section is released.
+    fn after_rollover(&self, writer: &Writer) -> Option<Capture> {
+        let checkpointer = &self.store.checkpointer;
+        let mut released = checkpointer.defer(Capture::take(&self.engine, writer));
+        if !self.store.workers.wake_checkpointer() {
+            // No worker will write it (its thread ended): do not keep its snapshot
+            // registered, and with it every superseded version.
+            released = checkpointer.take_deferred();
+        }
+        if self.engine.pressure.assess(&self.engine.options, writer) {
+            self.store.workers.wake_compactor();
+        }
+        released
+    }
+
+    /// Returns once the write `appended` to `segment` is durable.
     ///
     /// The sync runs outside every lock, which is what makes it a group commit: a
     /// segment syncs everything published so far, so writers whose records were
     /// appended while another writer's `msync` was in flight find their records
     /// already durable, or share the next `msync`. Each returns only once its own
     /// record is durable.
-    fn finish_write(&self, mut writer: WriterGuard<'_>, appended: Appended) -> Result<()> {
-        if writer.take_rollover() {
-            self.store.checkpointer.defer(Capture::take(&self.engine, &writer));
-            self.store.workers.wake_checkpointer();
-            if self.engine.pressure.assess(&self.engine.options, &writer) {
-                self.store.workers.wake_compactor();
-            }
-        }
-        if self.engine.options.durability != Durability::Sync {
-            return Ok(());
-        }
-        // Earlier segments were synced when they were sealed: only the one written
-        // to can hold this write's unsynced bytes.
-        let segment = writer.log.segment(appended.location.segment()).cloned();
-        let active = writer.active.take();
-        drop(writer);
+    fn wait_durable(&self, active: ActiveSync<'_>, segment: Option<&Segment>, appended: Appended) -> Result<()> {
         let syncs = &self.engine.syncs;
         // Published before counted: a leader that counts this write covers its record.
         syncs.group.published.fetch_add(1, Ordering::AcqRel);
