@@ -157,6 +157,7 @@ impl Engine {
     }
 
     /// The view, exclusively (every shard).
+    #[inline]
     pub fn write_view(&self) -> ShardedLockWriteGuard<'_, View> {
         self.view.write().unwrap_or_else(PoisonError::into_inner)
     }

@@ -35,6 +35,7 @@ impl Pressure {
     /// Called by writers before they write, holding no lock: returns at once unless
     /// the log is over its limit, and then waits while a compaction runs to bring it
     /// back under.
+    #[inline]
     pub fn wait(&self) {
         if !self.over.load(Ordering::Acquire) || self.failing.load(Ordering::Acquire) {
             return;

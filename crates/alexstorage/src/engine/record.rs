@@ -11,6 +11,7 @@ use crate::value::Lease;
 use crate::{Error, Result, Value};
 
 /// The length (header included) of the record at `location` of `segment`.
+#[inline]
 pub(crate) fn record_len(segment: &Segment, location: Location) -> Option<u64> {
     let header = segment.read(u64::from(location.offset()), RECORD_HEADER_SIZE)?;
     let value_len = u32::from_le_bytes(header.get(8..12)?.try_into().ok()?);
@@ -18,6 +19,7 @@ pub(crate) fn record_len(segment: &Segment, location: Location) -> Option<u64> {
 }
 
 /// The sequence number in the header of the record at `location` of `segment`.
+#[inline]
 pub(crate) fn record_sequence(segment: &Segment, location: Location) -> Option<u64> {
     let header = segment.read(u64::from(location.offset()), RECORD_HEADER_SIZE)?;
     Some(u64::from_le_bytes(header.get(12..20)?.try_into().ok()?))

@@ -214,6 +214,7 @@ impl Engine {
     /// exclusive section (so that reading a record, which may fault a page in, never
     /// happens while readers are locked out), if snapshots are live. Called by the
     /// writer, so the index cannot change before the write is published.
+    #[inline]
     pub fn old_version(&self, key: i64) -> Option<Hint> {
         if !self.versions.any_live() {
             return None;
@@ -241,6 +242,7 @@ impl Engine {
     /// Called (under the exclusive view) when the write with `sequence` supersedes
     /// the version of `key` at `old`: keeps that version if a live snapshot sees it.
     /// `hint` is [`Engine::old_version`]'s answer, if it was asked.
+    #[inline]
     pub fn retire(&self, view: &mut View, key: i64, old: Location, sequence: u64, hint: Option<Hint>) {
         let newest = self.versions.newest.load(Ordering::SeqCst);
         if newest == 0 {

@@ -57,6 +57,7 @@ impl Writer {
     }
 
     /// `Err(Error::Poisoned)` if writes are refused.
+    #[inline]
     pub fn check_usable(&self) -> Result<()> {
         match &self.poisoned {
             Some(reason) => Err(Error::Poisoned(reason.clone())),
@@ -67,6 +68,7 @@ impl Writer {
     /// Accounts for the record at `old` (if any) no longer being live: a write
     /// overwrote or deleted its key. Reads the record's header: the writer holds its
     /// segment, and does this outside the view's lock.
+    #[inline]
     pub fn supersede(&mut self, old: Option<u64>) {
         let Some(old) = old.map(Location) else { return };
         if let Some(len) = self.log.segment(old.segment()).and_then(|segment| record_len(segment, old)) {
@@ -86,6 +88,7 @@ impl Writer {
 
     /// Whether the log rolled over to a new segment since the last checkpoint was
     /// started; if so, notes that one is being started now.
+    #[inline]
     pub fn take_rollover(&mut self) -> bool {
         let rollovers = self.log.rollovers();
         if rollovers == self.checkpointed_rollovers {
