@@ -103,7 +103,7 @@ pub mod index;
 mod log;
 // 3. The engine core: shared state split by concern, the lock table, record reads.
 mod engine;
-// 4. Built on the core.
+// 4. Built on the core, each on those before it (`tests/layers.rs` checks the order).
 mod background;
 mod checkpointer;
 mod compaction;
