@@ -131,8 +131,9 @@ impl Checkpointer {
         self.pending.lock().replace(capture)
     }
 
-    /// Takes back a deferred capture (the store is closing and writes its own, or no
-    /// worker runs to write it), for the caller to drop outside its locks.
+    /// Takes the deferred capture: for the worker to write, or back (the store is
+    /// closing and writes its own, or no worker runs to write it) for the caller to
+    /// drop outside its locks.
     #[must_use = "drop the capture outside the writer's section"]
     pub fn take_deferred(&self) -> Option<Capture> {
         self.pending.lock().take()
@@ -145,8 +146,7 @@ impl Checkpointer {
         let engine: Weak<Engine> = Arc::downgrade(engine);
         Worker::spawn("alexstorage-checkpoint", Next::OnWake, move |stop| {
             let Some(engine) = engine.upgrade() else { return Next::Exit };
-            let pending = checkpointer.pending.lock().take();
-            if let Some(capture) = pending {
+            if let Some(capture) = checkpointer.take_deferred() {
                 // The write that triggered it is committed: a checkpoint is an
                 // optimization, and the log is complete without it.
                 match checkpointer.write_now(&engine, capture, stop) {

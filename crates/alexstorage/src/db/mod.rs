@@ -268,5 +268,10 @@ mod tests {
         // The lock is free: the store opens again, with its write.
         let db = Db::open(dir.path()).unwrap();
         assert_eq!(db.get(1).unwrap().unwrap(), b"one");
+        // A read-only open beside it starts no worker at all.
+        let read_only = Options::new().read_only(true).open(dir.path()).unwrap();
+        let workers = &read_only.store.workers;
+        assert!(workers.syncer.lock().is_none() && workers.compactor.lock().is_none());
+        assert!(workers.checkpointer.lock().is_none());
     }
 }
