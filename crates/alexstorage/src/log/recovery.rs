@@ -163,6 +163,12 @@ impl Log {
             segments.insert(segment.id(), Arc::new(segment));
         }
         let active = if writable { segments.values().rfind(|segment| !segment.is_compacted()).cloned() } else { None };
+        // Only the segment being appended to needs its file descriptor.
+        for segment in segments.values() {
+            if active.as_ref().is_none_or(|active| active.id() != segment.id()) {
+                segment.release_file();
+            }
+        }
         let log = Log {
             dir: dir.to_path_buf(),
             segments,

@@ -62,7 +62,12 @@ const GATHER: Duration = Duration::from_micros(200);
 pub struct Segment {
     id: u32,
     path: PathBuf,
-    file: File,
+    /// The open file, while appends may still need it (to reserve blocks, to cut a
+    /// compacted segment to its records, to fsync after recovery). A sealed, finished
+    /// or read-only segment lets it go: its mapping outlives the descriptor, and a
+    /// store of many segments then holds one descriptor per segment being written,
+    /// not one per segment (a leaf lock, taken under the tail lock).
+    file: Mutex<Option<File>>,
     map: MmapRaw,
     /// End of the complete, immutable records.
     published: AtomicU64,
@@ -81,7 +86,7 @@ pub struct Segment {
     sync_wait: std::sync::Mutex<()>,
     sync_done: std::sync::Condvar,
     writable: bool,
-    /// Set by [`Segment::finish`]: no more appends.
+    /// Set by [`Segment::finish`] and [`Segment::seal`]: no more appends.
     finished: std::sync::atomic::AtomicBool,
     /// Written by compaction: puts in key order, never appended to once finished.
     compacted: bool,
@@ -112,6 +117,11 @@ pub fn parse_file_name(name: &str) -> Option<u32> {
         return None;
     }
     u32::from_str_radix(stem, 16).ok()
+}
+
+/// The error for a file operation on a segment whose descriptor was released.
+fn closed(path: &Path) -> Error {
+    Error::Io(std::io::Error::other(format!("{}: the segment is sealed; its file is closed", path.display())))
 }
 
 /// Reserves the blocks of `file` up to `length` bytes (`fallocate`), extending it.
@@ -153,7 +163,7 @@ impl Segment {
         Segment {
             id,
             path,
-            file,
+            file: Mutex::new(Some(file)),
             map,
             published: AtomicU64::new(start),
             synced: AtomicU64::new(start),
@@ -215,6 +225,9 @@ impl Segment {
         let compacted = header.flags & SEGMENT_COMPACTED != 0;
         let segment = Self::with_map(header.id, path.to_path_buf(), file, map, writable, compacted);
         segment.reserved.store(length, Ordering::Release);
+        if !writable {
+            segment.release_file();
+        }
         Ok(Opened::Segment(segment))
     }
 
@@ -234,12 +247,28 @@ impl Segment {
         self.finished.store(true, Ordering::Release);
         let end = *tail;
         if self.writable {
-            self.file.set_len(end)?;
+            let file = self.file.lock();
+            let file = file.as_ref().ok_or_else(|| closed(&self.path))?;
+            file.set_len(end)?;
             self.reserved.store(end, Ordering::Release);
             drop(tail);
-            self.file.sync_all()?;
+            file.sync_all()?;
         }
+        self.release_file();
         Ok(())
+    }
+
+    /// Closes the segment's file descriptor: nothing will be appended (it is sealed,
+    /// finished, or opened read-only). The mapping stays valid.
+    pub fn release_file(&self) {
+        let file = self.file.lock().take();
+        drop(file);
+    }
+
+    /// Whether the segment still holds its file descriptor.
+    #[cfg(test)]
+    pub fn holds_file(&self) -> bool {
+        self.file.lock().is_some()
     }
 
     /// The segment's id.
@@ -307,7 +336,7 @@ impl Segment {
             // What recovery read may exist only in the page cache (a process crash
             // loses nothing there, but a power loss would): make it durable before
             // anything is appended after it or a checkpoint points into it.
-            self.file.sync_all()?;
+            self.file.get_mut().as_ref().ok_or_else(|| closed(&self.path))?.sync_all()?;
         }
         self.published.store(end, Ordering::Release);
         self.synced.store(end, Ordering::Release);
@@ -325,6 +354,7 @@ impl Segment {
         let total: usize = parts.iter().map(|part| part.len()).sum();
         let mut tail = self.tail.lock();
         if self.finished.load(Ordering::Acquire) {
+            // Sealed or finished: never appended to again.
             return Ok(None);
         }
         let start = *tail;
@@ -334,7 +364,7 @@ impl Segment {
         let reserved = self.reserved.load(Ordering::Acquire);
         if end > reserved {
             let wanted = end.div_ceil(RESERVE_STEP).saturating_mul(RESERVE_STEP).min(self.capacity());
-            reserve(&self.file, wanted)?;
+            reserve(self.file.lock().as_ref().ok_or_else(|| closed(&self.path))?, wanted)?;
             self.reserved.store(wanted, Ordering::Release);
         }
         let mut at = start as usize;
@@ -354,7 +384,8 @@ impl Segment {
 
     /// Seals the segment for good: writes a zero record header right after the last
     /// record (unless the segment is full), so that a scan stops there whatever bytes
-    /// an old torn write left further on, then makes everything durable.
+    /// an old torn write left further on, then makes everything durable. Once that
+    /// succeeded nothing is appended to it again, and its descriptor is closed.
     pub fn seal(&self) -> Result<()> {
         if self.writable {
             let tail = self.tail.lock();
@@ -369,7 +400,12 @@ impl Segment {
                 self.map.flush_range(start, end - start)?;
             }
         }
-        self.sync().map(|_| ())
+        self.sync()?;
+        if self.writable {
+            self.finished.store(true, Ordering::Release);
+            self.release_file();
+        }
+        Ok(())
     }
 
     /// `len` published bytes at `offset`, or `None` if they are not all published.
@@ -497,6 +533,26 @@ mod tests {
         assert_eq!(&reopened.contents()[70..75], &[0u8; 5]);
         assert_eq!(parse_file_name(&file_name(0xabc)), Some(0xabc));
         assert_eq!(parse_file_name("junk.seg"), None);
+    }
+
+    #[test]
+    fn a_sealed_segment_closes_its_descriptor_and_takes_no_more_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 3, 1 << 16, false).unwrap();
+        let offset = segment.append(&[b"kept"]).unwrap().unwrap();
+        assert!(segment.holds_file());
+        segment.seal().unwrap();
+        assert!(!segment.holds_file(), "a sealed segment keeps no descriptor");
+        assert_eq!(segment.append(&[b"more"]).unwrap(), None, "a sealed segment is never appended to");
+        // The mapping outlives the descriptor.
+        assert_eq!(segment.read(offset, 4), Some(&b"kept"[..]));
+        assert!(!segment.sync().unwrap(), "sealing made everything durable");
+        segment.seal().unwrap();
+        let path = dir.path().join(file_name(3));
+        let Opened::Segment(read_only) = Segment::open(&path, false).unwrap() else { panic!("blank") };
+        assert!(!read_only.holds_file(), "a read-only segment keeps no descriptor");
+        let Opened::Segment(writable) = Segment::open(&path, true).unwrap() else { panic!("blank") };
+        assert!(writable.holds_file(), "recovery may still need to fsync it");
     }
 
     #[test]
