@@ -7,6 +7,7 @@
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use alexstorage::testing::format::{RecordHeader, RecordKind};
 use alexstorage::{Db, Error, Options, WriteBatch};
 use alexstorage_keygen::SplitMix64;
 
@@ -158,6 +159,95 @@ fn a_complete_record_out_of_sequence_is_corruption_even_at_the_tail() {
             assert!(reason.contains("sequence"), "{reason}");
         }
         other => panic!("expected corruption, got {other:?}"),
+    }
+}
+
+/// A `kill -9` while a large value is being copied: the record's header is written
+/// (it is copied first), its value only in part, and the part already copied holds the
+/// bytes of a valid record with a plausible sequence number (a blob exported from
+/// another store). Those bytes lie inside the torn record's own claimed extent: they
+/// are its value, not a later write, and the store opens with the torn tail dropped.
+#[test]
+fn a_torn_value_holding_a_valid_record_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let (_, end) = build(&path, false);
+    // The last write had sequence 21: a record of sequence 22 is what a later write
+    // would carry.
+    let inner_value = b"exported from another store".to_vec();
+    let inner = [
+        &RecordHeader::new(RecordKind::Put, 0, 999, 22, inner_value.len() as u32).encode(&inner_value)[..],
+        &inner_value,
+    ]
+    .concat();
+    let mut value = vec![0xAB; 6000];
+    value[100..100 + inner.len()].copy_from_slice(&inner);
+    let header = RecordHeader::new(RecordKind::Put, 0, 500, 22, value.len() as u32).encode(&value);
+    let file = std::fs::OpenOptions::new().write(true).open(path.join(SEGMENT)).unwrap();
+    file.write_all_at(&header, end).unwrap();
+    // Copied so far: the first 2,000 bytes of the value, the inner record among them.
+    file.write_all_at(&value[..2000], end + 28).unwrap();
+    drop(file);
+    let torn = check_recovered(&path, true, "torn value holding a record");
+    assert!(torn >= 2028, "the torn record was not discarded: {torn} bytes");
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.get(500).unwrap(), None);
+    assert_eq!(db.get(999).unwrap(), None);
+}
+
+/// The torn write is a batch: the part of its body already copied holds, inside a
+/// value, a valid record of the next sequence. The batch's claimed extent (header,
+/// descriptor and body) covers it, so it is the batch's own bytes.
+#[test]
+fn a_torn_batch_holding_a_valid_record_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let (_, end) = build(&path, false);
+    let inner_value = b"exported".to_vec();
+    let fake = [
+        &RecordHeader::new(RecordKind::Put, 0, 999, 23, inner_value.len() as u32).encode(&inner_value)[..],
+        &inner_value,
+    ]
+    .concat();
+    let mut value = vec![0xCD; 6000];
+    value[300..300 + fake.len()].copy_from_slice(&fake);
+    let put = RecordHeader::new(RecordKind::Put, 0, 500, 22, value.len() as u32).encode(&value);
+    let body_len = (put.len() + value.len()) as u64;
+    // The batch descriptor: the count of writes, then the body's length (FORMAT.md).
+    let mut descriptor = Vec::new();
+    descriptor.extend_from_slice(&1u32.to_le_bytes());
+    descriptor.extend_from_slice(&body_len.to_le_bytes());
+    let batch = RecordHeader::new(RecordKind::Batch, 0, 0, 22, descriptor.len() as u32).encode(&descriptor);
+    let written = [&batch[..], &descriptor, &put, &value[..3000]].concat();
+    let file = std::fs::OpenOptions::new().write(true).open(path.join(SEGMENT)).unwrap();
+    file.write_all_at(&written, end).unwrap();
+    drop(file);
+    let torn = check_recovered(&path, true, "torn batch holding a record");
+    assert!(torn >= written.len() as u64, "the torn batch was not discarded: {torn} bytes");
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.get(500).unwrap(), None);
+    assert_eq!(db.get(999).unwrap(), None);
+}
+
+/// Skipping a bad record's claimed extent still finds what lies past it: a value bit
+/// flipped in the record before the last (its length intact) is corruption, because
+/// the last record follows, valid, right where the damaged one says it ends.
+#[test]
+fn a_valid_record_past_the_claimed_extent_is_still_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let (start, end) = build(&path, false);
+    // Flip a bit in the value of record 19 (the one before the last): its length is
+    // intact, and the last record follows it, valid.
+    let record_19 = start - (28 + 19);
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path.join(SEGMENT)).unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, record_19 + 30).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x40], record_19 + 30).unwrap();
+    drop(file);
+    match Db::open(&path) {
+        Err(Error::Corruption { offset, .. }) => assert_eq!(offset, record_19),
+        other => panic!("expected corruption, got {other:?} (records end at {end})"),
     }
 }
 

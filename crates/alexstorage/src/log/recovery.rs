@@ -9,7 +9,9 @@
 //! record that is followed by a valid one is *corruption*: `open` fails with
 //! [`Error::Corruption`] naming the file and offset, and nothing is dropped silently.
 //! A batch counts as one unit: if any of its records is bad, the whole batch is the
-//! bad record, starting at its header.
+//! bad record, starting at its header. The bytes a bad record claims (its stated
+//! length, a batch's stated body) are its own: a valid-looking record inside them is
+//! part of its value, not a later write (`docs/FORMAT.md` has the exact rule).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -332,7 +334,7 @@ fn recover_segment(
                 None => (end, end),
                 Some(_) if tail_only => (end, end),
                 Some(last) => {
-                    if valid_record_after(contents, end, floor) {
+                    if valid_record_after(contents, end, floor, Extent::Search) {
                         let reason = "zeroed record header followed by valid records";
                         return Err(Error::corruption(path, end as u64, reason));
                     }
@@ -343,11 +345,11 @@ fn recover_segment(
         ScanEnd::Corrupt { offset, reason } => return Err(Error::corruption(path, offset as u64, reason)),
         ScanEnd::Bad { offset, .. } if tail_only => (offset, offset),
         ScanEnd::Bad { offset, reason, floor } => {
-            if !is_last || valid_record_after(contents, offset, floor) {
+            if !is_last || valid_record_after(contents, offset, floor, Extent::Skip) {
                 return Err(Error::corruption(path, offset as u64, reason));
             }
-            // The torn write's leftovers: its claimed length, plus the usual window.
-            let reach = offset.saturating_add(claimed_len(contents, offset)).saturating_add(TAIL_CHECK_BYTES);
+            // The torn write's leftovers: its claimed extent, plus the usual window.
+            let reach = offset.saturating_add(claimed_extent(contents, offset)).saturating_add(TAIL_CHECK_BYTES);
             let window = contents.get(offset..reach.min(contents.len())).unwrap_or(&[]);
             let dirty = window.iter().rposition(|&byte| byte != 0).map_or(offset, |last| offset + last + 1);
             tracing::warn!(
@@ -464,6 +466,22 @@ fn claimed_len(contents: &[u8], offset: usize) -> usize {
     }
 }
 
+/// The bytes the possibly damaged write at `offset` claims: its record, or for a
+/// batch whose descriptor reads, the batch header and its whole body. 0 if nothing
+/// can be read there.
+fn claimed_extent(contents: &[u8], offset: usize) -> usize {
+    let len = claimed_len(contents, offset);
+    let is_batch = contents.get(offset + 4) == Some(&(RecordKind::Batch as u8));
+    let descriptor =
+        contents.get(offset + RECORD_HEADER_SIZE..offset.saturating_add(len)).and_then(BatchDescriptor::decode);
+    match descriptor {
+        Some(descriptor) if is_batch => {
+            usize::try_from(descriptor.body_len).map_or(usize::MAX, |body| len.saturating_add(body))
+        }
+        _ => len,
+    }
+}
+
 fn replayed(header: &RecordHeader, location: Location, len: usize) -> Replayed {
     let (column_family, key, sequence) = (header.column_family, header.key, header.sequence);
     if header.kind == RecordKind::Delete {
@@ -473,14 +491,27 @@ fn replayed(header: &RecordHeader, location: Location, len: usize) -> Replayed {
     }
 }
 
+/// Whether [`valid_record_after`] searches inside the claimed extent of the bad
+/// record at `offset`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    /// A record that fails its checksum: its header was written (a write copies its
+    /// header before its value), so the bytes it claims are its own value, whatever
+    /// they look like, as long as the claim fits the file (a torn write never
+    /// claims more than the blocks it reserved). Only records past them count.
+    Skip,
+    /// A zeroed header claims nothing: search every byte after it.
+    Search,
+}
+
 /// Whether a valid record of a sequence above `floor` starts after `offset`: first
-/// where the bad record says the next one starts, then at every byte, up to a run of
-/// zeros longer than any record could contain.
-fn valid_record_after(contents: &[u8], offset: usize, floor: u64) -> bool {
+/// where the bad record says the next one starts, then at every byte (past the bad
+/// record's claimed extent, with [`Extent::Skip`]), up to a run of zeros longer than
+/// any record could contain.
+fn valid_record_after(contents: &[u8], offset: usize, floor: u64, extent: Extent) -> bool {
     // Sequences rise by one per write and a record takes at least a header, so a
     // later record at `at` has a sequence in (floor, floor + 1 + distance / header].
-    // Checking that before the CRC rejects nearly every false candidate cheaply,
-    // including records embedded in the bad record's own value.
+    // Checking that before the CRC rejects nearly every false candidate cheaply.
     let plausible_sequence = |at: usize| {
         let Some(bytes) = contents.get(at + 12..at + 20) else { return false };
         let mut word = [0u8; 8];
@@ -496,16 +527,21 @@ fn valid_record_after(contents: &[u8], offset: usize, floor: u64) -> bool {
                 _ => false,
             }
     };
-    let claimed = claimed_len(contents, offset);
-    let next = offset + claimed;
+    let claimed = claimed_extent(contents, offset);
+    let next = offset.saturating_add(claimed);
     if claimed > 0 && next < contents.len() && decodes(next) {
         return true;
     }
+    // Inside a claim that fits the file lie only the bad record's own bytes.
+    let first = match extent {
+        Extent::Skip if claimed > 0 && next <= contents.len() => next,
+        _ => offset + 1,
+    };
     // Past the bad record's claimed extent, a run of zeros this long means nothing
     // more was written.
-    let zero_run_limit = TAIL_CHECK_BYTES.max(claimed);
+    let zero_run_limit = TAIL_CHECK_BYTES.max(claimed_len(contents, offset));
     let mut zeros = 0usize;
-    for at in offset + 1..contents.len().saturating_sub(RECORD_HEADER_SIZE) {
+    for at in first..contents.len().saturating_sub(RECORD_HEADER_SIZE) {
         let byte = contents.get(at).copied().unwrap_or(0);
         zeros = if byte == 0 { zeros + 1 } else { 0 };
         if zeros > zero_run_limit && at > next {
