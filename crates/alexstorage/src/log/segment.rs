@@ -376,6 +376,11 @@ impl Segment {
             // distinct allocation.
             unsafe { std::ptr::copy_nonoverlapping(part.as_ptr(), self.map.as_mut_ptr().add(at), part.len()) };
             at += part.len();
+            // Each part is stored before the next one starts (the compiler may not
+            // move the copies across this): a process killed mid-append leaves a
+            // complete header in front of whatever value bytes it copied, which is
+            // what lets recovery trust a torn record's claimed extent.
+            std::sync::atomic::compiler_fence(Ordering::Release);
         }
         *tail = end;
         self.published.store(end, Ordering::Release);
