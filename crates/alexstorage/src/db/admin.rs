@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::compaction::{CompactionStats, Failpoint};
 use crate::log::format::SEGMENT_HEADER_SIZE;
 use crate::log::manifest::Manifest;
-use crate::log::recovery::{scan_compacted, verify_records};
+use crate::log::recovery::{scan_compacted, verify_records, Sequence};
 use crate::log::segment::Segment;
 use crate::stats::{CorruptRecord, Stats, VerifyReport};
 use crate::{Error, Result};
@@ -62,7 +62,12 @@ impl Db {
             (writer.log.segments().cloned().collect::<Vec<_>>(), writer.log.manifest().clone())
         };
         let mut report = VerifyReport { segments: segments.len(), ..VerifyReport::default() };
-        let mut sequence = 0;
+        // The first log record may follow a compaction's last sealed write; from there
+        // on each follows the one before by one.
+        let mut sequence = match manifest.sequence {
+            0 => Sequence::after(0),
+            sealed => Sequence::at_most(sealed.saturating_add(1)),
+        };
         for segment in &segments {
             verify_segment(segment, &manifest, &mut sequence, &mut report);
         }
@@ -123,7 +128,7 @@ impl Db {
 /// Checks every published record of `segment` as recovery would into `report`:
 /// a compacted segment against its manifest entry; a log segment's checksums, rising
 /// sequence numbers after `sequence`, and complete batches.
-fn verify_segment(segment: &Segment, manifest: &Manifest, sequence: &mut u64, report: &mut VerifyReport) {
+fn verify_segment(segment: &Segment, manifest: &Manifest, sequence: &mut Sequence, report: &mut VerifyReport) {
     let published = segment.published();
     let contents = segment.read(0, published as usize).unwrap_or(&[]);
     let checked = match manifest.entry(segment.id()) {

@@ -123,13 +123,10 @@ impl Log {
                 return Err(Error::corruption(path, 0, "segment listed in the manifest is missing"));
             }
         }
-        if writable && !leftovers.is_empty() {
-            for path in &leftovers {
-                std::fs::remove_file(path)?;
-            }
-            segment::sync_directory(dir)?;
-        }
         let checkpoint = checkpoint.filter(|checkpoint| checkpoint.generation == manifest.generation);
+        if let Some(checkpoint) = checkpoint {
+            missing_listed_segment(dir, checkpoint, &manifest, &logs)?;
+        }
         let live = compacted.iter().map(|(_, segment)| segment).chain(logs.iter().map(|(_, segment)| segment));
         // A checkpoint covers compacted segments whole (they are complete before a
         // manifest lists them); one that does not is not trusted at all.
@@ -150,10 +147,15 @@ impl Log {
             segment.set_recovered_end(entry.end, entry.end, false)?;
             segments.insert(segment.id(), Arc::new(segment));
         }
-        let mut progress = Progress {
-            sequence: checkpoint.filter(|_| used_checkpoint).map_or(0, |checkpoint| checkpoint.sequence),
-            torn_bytes: 0,
+        // The first log record follows the checkpoint's last write; without one, the
+        // first write of a never-compacted store is 1, and after compactions the log
+        // starts at most one past the manifest's sequence (at the last seal).
+        let sequence = match checkpoint.filter(|_| used_checkpoint) {
+            Some(checkpoint) => Sequence::after(checkpoint.sequence),
+            None if manifest.sequence == 0 => Sequence::after(0),
+            None => Sequence::at_most(manifest.sequence.saturating_add(1)),
         };
+        let mut progress = Progress { sequence, torn_bytes: 0 };
         let last = logs.len().checked_sub(1);
         for (position, (path, mut segment)) in logs.into_iter().enumerate() {
             let is_last = Some(position) == last;
@@ -163,6 +165,14 @@ impl Log {
             let tail_only = is_last && !writable;
             recover_segment(&mut segment, &path, start, is_last, tail_only, &mut progress, &mut apply)?;
             segments.insert(segment.id(), Arc::new(segment));
+        }
+        // Only once the log read back whole: a leftover may be the evidence of what
+        // recovery just reported.
+        if writable && !leftovers.is_empty() {
+            for path in &leftovers {
+                std::fs::remove_file(path)?;
+            }
+            segment::sync_directory(dir)?;
         }
         let active = if writable { segments.values().rfind(|segment| !segment.is_compacted()).cloned() } else { None };
         // Only the segment being appended to needs its file descriptor.
@@ -182,7 +192,7 @@ impl Log {
             next_id,
             manifest: manifest.clone(),
         };
-        Ok((log, progress.sequence.max(manifest.sequence), used_checkpoint))
+        Ok((log, progress.sequence.last.max(manifest.sequence), used_checkpoint))
     }
 }
 
@@ -230,6 +240,27 @@ fn open_files(dir: &Path, writable: bool) -> Result<Vec<SegmentFile>> {
             Ok((id, path, opened))
         })
         .collect()
+}
+
+/// A checkpoint of the manifest's generation names only segments that were durable
+/// when it was written (it syncs them first, and their directory entries were synced
+/// when they were created), and only a compaction, which changes the generation,
+/// removes log segments: one it lists that is gone (or holds no header) means lost
+/// writes, reported as corruption.
+fn missing_listed_segment(
+    dir: &Path,
+    checkpoint: &Checkpoint,
+    manifest: &Manifest,
+    logs: &[(PathBuf, Segment)],
+) -> Result<()> {
+    for &(id, _) in &checkpoint.segments {
+        let is_log = !manifest.lists(id) && id >= manifest.log_start;
+        if is_log && !logs.iter().any(|(_, segment)| segment.id() == id) {
+            let reason = "log segment listed in the checkpoint is missing or blank";
+            return Err(Error::corruption(dir.join(segment::file_name(id)), 0, reason));
+        }
+    }
+    Ok(())
 }
 
 /// Where to resume each segment's scan after `checkpoint`, if the checkpoint matches
@@ -304,11 +335,56 @@ pub fn scan_compacted(
     Ok(records)
 }
 
+/// Where the log's sequence numbers stand during a scan. Every write takes the next
+/// sequence number (a batch one for all its records) and the log holds writes in
+/// order, so from one record to the next, and from one log segment's last record to
+/// the next segment's first, the sequence rises by exactly one: a jump means writes
+/// are missing (a segment gone from the middle of the log, one emptied or cut to
+/// nothing), which is corruption, not a torn tail.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sequence {
+    /// The last sequence number read (or covered by the checkpoint).
+    pub last: u64,
+    /// Whether the next record must carry `last + 1` exactly; until the first record
+    /// of a log whose start is not known it may carry anything up to `bound`.
+    pub exact: bool,
+    /// With `exact` unset: the highest sequence the first record may carry.
+    pub bound: u64,
+}
+
+impl Sequence {
+    /// A scan that knows the sequence of the write just before it.
+    pub fn after(last: u64) -> Sequence {
+        Sequence { last, exact: true, bound: u64::MAX }
+    }
+
+    /// A scan whose first record may carry any sequence up to `bound`.
+    pub fn at_most(bound: u64) -> Sequence {
+        Sequence { last: 0, exact: false, bound }
+    }
+
+    /// Why a complete record of `sequence` cannot come next, if it cannot.
+    fn refuses(&self, sequence: u64) -> Option<String> {
+        if sequence <= self.last {
+            Some(format!("sequence {sequence} does not follow {}", self.last))
+        } else if self.exact && sequence != self.last + 1 {
+            Some(format!("sequence {sequence} follows {}: the writes in between are missing", self.last))
+        } else if !self.exact && sequence > self.bound {
+            Some(format!("the log starts at sequence {sequence}, after {}: the writes before are missing", self.bound))
+        } else {
+            None
+        }
+    }
+
+    fn advance(&mut self, sequence: u64) {
+        *self = Sequence::after(sequence);
+    }
+}
+
 /// What recovery has established so far.
-#[derive(Default)]
 struct Progress {
-    /// Highest sequence number replayed (or covered by the checkpoint).
-    sequence: u64,
+    /// The log's sequence numbers so far.
+    sequence: Sequence,
     /// Bytes of torn tail discarded.
     torn_bytes: u64,
 }
@@ -328,7 +404,7 @@ fn recover_segment(
     let contents = segment.contents();
     let (end, dirty_end) = match scan(contents, start, id, sequence, apply) {
         ScanEnd::Clean { end } => {
-            let floor = *sequence;
+            let floor = sequence.last;
             let window = contents.get(end..(end + TAIL_CHECK_BYTES).min(contents.len())).unwrap_or(&[]);
             match window.iter().rposition(|&byte| byte != 0) {
                 None => (end, end),
@@ -366,11 +442,15 @@ fn recover_segment(
 }
 
 /// Checks the records of `contents` (a segment's bytes from offset 0 up to its end of
-/// records) exactly as recovery reads them: checksums, sequence numbers rising from
-/// `sequence`, complete batches, and no end marker before the end. Returns the writes
-/// (puts and deletes, batch members included) counted, or the offset and reason of the
-/// first bad record.
-pub fn verify_records(contents: &[u8], segment: u32, sequence: &mut u64) -> std::result::Result<u64, (usize, String)> {
+/// records) exactly as recovery reads them: checksums, sequence numbers following on
+/// from `sequence` by one, complete batches, and no end marker before the end. Returns
+/// the writes (puts and deletes, batch members included) counted, or the offset and
+/// reason of the first bad record.
+pub fn verify_records(
+    contents: &[u8],
+    segment: u32,
+    sequence: &mut Sequence,
+) -> std::result::Result<u64, (usize, String)> {
     let mut writes = 0u64;
     match scan(contents, SEGMENT_HEADER_SIZE, segment, sequence, &mut |_| writes += 1) {
         ScanEnd::Clean { end } if end == contents.len() => Ok(writes),
@@ -380,26 +460,31 @@ pub fn verify_records(contents: &[u8], segment: u32, sequence: &mut u64) -> std:
 }
 
 /// Scans records from `start` on, replaying them.
-fn scan(contents: &[u8], start: usize, segment: u32, sequence: &mut u64, apply: &mut impl FnMut(Replayed)) -> ScanEnd {
+fn scan(
+    contents: &[u8],
+    start: usize,
+    segment: u32,
+    sequence: &mut Sequence,
+    apply: &mut impl FnMut(Replayed),
+) -> ScanEnd {
     let mut at = start;
     let mut pending = Vec::new();
     loop {
         let bytes = contents.get(at..).unwrap_or(&[]);
         let (header, len) = match RecordHeader::decode(bytes) {
             Decoded::End => return ScanEnd::Clean { end: at },
-            Decoded::Invalid(reason) => return ScanEnd::Bad { offset: at, reason, floor: *sequence },
+            Decoded::Invalid(reason) => return ScanEnd::Bad { offset: at, reason, floor: sequence.last },
             Decoded::Record { header, len } => (header, len),
         };
-        if header.sequence <= *sequence {
+        if let Some(reason) = sequence.refuses(header.sequence) {
             // A record whose checksum matches was fully written: it cannot be a torn
             // tail, whatever follows it.
-            let reason = format!("sequence {} does not follow {}", header.sequence, *sequence);
             return ScanEnd::Corrupt { offset: at, reason };
         }
         match header.kind {
             RecordKind::Put | RecordKind::Delete => {
                 apply(replayed(&header, Location::new(segment, at as u32), len));
-                *sequence = header.sequence;
+                sequence.advance(header.sequence);
                 at += len;
             }
             RecordKind::Batch => {
@@ -409,7 +494,7 @@ fn scan(contents: &[u8], start: usize, segment: u32, sequence: &mut u64, apply: 
                         for write in pending.drain(..) {
                             apply(write);
                         }
-                        *sequence = header.sequence;
+                        sequence.advance(header.sequence);
                         at = next;
                     }
                     Err(reason) => return ScanEnd::Bad { offset: at, reason, floor: header.sequence },
