@@ -167,6 +167,13 @@ impl Store {
         if let Err(error) = self.checkpointer.write_now(&self.engine, capture, &AtomicBool::new(false)) {
             tracing::warn!("no checkpoint at close: {error}");
         }
+        // Last, the durable mark the final sync left: the next open then knows the
+        // whole log reached the disk.
+        for segment in self.engine.segments() {
+            if let Err(error) = segment.settle() {
+                tracing::warn!("the last durable mark was not synced: {error}");
+            }
+        }
         drop(lock_file);
     }
 }

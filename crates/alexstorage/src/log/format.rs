@@ -2,10 +2,14 @@
 //! specification, with diagrams, is `docs/FORMAT.md`; the constants and `const`
 //! assertions here pin the same sizes and offsets. All integers are little-endian.
 
-/// Current format version of every file this build writes. Version 2 added compacted
-/// segments (segment header flag [`SEGMENT_COMPACTED`]) and the `MANIFEST` that lists
-/// them; version 1 files are still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// Current format version of every file this build writes. Version 3 added durable
+/// marks ([`RecordKind::Durable`]) to log segments, which let recovery tell bytes
+/// that never reached the disk from bytes that did and were damaged; version 2 added
+/// compacted segments (segment header flag [`SEGMENT_COMPACTED`]) and the `MANIFEST`
+/// that lists them. Version 1 and 2 files are still read.
+pub const FORMAT_VERSION: u32 = 3;
+/// The first version whose log segments carry durable marks.
+pub const DURABLE_MARKS_VERSION: u32 = 3;
 
 /// Segment header flag: the segment was written by compaction (puts only, in key
 /// order) and is live only while the manifest lists it.
@@ -26,6 +30,8 @@ pub const SEGMENT_HEADER_SIZE: usize = 64;
 pub const RECORD_HEADER_SIZE: usize = 28;
 /// Size of a batch record's value: record count (u32) and body length (u64).
 pub const BATCH_DESCRIPTOR_SIZE: usize = 12;
+/// Size of a durable mark: a record header and the segment id (u32).
+pub const DURABLE_MARK_SIZE: usize = RECORD_HEADER_SIZE + 4;
 
 const _: () = assert!(RECORD_HEADER_SIZE == 4 + 1 + 1 + 2 + 4 + 8 + 8);
 const _: () = assert!(SEGMENT_HEADER_SIZE % 8 == 0 && STORE_HEADER_SIZE % 8 == 0);
@@ -40,6 +46,10 @@ pub enum RecordKind {
     /// The header of an atomic batch: its value is a `BatchDescriptor`, and the
     /// batch's records follow it.
     Batch = 3,
+    /// A durable mark (format version 3): not a write. It says that the segment's
+    /// bytes before a given offset were on stable storage when it was appended; see
+    /// [`DurableMark`].
+    Durable = 4,
 }
 
 impl RecordKind {
@@ -48,8 +58,59 @@ impl RecordKind {
             1 => Some(RecordKind::Put),
             2 => Some(RecordKind::Delete),
             3 => Some(RecordKind::Batch),
+            4 => Some(RecordKind::Durable),
             _ => None,
         }
+    }
+}
+
+/// A durable mark: appended to a log segment after a sync of it completed, it records
+/// how far the segment was durable. It is a record of kind [`RecordKind::Durable`]
+/// whose header fields are bound to where it lies, so that bytes copied from elsewhere
+/// (a value holding another store's marks) never pass for one:
+///
+/// ```text
+/// header: kind 4, flags 0, column family 0, value len 4,
+///         sequence = the durable end (offset), key = the mark's own offset
+/// value:  the segment id (u32)
+/// ```
+///
+/// Valid only if its CRC matches, it lies at the offset its key states, in the segment
+/// its value names, and the end it claims lies at or before itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurableMark {
+    /// The segment it lies in.
+    pub segment: u32,
+    /// Its own offset in the segment.
+    pub at: u64,
+    /// Bytes of the segment before this offset were durable when it was appended.
+    pub durable: u64,
+}
+
+impl DurableMark {
+    /// The mark's bytes.
+    pub fn encode(&self) -> [u8; DURABLE_MARK_SIZE] {
+        let value = self.segment.to_le_bytes();
+        let header = RecordHeader::new(RecordKind::Durable, 0, self.at as i64, self.durable, 4).encode(&value);
+        let mut bytes = [0u8; DURABLE_MARK_SIZE];
+        bytes[..RECORD_HEADER_SIZE].copy_from_slice(&header);
+        bytes[RECORD_HEADER_SIZE..].copy_from_slice(&value);
+        bytes
+    }
+
+    /// The mark a decoded record of kind `Durable` at `at` of `segment` is, if it is a
+    /// valid one there (`record` holds its header and value).
+    pub fn check(header: &RecordHeader, record: &[u8], segment: u32, at: u64) -> Option<DurableMark> {
+        let value = record.get(RECORD_HEADER_SIZE..)?;
+        let named = u32::from_le_bytes(value.try_into().ok()?);
+        let valid = header.kind == RecordKind::Durable
+            && header.flags == 0
+            && header.column_family == 0
+            && named == segment
+            && header.key as u64 == at
+            && header.sequence <= at
+            && header.sequence >= SEGMENT_HEADER_SIZE as u64;
+        valid.then_some(DurableMark { segment, at, durable: header.sequence })
     }
 }
 
@@ -323,6 +384,22 @@ impl StoreHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durable_marks_are_bound_to_their_place() {
+        let mark = DurableMark { segment: 9, at: 4096, durable: 4000 };
+        let bytes = mark.encode();
+        let Decoded::Record { header, len } = RecordHeader::decode(&bytes) else { panic!("mark does not decode") };
+        assert_eq!(len, DURABLE_MARK_SIZE);
+        assert_eq!(DurableMark::check(&header, &bytes, 9, 4096), Some(mark));
+        // Elsewhere, or in another segment: not a mark of this place.
+        assert_eq!(DurableMark::check(&header, &bytes, 9, 4128), None);
+        assert_eq!(DurableMark::check(&header, &bytes, 8, 4096), None);
+        // A claim past itself is refused.
+        let forward = DurableMark { segment: 9, at: 4096, durable: 5000 }.encode();
+        let Decoded::Record { header, .. } = RecordHeader::decode(&forward) else { panic!("mark does not decode") };
+        assert_eq!(DurableMark::check(&header, &forward, 9, 4096), None);
+    }
 
     fn put(key: i64, value: &[u8]) -> Vec<u8> {
         let header = RecordHeader {

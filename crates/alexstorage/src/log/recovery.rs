@@ -18,7 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::checkpoint::Checkpoint;
-use super::format::{BatchDescriptor, Decoded, RecordHeader, RecordKind, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
+use super::format::{
+    BatchDescriptor, Decoded, DurableMark, RecordHeader, RecordKind, DURABLE_MARK_SIZE, RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+};
 use super::manifest::{self, CompactedSegment, Manifest};
 use super::segment::{self, Opened, Segment};
 use super::{Location, Log};
@@ -175,6 +178,9 @@ impl Log {
             segment::sync_directory(dir)?;
         }
         let active = if writable { segments.values().rfind(|segment| !segment.is_compacted()).cloned() } else { None };
+        if let Some(active) = &active {
+            active.mark_recovered();
+        }
         // Only the segment being appended to needs its file descriptor.
         for segment in segments.values() {
             if active.as_ref().is_none_or(|active| active.id() != segment.id()) {
@@ -401,16 +407,26 @@ fn recover_segment(
 ) -> Result<()> {
     let sequence = &mut progress.sequence;
     let id = segment.id();
+    // Only the last log segment can hold bytes that never reached the disk (a segment
+    // is synced whole when it is sealed); with durable marks, recovery knows how far
+    // it was durable. What a checkpoint covers was synced before it was written.
+    let marked = is_last && !tail_only && segment.has_durable_marks();
+    let mut durable = start.max(SEGMENT_HEADER_SIZE) as u64;
     let contents = segment.contents();
-    let (end, dirty_end) = match scan(contents, start, id, sequence, apply) {
+    let scanned = scan(contents, start, id, sequence, &mut durable, apply);
+    let (end, dirty_end) = match scanned {
+        ScanEnd::Corrupt { offset, reason } => return Err(Error::corruption(path, offset as u64, reason)),
         ScanEnd::Clean { end } => {
-            let floor = sequence.last;
             let window = contents.get(end..(end + TAIL_CHECK_BYTES).min(contents.len())).unwrap_or(&[]);
             match window.iter().rposition(|&byte| byte != 0) {
                 None => (end, end),
                 Some(_) if tail_only => (end, end),
+                Some(_) if marked => {
+                    let reason = "zeroed record header in bytes that were durable";
+                    (end, beyond_durable(contents, path, id, end, durable, reason, &mut progress.torn_bytes)?)
+                }
                 Some(last) => {
-                    if valid_record_after(contents, end, floor, Extent::Search) {
+                    if valid_record_after(contents, end, sequence.last, Extent::Search) {
                         let reason = "zeroed record header followed by valid records";
                         return Err(Error::corruption(path, end as u64, reason));
                     }
@@ -418,8 +434,10 @@ fn recover_segment(
                 }
             }
         }
-        ScanEnd::Corrupt { offset, reason } => return Err(Error::corruption(path, offset as u64, reason)),
         ScanEnd::Bad { offset, .. } if tail_only => (offset, offset),
+        ScanEnd::Bad { offset, reason, .. } if marked => {
+            (offset, beyond_durable(contents, path, id, offset, durable, &reason, &mut progress.torn_bytes)?)
+        }
         ScanEnd::Bad { offset, reason, floor } => {
             if !is_last || valid_record_after(contents, offset, floor, Extent::Skip) {
                 return Err(Error::corruption(path, offset as u64, reason));
@@ -441,6 +459,67 @@ fn recover_segment(
     segment.set_recovered_end(end as u64, dirty_end as u64, is_last)
 }
 
+/// The last log segment, with durable marks, is damaged at `offset` (a record that
+/// does not decode, or a zeroed header with bytes after it). If a durable mark, before
+/// the damage or anywhere after it, says the bytes at `offset` had reached the disk,
+/// they rotted there: corruption. Otherwise they never reached it (a power cut: the
+/// page cache writes pages back in any order, so later pages may have landed while
+/// this one did not): the log ends at `offset`, everything after it in the segment is
+/// discarded (valid records included: later writes may not be kept while an earlier
+/// one is lost), and the discarded bytes, up to the last nonzero one in the file, are
+/// returned to be zeroed.
+fn beyond_durable(
+    contents: &[u8],
+    path: &Path,
+    segment: u32,
+    offset: usize,
+    durable: u64,
+    reason: &str,
+    torn_bytes: &mut u64,
+) -> Result<usize> {
+    let durable = durable.max(marks_after(contents, segment, offset));
+    if (offset as u64) < durable {
+        let reason = format!("{reason} (the segment was durable through offset {durable})");
+        return Err(Error::corruption(path, offset as u64, reason));
+    }
+    let rest = contents.get(offset..).unwrap_or(&[]);
+    let dirty = rest.iter().rposition(|&byte| byte != 0).map_or(offset, |last| offset + last + 1);
+    tracing::warn!(
+        file = %path.display(),
+        offset,
+        discarded_bytes = dirty - offset,
+        durable_through = durable,
+        "recovery discarded writes that had not reached the disk: {reason}"
+    );
+    *torn_bytes += (dirty - offset) as u64;
+    Ok(dirty)
+}
+
+/// The furthest end claimed by a valid durable mark lying after `offset` (0 if none).
+/// A mark names its own offset and segment, so bytes copied from elsewhere never pass
+/// for one.
+fn marks_after(contents: &[u8], segment: u32, offset: usize) -> u64 {
+    let mut durable = 0;
+    let last = contents.len().saturating_sub(DURABLE_MARK_SIZE);
+    for at in offset + 1..=last {
+        // Cheap filters first: the kind byte, and the key holding this very offset.
+        if contents.get(at + 4) != Some(&(RecordKind::Durable as u8)) {
+            continue;
+        }
+        let Some(key) = contents.get(at + 20..at + 28) else { continue };
+        if key != (at as u64).to_le_bytes() {
+            continue;
+        }
+        if let Decoded::Record { header, len } = RecordHeader::decode(&contents[at..]) {
+            let record = contents.get(at..at + len).unwrap_or(&[]);
+            if let Some(mark) = DurableMark::check(&header, record, segment, at as u64) {
+                durable = durable.max(mark.durable);
+            }
+        }
+    }
+    durable
+}
+
 /// Checks the records of `contents` (a segment's bytes from offset 0 up to its end of
 /// records) exactly as recovery reads them: checksums, sequence numbers following on
 /// from `sequence` by one, complete batches, and no end marker before the end. Returns
@@ -452,19 +531,21 @@ pub fn verify_records(
     sequence: &mut Sequence,
 ) -> std::result::Result<u64, (usize, String)> {
     let mut writes = 0u64;
-    match scan(contents, SEGMENT_HEADER_SIZE, segment, sequence, &mut |_| writes += 1) {
+    match scan(contents, SEGMENT_HEADER_SIZE, segment, sequence, &mut 0, &mut |_| writes += 1) {
         ScanEnd::Clean { end } if end == contents.len() => Ok(writes),
         ScanEnd::Clean { end } => Err((end, "zero bytes inside the written log".into())),
         ScanEnd::Bad { offset, reason, .. } | ScanEnd::Corrupt { offset, reason } => Err((offset, reason)),
     }
 }
 
-/// Scans records from `start` on, replaying them.
+/// Scans records from `start` on, replaying them; `durable` rises to the furthest end
+/// a durable mark claims.
 fn scan(
     contents: &[u8],
     start: usize,
     segment: u32,
     sequence: &mut Sequence,
+    durable: &mut u64,
     apply: &mut impl FnMut(Replayed),
 ) -> ScanEnd {
     let mut at = start;
@@ -476,6 +557,16 @@ fn scan(
             Decoded::Invalid(reason) => return ScanEnd::Bad { offset: at, reason, floor: sequence.last },
             Decoded::Record { header, len } => (header, len),
         };
+        if header.kind == RecordKind::Durable {
+            // Not a write: no sequence of its own, nothing to replay.
+            let record = contents.get(at..at + len).unwrap_or(&[]);
+            match DurableMark::check(&header, record, segment, at as u64) {
+                Some(mark) => *durable = (*durable).max(mark.durable),
+                None => return ScanEnd::Corrupt { offset: at, reason: "a durable mark out of place".into() },
+            }
+            at += len;
+            continue;
+        }
         if let Some(reason) = sequence.refuses(header.sequence) {
             // A record whose checksum matches was fully written: it cannot be a torn
             // tail, whatever follows it.
@@ -487,6 +578,7 @@ fn scan(
                 sequence.advance(header.sequence);
                 at += len;
             }
+            RecordKind::Durable => {}
             RecordKind::Batch => {
                 pending.clear();
                 match scan_batch(contents, at, &header, len, segment, &mut pending) {
@@ -527,7 +619,8 @@ fn scan_batch(
         let bytes = contents.get(inner..body_end).unwrap_or(&[]);
         match RecordHeader::decode(bytes) {
             Decoded::Record { header: record, len } => {
-                if record.kind == RecordKind::Batch || record.sequence != header.sequence {
+                if matches!(record.kind, RecordKind::Batch | RecordKind::Durable) || record.sequence != header.sequence
+                {
                     return Err(format!("batch record {index} does not belong to the batch"));
                 }
                 writes.push(replayed(&record, Location::new(segment, inner as u32), len));

@@ -36,7 +36,8 @@ use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
 use super::format::{
-    HeaderError, SegmentHeader, FORMAT_VERSION, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
+    DurableMark, HeaderError, SegmentHeader, DURABLE_MARKS_VERSION, DURABLE_MARK_SIZE, FORMAT_VERSION,
+    RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
 };
 use crate::{Error, Result};
 
@@ -90,6 +91,25 @@ pub struct Segment {
     finished: std::sync::atomic::AtomicBool,
     /// Written by compaction: puts in key order, never appended to once finished.
     compacted: bool,
+    /// The format version of its header.
+    version: u32,
+    /// Whether a sync appends a durable mark ([`DurableMark`]): a writable log
+    /// segment of format version 3 or later.
+    marks: bool,
+    /// Where the last durable mark appended starts (`u64::MAX`: none yet). A mark at
+    /// the very end of what is published, right at the synced end, is all that is
+    /// unsynced: it holds no write, so it needs no sync of its own.
+    mark_at: AtomicU64,
+}
+
+/// Whether a sync appends a durable mark after it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterSync {
+    /// Append one (a log segment that goes on being written).
+    Mark,
+    /// Do not: the segment is being sealed, or this sync makes the last mark itself
+    /// durable.
+    Nothing,
 }
 
 /// What opening a segment file found.
@@ -152,13 +172,21 @@ impl Segment {
             return Err(error);
         }
         let map = MmapOptions::new().len(capacity as usize).map_raw(&file)?;
-        let segment = Self::with_map(id, path, file, map, true, compacted);
+        let segment = Self::with_map(id, path, file, map, true, compacted, FORMAT_VERSION);
         segment.reserved.store(capacity.min(RESERVE_STEP), Ordering::Release);
         Ok(segment)
     }
 
     /// A segment over `map` with no records yet published.
-    fn with_map(id: u32, path: PathBuf, file: File, map: MmapRaw, writable: bool, compacted: bool) -> Segment {
+    fn with_map(
+        id: u32,
+        path: PathBuf,
+        file: File,
+        map: MmapRaw,
+        writable: bool,
+        compacted: bool,
+        version: u32,
+    ) -> Segment {
         let start = SEGMENT_HEADER_SIZE as u64;
         Segment {
             id,
@@ -175,6 +203,9 @@ impl Segment {
             writable,
             finished: std::sync::atomic::AtomicBool::new(false),
             compacted,
+            version,
+            marks: writable && !compacted && version >= DURABLE_MARKS_VERSION,
+            mark_at: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -223,7 +254,7 @@ impl Segment {
             MmapOptions::new().len(length as usize).map_raw_read_only(&file)?
         };
         let compacted = header.flags & SEGMENT_COMPACTED != 0;
-        let segment = Self::with_map(header.id, path.to_path_buf(), file, map, writable, compacted);
+        let segment = Self::with_map(header.id, path.to_path_buf(), file, map, writable, compacted, header.version);
         segment.reserved.store(length, Ordering::Release);
         if !writable {
             segment.release_file();
@@ -234,6 +265,11 @@ impl Segment {
     /// Whether compaction wrote the segment (its header's compacted flag).
     pub fn is_compacted(&self) -> bool {
         self.compacted
+    }
+
+    /// Whether the segment's format carries durable marks (version 3 on).
+    pub fn has_durable_marks(&self) -> bool {
+        self.version >= DURABLE_MARKS_VERSION && !self.compacted
     }
 
     /// Completes a compacted segment: makes its records durable and truncates the
@@ -303,7 +339,17 @@ impl Segment {
         if !self.writable {
             return 0;
         }
-        self.published().saturating_sub(self.synced.load(Ordering::Acquire))
+        let (synced, published) = (self.synced.load(Ordering::Acquire), self.published());
+        if self.only_mark_unsynced(synced, published) {
+            return 0;
+        }
+        published.saturating_sub(synced)
+    }
+
+    /// Whether all that lies between `synced` and `published` is the last durable
+    /// mark (which holds no write).
+    fn only_mark_unsynced(&self, synced: u64, published: u64) -> bool {
+        self.mark_at.load(Ordering::Acquire) == synced && published == synced + DURABLE_MARK_SIZE as u64
     }
 
     /// The file's bytes (the mapping up to the reserved end), for recovery's scan.
@@ -361,12 +407,7 @@ impl Segment {
         let Some(end) = start.checked_add(total as u64).filter(|&end| end <= self.capacity()) else {
             return Ok(None);
         };
-        let reserved = self.reserved.load(Ordering::Acquire);
-        if end > reserved {
-            let wanted = end.div_ceil(RESERVE_STEP).saturating_mul(RESERVE_STEP).min(self.capacity());
-            reserve(self.file.lock().as_ref().ok_or_else(|| closed(&self.path))?, wanted)?;
-            self.reserved.store(wanted, Ordering::Release);
-        }
+        self.ensure_reserved(end)?;
         let mut at = start as usize;
         for part in parts {
             // SAFETY: [at, at + part.len()) lies inside the mapping (end <= capacity)
@@ -405,7 +446,7 @@ impl Segment {
                 self.map.flush_range(start, end - start)?;
             }
         }
-        self.sync()?;
+        self.sync_range(u64::MAX, &GroupCommit::default(), AfterSync::Nothing)?;
         if self.writable {
             self.finished.store(true, Ordering::Release);
             self.release_file();
@@ -430,6 +471,67 @@ impl Segment {
         self.sync_through(u64::MAX, &GroupCommit::default())
     }
 
+    /// Makes everything published durable, the last durable mark included, and
+    /// appends none after it: what a store does last before it closes, so that the
+    /// next open knows the whole segment was durable.
+    pub fn settle(&self) -> Result<bool> {
+        let (synced, published) = (self.synced.load(Ordering::Acquire), self.published());
+        if !self.writable || !self.only_mark_unsynced(synced, published) {
+            return self.sync_range(u64::MAX, &GroupCommit::default(), AfterSync::Nothing);
+        }
+        let mut failure = self.sync_failure.lock();
+        if let Some(reason) = failure.as_ref() {
+            return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
+        }
+        if let Err(error) = self.map.flush_range(synced as usize, (published - synced) as usize) {
+            *failure = Some(error.to_string());
+            return Err(error.into());
+        }
+        self.synced.fetch_max(published, Ordering::AcqRel);
+        Ok(true)
+    }
+
+    /// After recovery made the segment durable up to its end: appends a durable mark
+    /// saying so, so that damage to those bytes is told from a write that never
+    /// reached the disk even if the next crash comes before any sync.
+    pub fn mark_recovered(&self) {
+        self.append_mark(self.synced.load(Ordering::Acquire));
+    }
+
+    /// Appends a durable mark claiming the bytes before `durable` (which a sync just
+    /// made durable). A mark is optional: one that does not fit, or whose blocks
+    /// cannot be reserved, is skipped.
+    fn append_mark(&self, durable: u64) {
+        if !self.marks {
+            return;
+        }
+        let mut tail = self.tail.lock();
+        let at = *tail;
+        let end = at + DURABLE_MARK_SIZE as u64;
+        if self.finished.load(Ordering::Acquire) || end > self.capacity() || self.ensure_reserved(end).is_err() {
+            return;
+        }
+        let mark = DurableMark { segment: self.id, at, durable }.encode();
+        // SAFETY: as in `append`: [at, end) lies inside the mapping and below the
+        // reserved end, at or above `published`, and the tail lock makes this the only
+        // writer.
+        unsafe { std::ptr::copy_nonoverlapping(mark.as_ptr(), self.map.as_mut_ptr().add(at as usize), mark.len()) };
+        *tail = end;
+        self.mark_at.store(at, Ordering::Release);
+        self.published.store(end, Ordering::Release);
+    }
+
+    /// Reserves the file's blocks up to `end` if they are not yet (under the tail
+    /// lock).
+    fn ensure_reserved(&self, end: u64) -> Result<()> {
+        if end > self.reserved.load(Ordering::Acquire) {
+            let wanted = end.div_ceil(RESERVE_STEP).saturating_mul(RESERVE_STEP).min(self.capacity());
+            reserve(self.file.lock().as_ref().ok_or_else(|| closed(&self.path))?, wanted)?;
+            self.reserved.store(wanted, Ordering::Release);
+        }
+        Ok(())
+    }
+
     /// Makes the bytes below `end` durable (and, while at it, everything published);
     /// returns whether this call ran an `msync`.
     ///
@@ -441,6 +543,11 @@ impl Segment {
     /// return together instead of waking one another in turn), and return at once if it
     /// covered their record, or one of them leads the next sync.
     pub fn sync_through(&self, end: u64, group: &GroupCommit) -> Result<bool> {
+        self.sync_range(end, group, AfterSync::Mark)
+    }
+
+    /// [`Segment::sync_through`], then as `after` says.
+    fn sync_range(&self, end: u64, group: &GroupCommit, after: AfterSync) -> Result<bool> {
         let mut waits = 0u32;
         loop {
             if self.synced.load(Ordering::Acquire) >= end || !self.writable {
@@ -471,7 +578,7 @@ impl Segment {
                     covers = group.published.load(Ordering::Acquire);
                 }
                 let published = self.published();
-                if published <= synced {
+                if published <= synced || self.only_mark_unsynced(synced, published) {
                     return Ok(false);
                 }
                 let flushed = self.map.flush_range(synced as usize, (published - synced) as usize);
@@ -483,7 +590,11 @@ impl Segment {
                 }
                 drop(failure);
                 self.announce_sync();
-                return flushed.map(|()| true).map_err(Error::from);
+                flushed?;
+                if after == AfterSync::Mark {
+                    self.append_mark(published);
+                }
+                return Ok(true);
             }
             // A follower: the leader's sync takes 100 us or more. Yield a few times
             // (writers that still have to append get the core), then sleep until a
