@@ -48,7 +48,7 @@ pub enum RecordKind {
     Batch = 3,
     /// A durable mark (format version 3): not a write. It says that the segment's
     /// bytes before a given offset were on stable storage when it was appended; see
-    /// [`DurableMark`].
+    /// `DurableMark`.
     Durable = 4,
 }
 
