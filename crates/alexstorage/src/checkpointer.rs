@@ -100,8 +100,9 @@ impl Checkpointer {
         if newest.is_some_and(|newest| newest.sequence >= covered.sequence && newest.generation >= covered.generation) {
             return Ok(());
         }
-        // A checkpoint must never point at records that a power loss could take.
-        engine.sync_or_poison(&capture.segments)?;
+        // A checkpoint must never point at bytes that a power loss could take: every
+        // byte up to the ends it records, a trailing durable mark included.
+        engine.settle_or_poison(&capture.segments)?;
         let entries = capture.snapshot.locations().map(|entry| match stop.load(Ordering::Acquire) {
             true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
             false => entry,

@@ -167,12 +167,10 @@ impl Store {
         if let Err(error) = self.checkpointer.write_now(&self.engine, capture, &AtomicBool::new(false)) {
             tracing::warn!("no checkpoint at close: {error}");
         }
-        // Last, the durable mark the final sync left: the next open then knows the
-        // whole log reached the disk.
-        for segment in self.engine.segments() {
-            if let Err(error) = segment.settle() {
-                tracing::warn!("the last durable mark was not synced: {error}");
-            }
+        // Last, the durable mark the final sync left (a checkpoint skipped as covered
+        // did not sync it): the next open then knows the whole log reached the disk.
+        if let Err(error) = self.engine.settle_or_poison(&self.engine.segments()) {
+            tracing::warn!("the last durable mark was not synced: {error}");
         }
         drop(lock_file);
     }

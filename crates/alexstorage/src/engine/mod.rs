@@ -173,9 +173,20 @@ impl Engine {
     /// failed sync the kernel may have dropped dirty pages: only a reopen's recovery
     /// knows what is durable). A failed sync is never retried as if it had succeeded.
     pub fn sync_or_poison(&self, segments: &[Arc<Segment>]) -> Result<()> {
+        self.sync_each(segments, Segment::sync)
+    }
+
+    /// [`Engine::sync_or_poison`], making each segment durable through everything
+    /// published, its last durable mark included: what a checkpoint, which may record
+    /// an end just past that mark, needs.
+    pub fn settle_or_poison(&self, segments: &[Arc<Segment>]) -> Result<()> {
+        self.sync_each(segments, Segment::settle)
+    }
+
+    fn sync_each(&self, segments: &[Arc<Segment>], sync: impl Fn(&Segment) -> Result<bool>) -> Result<()> {
         let mut synced = 0;
         for segment in segments {
-            match segment.sync() {
+            match sync(segment) {
                 Ok(true) => synced += 1,
                 Ok(false) => {}
                 Err(error) => {

@@ -417,7 +417,10 @@ fn recover_segment(
     let (end, dirty_end) = match scanned {
         ScanEnd::Corrupt { offset, reason } => return Err(Error::corruption(path, offset as u64, reason)),
         ScanEnd::Clean { end } => {
-            let window = contents.get(end..(end + TAIL_CHECK_BYTES).min(contents.len())).unwrap_or(&[]);
+            // With durable marks, the whole rest of the file: a power cut may have
+            // lost more than the usual window of pages before later ones landed.
+            let reach = if marked { contents.len() } else { (end + TAIL_CHECK_BYTES).min(contents.len()) };
+            let window = contents.get(end..reach).unwrap_or(&[]);
             match window.iter().rposition(|&byte| byte != 0) {
                 None => (end, end),
                 Some(_) if tail_only => (end, end),

@@ -430,11 +430,15 @@ impl Segment {
 
     /// Seals the segment for good: writes a zero record header right after the last
     /// record (unless the segment is full), so that a scan stops there whatever bytes
-    /// an old torn write left further on, then makes everything durable. Once that
-    /// succeeded nothing is appended to it again, and its descriptor is closed.
+    /// an old torn write left further on, then makes everything durable (a last
+    /// durable mark included). Nothing is appended to it afterwards, and once the sync
+    /// succeeded its descriptor is closed (after a failed one the store is poisoned).
     pub fn seal(&self) -> Result<()> {
         if self.writable {
             let tail = self.tail.lock();
+            // From here on nothing is appended, not even a durable mark by a sync
+            // running on another thread: the end marker below stays the last thing.
+            self.finished.store(true, Ordering::Release);
             let start = *tail as usize;
             let file_end = self.reserved.load(Ordering::Acquire).min(self.map.len() as u64) as usize;
             let end = (start + RECORD_HEADER_SIZE).min(file_end);
@@ -446,11 +450,8 @@ impl Segment {
                 self.map.flush_range(start, end - start)?;
             }
         }
-        self.sync_range(u64::MAX, &GroupCommit::default(), AfterSync::Nothing)?;
-        if self.writable {
-            self.finished.store(true, Ordering::Release);
-            self.release_file();
-        }
+        self.sync_everything(AfterSync::Nothing)?;
+        self.release_file();
         Ok(())
     }
 
@@ -471,13 +472,19 @@ impl Segment {
         self.sync_through(u64::MAX, &GroupCommit::default())
     }
 
-    /// Makes everything published durable, the last durable mark included, and
-    /// appends none after it: what a store does last before it closes, so that the
-    /// next open knows the whole segment was durable.
+    /// Makes everything published durable, the last durable mark included (which a
+    /// plain sync leaves, since it holds no write): for a checkpoint, whose recorded
+    /// end may lie just past that mark, and for the close, so that the next open knows
+    /// the whole segment was durable. Appends a new mark only after syncing writes.
     pub fn settle(&self) -> Result<bool> {
+        self.sync_everything(AfterSync::Mark)
+    }
+
+    /// Syncs everything published, a trailing mark included, then as `after` says.
+    fn sync_everything(&self, after: AfterSync) -> Result<bool> {
         let (synced, published) = (self.synced.load(Ordering::Acquire), self.published());
         if !self.writable || !self.only_mark_unsynced(synced, published) {
-            return self.sync_range(u64::MAX, &GroupCommit::default(), AfterSync::Nothing);
+            return self.sync_range(u64::MAX, &GroupCommit::default(), after);
         }
         let mut failure = self.sync_failure.lock();
         if let Some(reason) = failure.as_ref() {
@@ -488,6 +495,8 @@ impl Segment {
             return Err(error.into());
         }
         self.synced.fetch_max(published, Ordering::AcqRel);
+        drop(failure);
+        self.announce_sync();
         Ok(true)
     }
 
@@ -626,6 +635,7 @@ impl Segment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::format::{Decoded, RecordHeader};
 
     #[test]
     fn append_publish_read_and_reopen() {
@@ -669,6 +679,42 @@ mod tests {
         assert!(!read_only.holds_file(), "a read-only segment keeps no descriptor");
         let Opened::Segment(writable) = Segment::open(&path, true).unwrap() else { panic!("blank") };
         assert!(writable.holds_file(), "recovery may still need to fsync it");
+    }
+
+    #[test]
+    fn durable_marks_follow_syncs_and_need_no_sync_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 4, 1 << 16, false).unwrap();
+        let record = segment.append(&[&[5u8; 100]]).unwrap().unwrap();
+        assert!(segment.sync().unwrap());
+        // A mark claiming the record's end follows it, unsynced but holding no write.
+        let end = record + 100;
+        assert_eq!(segment.published(), end + DURABLE_MARK_SIZE as u64);
+        assert_eq!(segment.unsynced(), 0, "a mark alone is nothing left to sync");
+        let mark = segment.read(end, DURABLE_MARK_SIZE).unwrap();
+        let Decoded::Record { header, .. } = RecordHeader::decode(mark) else { panic!("no mark after the sync") };
+        assert_eq!(DurableMark::check(&header, mark, 4, end), Some(DurableMark { segment: 4, at: end, durable: end }));
+        // Syncing again neither syncs the mark nor appends another.
+        assert!(!segment.sync().unwrap());
+        assert_eq!(segment.published(), end + DURABLE_MARK_SIZE as u64);
+        assert_eq!(segment.synced.load(Ordering::Acquire), end);
+        // Settling makes the mark itself durable, and appends none.
+        assert!(segment.settle().unwrap());
+        assert_eq!(segment.synced.load(Ordering::Acquire), segment.published());
+        assert_eq!(segment.published(), end + DURABLE_MARK_SIZE as u64);
+        assert!(!segment.settle().unwrap());
+        // A sealed segment takes no mark, whoever syncs it afterwards.
+        segment.append(&[&[6u8; 10]]).unwrap().unwrap();
+        segment.seal().unwrap();
+        let sealed = segment.published();
+        assert_eq!(segment.synced.load(Ordering::Acquire), sealed);
+        assert!(!segment.sync().unwrap());
+        assert_eq!(segment.published(), sealed, "a mark was appended to a sealed segment");
+        // Compacted segments carry none either.
+        let compacted = Segment::create(dir.path(), 5, 1 << 16, true).unwrap();
+        let at = compacted.append(&[&[7u8; 10]]).unwrap().unwrap();
+        assert!(compacted.sync().unwrap());
+        assert_eq!(compacted.published(), at + 10);
     }
 
     #[test]
