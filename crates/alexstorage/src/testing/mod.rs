@@ -1,10 +1,12 @@
 //! Test support, hidden from the docs and outside any stability promise: the harnesses
-//! the fuzz targets (`fuzz/`) and their bounded property-test twins share, and the
+//! the fuzz targets (`fuzz/`) and their bounded property-test twins share (damaged
+//! and arbitrary files; operations against a model with crashes and power cuts), and the
 //! on-disk format types that tests use to build and damage store files byte by byte.
 //! Programs that use the store have no need of it; its contents may change in any
 //! release.
 
 pub mod fuzzing;
+pub mod power_cuts;
 
 /// The on-disk format's types and sizes (`docs/FORMAT.md`), for tests that write or
 /// damage store files themselves.
