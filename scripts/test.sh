@@ -34,6 +34,9 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
 echo "== scale tests (release)"
 cargo test --release -p alexstorage --test index_scale
 
+echo "== coverage-guided fuzzing (cargo-fuzz, 60 s a target)"
+bash scripts/fuzz.sh 60
+
 echo "== comparative benchmark (release): lints, unit tests, a run on 10,000 keys"
 bash scripts/deps.sh
 cargo clippy --release -p alexstorage-bench --all-targets -- -D warnings
