@@ -34,6 +34,9 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
 echo "== scale tests (release)"
 cargo test --release -p alexstorage --test index_scale
 
+echo "== stress: threads against an oracle for a minute (release)"
+ALEXSTORAGE_STRESS_SECONDS=60 cargo test --release -p alexstorage --test stress -- --nocapture
+
 echo "== coverage-guided fuzzing (cargo-fuzz, 60 s a target)"
 bash scripts/fuzz.sh 60
 
