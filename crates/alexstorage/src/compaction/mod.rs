@@ -218,7 +218,11 @@ fn seal(engine: &Engine) -> Result<Option<Seal>> {
     if unsorted == 0 && writer.log.bytes() == writer.live_bytes {
         return Ok(None);
     }
-    let boundary = writer.log.seal_active()?;
+    let boundary = writer.log.seal_active().inspect_err(|error| {
+        if writer.log.sync_failed() {
+            writer.poisoned = Some(error.to_string());
+        }
+    })?;
     Ok(Some(Seal { boundary, sequence: writer.sequence, manifest: writer.log.manifest().clone() }))
 }
 

@@ -18,6 +18,7 @@ use crate::engine::{record_len, Engine, History, Recovery, View, Writer};
 use crate::index::Alex;
 use crate::log::checkpoint::{self, Checkpoint};
 use crate::log::format::{HeaderError, StoreHeader, FORMAT_VERSION};
+use crate::log::io::{self, Op};
 use crate::log::recovery::Replayed;
 use crate::log::segment::sync_directory;
 use crate::log::{Location, Log};
@@ -239,6 +240,7 @@ fn prepare_directory(path: &Path, read_only: bool) -> Result<()> {
 
 /// Takes the writer's lock on the store, or fails with `Error::Locked`.
 fn lock_store(path: &Path) -> Result<File> {
+    io::check(Op::Create, &path.join(LOCK_FILE))?;
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path.join(LOCK_FILE))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
@@ -250,6 +252,7 @@ fn lock_store(path: &Path) -> Result<File> {
 /// Checks the identity file, creating it in an empty directory.
 fn check_identity(path: &Path, read_only: bool) -> Result<()> {
     let identity = path.join(IDENTITY_FILE);
+    io::check(Op::Read, &identity)?;
     match std::fs::read(&identity) {
         Ok(bytes) => match StoreHeader::decode(&bytes) {
             Ok(_) => Ok(()),
@@ -260,8 +263,12 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
             Err(HeaderError::Blank) => Err(Error::corruption(identity, 0, "blank identity file")),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let foreign =
-                std::fs::read_dir(path)?.filter_map(|entry| entry.ok()).any(|entry| entry.file_name() != LOCK_FILE);
+            // The lock file, and the identity file's temporary left by an open that
+            // failed while creating the store, are this store's own.
+            let temporary_name = format!("{IDENTITY_FILE}.tmp");
+            let foreign = std::fs::read_dir(path)?
+                .filter_map(|entry| entry.ok())
+                .any(|entry| entry.file_name() != LOCK_FILE && entry.file_name().to_str() != Some(&temporary_name));
             if foreign {
                 return Err(Error::InvalidArgument(format!(
                     "{} holds files but is not an AlexStorage store",
@@ -272,8 +279,11 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
                 return Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())));
             }
             let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
+            io::check(Op::Write, &temporary)?;
             std::fs::write(&temporary, StoreHeader { version: FORMAT_VERSION }.encode())?;
+            io::check(Op::Sync, &temporary)?;
             File::open(&temporary)?.sync_all()?;
+            io::check(Op::Rename, &temporary)?;
             std::fs::rename(&temporary, &identity)?;
             sync_directory(path)
         }

@@ -73,7 +73,7 @@ impl Db {
         let sequence = writer.sequence + 1;
         let header = RecordHeader::new(RecordKind::Put, 0, key, sequence, value.len() as u32);
         let hint = self.engine.old_version(key);
-        let location = writer.log.append(&[&header.encode(value), value])?;
+        let location = writer.append(&[&header.encode(value), value])?;
         let len = (RECORD_HEADER_SIZE + value.len()) as u64;
         let superseded = self.publish(&mut writer, sequence, location, |view| {
             apply(&self.engine, view, key, Some(location), sequence, |_| hint)
@@ -96,7 +96,7 @@ impl Db {
         let sequence = writer.sequence + 1;
         let header = RecordHeader::new(RecordKind::Delete, 0, key, sequence, 0);
         let hint = self.engine.old_version(key);
-        let location = writer.log.append(&[&header.encode(&[])])?;
+        let location = writer.append(&[&header.encode(&[])])?;
         let superseded = self
             .publish(&mut writer, sequence, location, |view| apply(&self.engine, view, key, None, sequence, |_| hint));
         writer.supersede(superseded);
@@ -124,7 +124,7 @@ impl Db {
         let sequence = writer.sequence + 1;
         let encoded = EncodedBatch::new(&batch, count, sequence);
         let hints = self.engine.old_versions(batch.operations.iter().filter_map(default_family_key));
-        let start = writer.log.append(&encoded.parts(&batch))?;
+        let start = writer.append(&encoded.parts(&batch))?;
         let appended = Appended { location: start, len: encoded.len() };
         // All of the batch becomes visible in one exclusive section.
         let applied = self.publish(&mut writer, sequence, start, |view| {

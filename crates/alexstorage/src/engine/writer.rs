@@ -65,6 +65,18 @@ impl Writer {
         }
     }
 
+    /// Appends to the log ([`Log::append`]). A failure that came from a failed sync
+    /// (sealing the full segment before the next) poisons the store: what that sync
+    /// should have made durable may be lost.
+    #[inline]
+    pub fn append(&mut self, parts: &[&[u8]]) -> Result<Location> {
+        self.log.append(parts).inspect_err(|error| {
+            if self.log.sync_failed() {
+                self.poisoned = Some(error.to_string());
+            }
+        })
+    }
+
     /// Accounts for the record at `old` (if any) no longer being live: a write
     /// overwrote or deleted its key. Reads the record's header: the writer holds its
     /// segment, and does this outside the view's lock.

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+use super::io::{self, Op};
 use super::segment::sync_directory;
 use crate::Result;
 
@@ -126,10 +127,14 @@ pub fn write(dir: &Path, at: &Point, entries: impl Iterator<Item = Result<(i64, 
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     let temporary = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    io::check(Op::Create, &temporary)?;
     let mut file = File::create(&temporary)?;
+    io::check(Op::Write, &temporary)?;
     file.write_all(&bytes)?;
+    io::check(Op::Sync, &temporary)?;
     file.sync_all()?;
     drop(file);
+    io::check(Op::Rename, &temporary)?;
     std::fs::rename(&temporary, dir.join(CHECKPOINT_FILE))?;
     sync_directory(dir)
 }
@@ -137,6 +142,7 @@ pub fn write(dir: &Path, at: &Point, entries: impl Iterator<Item = Result<(i64, 
 /// Reads the checkpoint in `dir`. A missing, damaged, unknown-version or inconsistent
 /// checkpoint is `None`: recovery then replays the whole log, which is always correct.
 pub fn read(dir: &Path) -> Result<Option<Checkpoint>> {
+    io::check(Op::Read, dir)?;
     match std::fs::read(dir.join(CHECKPOINT_FILE)) {
         Ok(bytes) => Ok(decode(&bytes)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),

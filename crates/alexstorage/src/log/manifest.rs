@@ -19,6 +19,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
+use super::io::{self, Op};
 use super::segment::sync_directory;
 use crate::{Error, Result};
 
@@ -158,6 +159,7 @@ impl Manifest {
 /// segments from leftovers).
 pub fn read(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST_FILE);
+    io::check(Op::Read, &path)?;
     match std::fs::read(&path) {
         Ok(bytes) => {
             Manifest::decode(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))
@@ -171,10 +173,14 @@ pub fn read(dir: &Path) -> Result<Manifest> {
 /// leaves either the old one or the new one.
 pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
     let temporary = dir.join(format!("{MANIFEST_FILE}.tmp"));
+    io::check(Op::Create, &temporary)?;
     let mut file = File::create(&temporary)?;
+    io::check(Op::Write, &temporary)?;
     file.write_all(&manifest.encode())?;
+    io::check(Op::Sync, &temporary)?;
     file.sync_all()?;
     drop(file);
+    io::check(Op::Rename, &temporary)?;
     std::fs::rename(&temporary, dir.join(MANIFEST_FILE))?;
     sync_directory(dir)
 }

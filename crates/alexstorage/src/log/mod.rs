@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod format;
+pub mod io;
 pub mod manifest;
 pub mod recovery;
 pub mod segment;
@@ -108,6 +109,11 @@ impl Log {
             .append(parts)?
             .ok_or_else(|| Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")))?;
         Ok(Location::new(id, offset as u32))
+    }
+
+    /// Whether a sync of any segment ever failed.
+    pub fn sync_failed(&self) -> bool {
+        self.segments.values().any(|segment| segment.sync_failed())
     }
 
     /// A fresh segment id.

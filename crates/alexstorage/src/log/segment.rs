@@ -39,6 +39,7 @@ use super::format::{
     DurableMark, HeaderError, SegmentHeader, DURABLE_MARKS_VERSION, DURABLE_MARK_SIZE, FORMAT_VERSION,
     RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
 };
+use super::io::{self, Op};
 use crate::{Error, Result};
 
 /// The writers taking part in group commit: counted by the store, read by the leader.
@@ -145,13 +146,15 @@ fn closed(path: &Path) -> Error {
 }
 
 /// Reserves the blocks of `file` up to `length` bytes (`fallocate`), extending it.
-fn reserve(file: &File, length: u64) -> Result<()> {
+fn reserve(file: &File, path: &Path, length: u64) -> Result<()> {
+    io::check(Op::Allocate, path)?;
     rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, length)
         .map_err(|errno| Error::Io(std::io::Error::from(errno)))
 }
 
 /// Makes a directory's entries (new or renamed files) durable.
 pub fn sync_directory(dir: &Path) -> Result<()> {
+    io::check(Op::Sync, dir)?;
     File::open(dir)?.sync_all()?;
     Ok(())
 }
@@ -161,9 +164,11 @@ impl Segment {
     /// `compacted` one carries the compacted flag in its header.
     pub fn create(dir: &Path, id: u32, capacity: u64, compacted: bool) -> Result<Segment> {
         let path = dir.join(file_name(id));
+        io::check(Op::Create, &path)?;
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
         let flags = if compacted { SEGMENT_COMPACTED } else { 0 };
-        let result = Self::initialize(&file, dir, SegmentHeader { version: FORMAT_VERSION, id, flags, capacity });
+        let result =
+            Self::initialize(&file, &path, dir, SegmentHeader { version: FORMAT_VERSION, id, flags, capacity });
         if let Err(error) = result {
             drop(file);
             // A segment that could not be set up holds no data: remove it so the
@@ -209,10 +214,12 @@ impl Segment {
         }
     }
 
-    fn initialize(file: &File, dir: &Path, header: SegmentHeader) -> Result<()> {
+    fn initialize(file: &File, path: &Path, dir: &Path, header: SegmentHeader) -> Result<()> {
         // The first step's blocks; appends reserve the next ones before using them.
-        reserve(file, header.capacity.min(RESERVE_STEP))?;
+        reserve(file, path, header.capacity.min(RESERVE_STEP))?;
+        io::check(Op::Write, path)?;
         file.write_all_at(&header.encode(), 0)?;
+        io::check(Op::Sync, path)?;
         file.sync_all()?;
         sync_directory(dir)
     }
@@ -220,6 +227,7 @@ impl Segment {
     /// Opens an existing segment file. Its records are not read; the caller scans
     /// them and then calls [`Segment::set_recovered_end`].
     pub fn open(path: &Path, writable: bool) -> Result<Opened> {
+        io::check(Op::Read, path)?;
         let file = OpenOptions::new().read(true).write(writable).open(path)?;
         let length = file.metadata()?.len();
         let mut header_bytes = [0u8; SEGMENT_HEADER_SIZE];
@@ -248,7 +256,7 @@ impl Segment {
         let map = if writable {
             // A file restored sparse (copied, for instance) must get its blocks back:
             // a store into a hole on a full disk would be SIGBUS.
-            reserve(&file, length)?;
+            reserve(&file, path, length)?;
             MmapOptions::new().len(capacity as usize).map_raw(&file)?
         } else {
             MmapOptions::new().len(length as usize).map_raw_read_only(&file)?
@@ -285,9 +293,11 @@ impl Segment {
         if self.writable {
             let file = self.file.lock();
             let file = file.as_ref().ok_or_else(|| closed(&self.path))?;
+            io::check(Op::Allocate, &self.path)?;
             file.set_len(end)?;
             self.reserved.store(end, Ordering::Release);
             drop(tail);
+            io::check(Op::Sync, &self.path)?;
             file.sync_all()?;
         }
         self.release_file();
@@ -376,12 +386,14 @@ impl Segment {
             // SAFETY: [end, dirty_end) lies inside the mapping, and `&mut self` rules
             // out any concurrent reader or writer of these bytes.
             unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(end as usize), 0, (dirty_end - end) as usize) };
+            io::check(Op::Sync, &self.path)?;
             self.map.flush_range(end as usize, (dirty_end - end) as usize)?;
         }
         if self.writable && make_durable {
             // What recovery read may exist only in the page cache (a process crash
             // loses nothing there, but a power loss would): make it durable before
             // anything is appended after it or a checkpoint points into it.
+            io::check(Op::Sync, &self.path)?;
             self.file.get_mut().as_ref().ok_or_else(|| closed(&self.path))?.sync_all()?;
         }
         self.published.store(end, Ordering::Release);
@@ -447,12 +459,35 @@ impl Segment {
                 // reserved end), at or above `published` (no reader slices it), and
                 // the tail lock makes this the only writer.
                 unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(start), 0, end - start) };
-                self.map.flush_range(start, end - start)?;
+                drop(tail);
+                self.flush_remembering(start, end - start)?;
             }
         }
         self.sync_everything(AfterSync::Nothing)?;
         self.release_file();
         Ok(())
+    }
+
+    /// `msync`s `len` bytes at `start`, failing if any earlier sync of the segment
+    /// failed, and remembering a failure: after a failed writeback the kernel may
+    /// have dropped the dirty pages, so a later sync that succeeds proves nothing.
+    fn flush_remembering(&self, start: usize, len: usize) -> Result<()> {
+        let mut failure = self.sync_failure.lock();
+        if let Some(reason) = failure.as_ref() {
+            return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
+        }
+        let flushed = io::check(Op::Sync, &self.path).and_then(|()| self.map.flush_range(start, len));
+        if let Err(error) = flushed {
+            *failure = Some(error.to_string());
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Whether a sync of this segment ever failed (the store must then refuse
+    /// writes until it is reopened and recovered).
+    pub fn sync_failed(&self) -> bool {
+        self.sync_failure.lock().is_some()
     }
 
     /// `len` published bytes at `offset`, or `None` if they are not all published.
@@ -490,7 +525,9 @@ impl Segment {
         if let Some(reason) = failure.as_ref() {
             return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
         }
-        if let Err(error) = self.map.flush_range(synced as usize, (published - synced) as usize) {
+        let flushed = io::check(Op::Sync, &self.path)
+            .and_then(|()| self.map.flush_range(synced as usize, (published - synced) as usize));
+        if let Err(error) = flushed {
             *failure = Some(error.to_string());
             return Err(error.into());
         }
@@ -535,7 +572,7 @@ impl Segment {
     fn ensure_reserved(&self, end: u64) -> Result<()> {
         if end > self.reserved.load(Ordering::Acquire) {
             let wanted = end.div_ceil(RESERVE_STEP).saturating_mul(RESERVE_STEP).min(self.capacity());
-            reserve(self.file.lock().as_ref().ok_or_else(|| closed(&self.path))?, wanted)?;
+            reserve(self.file.lock().as_ref().ok_or_else(|| closed(&self.path))?, &self.path, wanted)?;
             self.reserved.store(wanted, Ordering::Release);
         }
         Ok(())
@@ -590,7 +627,8 @@ impl Segment {
                 if published <= synced || self.only_mark_unsynced(synced, published) {
                     return Ok(false);
                 }
-                let flushed = self.map.flush_range(synced as usize, (published - synced) as usize);
+                let flushed = io::check(Op::Sync, &self.path)
+                    .and_then(|()| self.map.flush_range(synced as usize, (published - synced) as usize));
                 if let Err(error) = &flushed {
                     *failure = Some(error.to_string());
                 } else {

@@ -8,6 +8,13 @@
 pub mod fuzzing;
 pub mod power_cuts;
 
+/// Faults on cue for the I/O seam (`fault-injection` feature): arm a plan, run, disarm.
+#[cfg(feature = "fault-injection")]
+pub mod faults {
+    pub use crate::log::io::faults::{arm, disarm, fired, Fault, Plan};
+    pub use crate::log::io::Op;
+}
+
 /// The on-disk format's types and sizes (`docs/FORMAT.md`), for tests that write or
 /// damage store files themselves.
 pub mod format {
