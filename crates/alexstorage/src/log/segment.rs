@@ -101,6 +101,10 @@ pub struct Segment {
     /// the very end of what is published, right at the synced end, is all that is
     /// unsynced: it holds no write, so it needs no sync of its own.
     mark_at: AtomicU64,
+    /// The furthest end a durable mark appended so far claims. Every call that
+    /// returns because bytes are durable (a `Sync` write, a flush) first makes sure a
+    /// mark claims them: a process killed right after still leaves a mark saying so.
+    claimed: AtomicU64,
 }
 
 /// Whether a sync appends a durable mark after it.
@@ -211,6 +215,7 @@ impl Segment {
             version,
             marks: writable && !compacted && version >= DURABLE_MARKS_VERSION,
             mark_at: AtomicU64::new(u64::MAX),
+            claimed: AtomicU64::new(0),
         }
     }
 
@@ -554,7 +559,11 @@ impl Segment {
         let mut tail = self.tail.lock();
         let at = *tail;
         let end = at + DURABLE_MARK_SIZE as u64;
-        if self.finished.load(Ordering::Acquire) || end > self.capacity() || self.ensure_reserved(end).is_err() {
+        if durable <= self.claimed.load(Ordering::Acquire)
+            || self.finished.load(Ordering::Acquire)
+            || end > self.capacity()
+            || self.ensure_reserved(end).is_err()
+        {
             return;
         }
         let mark = DurableMark { segment: self.id, at, durable }.encode();
@@ -564,7 +573,22 @@ impl Segment {
         unsafe { std::ptr::copy_nonoverlapping(mark.as_ptr(), self.map.as_mut_ptr().add(at as usize), mark.len()) };
         *tail = end;
         self.mark_at.store(at, Ordering::Release);
+        self.claimed.fetch_max(durable, Ordering::AcqRel);
         self.published.store(end, Ordering::Release);
+    }
+
+    /// Makes sure a durable mark claims the writes before `end`, which are durable.
+    /// (If the bytes before `end` end with the last mark, it is the writes before
+    /// that mark that need a claim: a mark need not claim itself.)
+    fn cover(&self, end: u64) {
+        if !self.marks {
+            return;
+        }
+        let mark_at = self.mark_at.load(Ordering::Acquire);
+        let needed = if mark_at.saturating_add(DURABLE_MARK_SIZE as u64) == end { mark_at } else { end };
+        if self.claimed.load(Ordering::Acquire) < needed {
+            self.append_mark(self.synced.load(Ordering::Acquire));
+        }
     }
 
     /// Reserves the file's blocks up to `end` if they are not yet (under the tail
@@ -596,7 +620,15 @@ impl Segment {
     fn sync_range(&self, end: u64, group: &GroupCommit, after: AfterSync) -> Result<bool> {
         let mut waits = 0u32;
         loop {
-            if self.synced.load(Ordering::Acquire) >= end || !self.writable {
+            if !self.writable {
+                return Ok(false);
+            }
+            if self.synced.load(Ordering::Acquire) >= end {
+                // Made durable by another caller's sync, whose mark may not be there
+                // yet.
+                if after == AfterSync::Mark {
+                    self.cover(end);
+                }
                 return Ok(false);
             }
             if let Some(mut failure) = self.sync_failure.try_lock() {
@@ -607,6 +639,10 @@ impl Segment {
                 }
                 let synced = self.synced.load(Ordering::Acquire);
                 if end <= synced {
+                    drop(failure);
+                    if after == AfterSync::Mark {
+                        self.cover(end);
+                    }
                     return Ok(false);
                 }
                 // Gather: while some `Sync` writes in flight have not yet published a
@@ -625,6 +661,10 @@ impl Segment {
                 }
                 let published = self.published();
                 if published <= synced || self.only_mark_unsynced(synced, published) {
+                    drop(failure);
+                    if after == AfterSync::Mark {
+                        self.cover(synced);
+                    }
                     return Ok(false);
                 }
                 let flushed = io::check(Op::Sync, &self.path)
@@ -741,6 +781,12 @@ mod tests {
         assert_eq!(segment.synced.load(Ordering::Acquire), segment.published());
         assert_eq!(segment.published(), end + DURABLE_MARK_SIZE as u64);
         assert!(!segment.settle().unwrap());
+        // An idle segment synced and settled again and again does not grow.
+        for _ in 0..3 {
+            segment.sync().unwrap();
+            segment.settle().unwrap();
+        }
+        assert_eq!(segment.published(), end + DURABLE_MARK_SIZE as u64, "idle syncs appended marks");
         // A sealed segment takes no mark, whoever syncs it afterwards.
         segment.append(&[&[6u8; 10]]).unwrap().unwrap();
         segment.seal().unwrap();
