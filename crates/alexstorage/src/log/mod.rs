@@ -88,7 +88,7 @@ impl Log {
             }
         }
         let total: u64 = parts.iter().map(|part| part.len() as u64).sum();
-        let capacity = self.segment_size.max(SEGMENT_HEADER_SIZE as u64 + total);
+        let capacity = self.segment_size.max(SEGMENT_HEADER_SIZE as u64 + total + segment::MARKS_ROOM);
         if capacity > u64::from(u32::MAX) {
             return Err(Error::InvalidArgument(format!("a write of {total} bytes does not fit a segment")));
         }

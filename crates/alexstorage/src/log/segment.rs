@@ -107,15 +107,8 @@ pub struct Segment {
     claimed: AtomicU64,
 }
 
-/// Whether a sync appends a durable mark after it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum AfterSync {
-    /// Append one (a log segment that goes on being written).
-    Mark,
-    /// Do not: the segment is being sealed, or this sync makes the last mark itself
-    /// durable.
-    Nothing,
-}
+/// Room a segment with durable marks keeps after its last record.
+pub const MARKS_ROOM: u64 = 2 * DURABLE_MARK_SIZE as u64;
 
 /// What opening a segment file found.
 pub enum Opened {
@@ -421,7 +414,12 @@ impl Segment {
             return Ok(None);
         }
         let start = *tail;
-        let Some(end) = start.checked_add(total as u64).filter(|&end| end <= self.capacity()) else {
+        // A segment with durable marks keeps room for two after its last record: the
+        // one a sync running as the record was appended may leave (claiming less than
+        // the record), and the one that claims the record; so the writes of a full
+        // segment are claimed too.
+        let limit = self.capacity().saturating_sub(if self.marks { MARKS_ROOM } else { 0 });
+        let Some(end) = start.checked_add(total as u64).filter(|&end| end <= limit) else {
             return Ok(None);
         };
         self.ensure_reserved(end)?;
@@ -445,47 +443,70 @@ impl Segment {
         Ok(Some(start))
     }
 
-    /// Seals the segment for good: writes a zero record header right after the last
-    /// record (unless the segment is full), so that a scan stops there whatever bytes
-    /// an old torn write left further on, then makes everything durable (a last
-    /// durable mark included). Nothing is appended to it afterwards, and once the sync
+    /// Seals the segment for good: appends (in a segment with durable marks) a last
+    /// mark claiming every record, and after it a zero record header, so that a scan
+    /// stops there whatever bytes an old torn write left further on, and syncs all of
+    /// it in one sync. Nothing is appended to it afterwards, and once the sync
     /// succeeded its descriptor is closed (after a failed one the store is poisoned).
     pub fn seal(&self) -> Result<()> {
-        if self.writable {
-            let tail = self.tail.lock();
-            // From here on nothing is appended, not even a durable mark by a sync
-            // running on another thread: the end marker below stays the last thing.
-            self.finished.store(true, Ordering::Release);
-            let start = *tail as usize;
-            let file_end = self.reserved.load(Ordering::Acquire).min(self.map.len() as u64) as usize;
-            let end = (start + RECORD_HEADER_SIZE).min(file_end);
-            if start < end {
-                // SAFETY: [start, end) is inside the mapping and the file (below the
-                // reserved end), at or above `published` (no reader slices it), and
-                // the tail lock makes this the only writer.
-                unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(start), 0, end - start) };
-                drop(tail);
-                self.flush_remembering(start, end - start)?;
-            }
+        if !self.writable {
+            return Ok(());
         }
-        self.sync_everything(AfterSync::Nothing)?;
-        self.release_file();
-        Ok(())
-    }
-
-    /// `msync`s `len` bytes at `start`, failing if any earlier sync of the segment
-    /// failed, and remembering a failure: after a failed writeback the kernel may
-    /// have dropped the dirty pages, so a later sync that succeeds proves nothing.
-    fn flush_remembering(&self, start: usize, len: usize) -> Result<()> {
+        // The sync lock, held throughout: the records and the mark claiming them
+        // become durable, and `synced` moves, only together, so that no writer waiting
+        // for its record returns before a mark claims it.
         let mut failure = self.sync_failure.lock();
         if let Some(reason) = failure.as_ref() {
             return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
         }
-        let flushed = io::check(Op::Sync, &self.path).and_then(|()| self.map.flush_range(start, len));
-        if let Err(error) = flushed {
-            *failure = Some(error.to_string());
-            return Err(error.into());
+        let mut tail = self.tail.lock();
+        // From here on nothing is appended, not even a durable mark by a sync running
+        // on another thread: what this writes below stays the last thing.
+        self.finished.store(true, Ordering::Release);
+        let start = *tail;
+        let wants_mark = self.marks
+            && self.unclaimed(start)
+            && start + DURABLE_MARK_SIZE as u64 <= self.capacity()
+            && self.ensure_reserved(start + DURABLE_MARK_SIZE as u64).is_ok();
+        let file_end = self.reserved.load(Ordering::Acquire).min(self.map.len() as u64);
+        let mut end = start;
+        if wants_mark && start + DURABLE_MARK_SIZE as u64 <= file_end {
+            let mark = DurableMark { segment: self.id, at: start, durable: start }.encode();
+            // SAFETY: [start, start + mark) is inside the mapping and the file (below the
+            // reserved end), at or above `published` (no reader slices it), and the
+            // tail lock makes this the only writer.
+            unsafe {
+                std::ptr::copy_nonoverlapping(mark.as_ptr(), self.map.as_mut_ptr().add(start as usize), mark.len())
+            };
+            end += DURABLE_MARK_SIZE as u64;
+            self.mark_at.store(start, Ordering::Release);
+            self.claimed.fetch_max(start, Ordering::AcqRel);
         }
+        let marker_end = (end + RECORD_HEADER_SIZE as u64).min(file_end);
+        if end < marker_end {
+            // SAFETY: as above, for the end marker's bytes after the mark.
+            unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(end as usize), 0, (marker_end - end) as usize) };
+        }
+        *tail = end;
+        self.published.store(end, Ordering::Release);
+        drop(tail);
+        // Records, mark and end marker in one sync.
+        let synced = self.synced.load(Ordering::Acquire);
+        let through = marker_end.max(end);
+        if synced < through {
+            let flushed = io::check(Op::Sync, &self.path)
+                .and_then(|()| self.map.flush_range(synced as usize, (through - synced) as usize));
+            if let Err(error) = flushed {
+                *failure = Some(error.to_string());
+                drop(failure);
+                self.announce_sync();
+                return Err(error.into());
+            }
+        }
+        self.synced.fetch_max(end, Ordering::AcqRel);
+        drop(failure);
+        self.announce_sync();
+        self.release_file();
         Ok(())
     }
 
@@ -517,14 +538,9 @@ impl Segment {
     /// end may lie just past that mark, and for the close, so that the next open knows
     /// the whole segment was durable. Appends a new mark only after syncing writes.
     pub fn settle(&self) -> Result<bool> {
-        self.sync_everything(AfterSync::Mark)
-    }
-
-    /// Syncs everything published, a trailing mark included, then as `after` says.
-    fn sync_everything(&self, after: AfterSync) -> Result<bool> {
         let (synced, published) = (self.synced.load(Ordering::Acquire), self.published());
         if !self.writable || !self.only_mark_unsynced(synced, published) {
-            return self.sync_range(u64::MAX, &GroupCommit::default(), after);
+            return self.sync_range(u64::MAX, &GroupCommit::default());
         }
         let mut failure = self.sync_failure.lock();
         if let Some(reason) = failure.as_ref() {
@@ -578,17 +594,19 @@ impl Segment {
     }
 
     /// Makes sure a durable mark claims the writes before `end`, which are durable.
-    /// (If the bytes before `end` end with the last mark, it is the writes before
-    /// that mark that need a claim: a mark need not claim itself.)
     fn cover(&self, end: u64) {
-        if !self.marks {
-            return;
-        }
-        let mark_at = self.mark_at.load(Ordering::Acquire);
-        let needed = if mark_at.saturating_add(DURABLE_MARK_SIZE as u64) == end { mark_at } else { end };
-        if self.claimed.load(Ordering::Acquire) < needed {
+        if self.marks && self.unclaimed(end) {
             self.append_mark(self.synced.load(Ordering::Acquire));
         }
+    }
+
+    /// Whether some write before `end` is claimed by no durable mark. (If the bytes
+    /// before `end` end with the last mark, it is the writes before that mark that
+    /// need a claim: a mark need not claim itself.)
+    fn unclaimed(&self, end: u64) -> bool {
+        let mark_at = self.mark_at.load(Ordering::Acquire);
+        let needed = if mark_at.saturating_add(DURABLE_MARK_SIZE as u64) == end { mark_at } else { end };
+        self.claimed.load(Ordering::Acquire) < needed
     }
 
     /// Reserves the file's blocks up to `end` if they are not yet (under the tail
@@ -613,11 +631,11 @@ impl Segment {
     /// return together instead of waking one another in turn), and return at once if it
     /// covered their record, or one of them leads the next sync.
     pub fn sync_through(&self, end: u64, group: &GroupCommit) -> Result<bool> {
-        self.sync_range(end, group, AfterSync::Mark)
+        self.sync_range(end, group)
     }
 
-    /// [`Segment::sync_through`], then as `after` says.
-    fn sync_range(&self, end: u64, group: &GroupCommit, after: AfterSync) -> Result<bool> {
+    /// [`Segment::sync_through`]; after a sync it ran, appends a durable mark.
+    fn sync_range(&self, end: u64, group: &GroupCommit) -> Result<bool> {
         let mut waits = 0u32;
         loop {
             if !self.writable {
@@ -626,9 +644,7 @@ impl Segment {
             if self.synced.load(Ordering::Acquire) >= end {
                 // Made durable by another caller's sync, whose mark may not be there
                 // yet.
-                if after == AfterSync::Mark {
-                    self.cover(end);
-                }
+                self.cover(end);
                 return Ok(false);
             }
             if let Some(mut failure) = self.sync_failure.try_lock() {
@@ -640,9 +656,7 @@ impl Segment {
                 let synced = self.synced.load(Ordering::Acquire);
                 if end <= synced {
                     drop(failure);
-                    if after == AfterSync::Mark {
-                        self.cover(end);
-                    }
+                    self.cover(end);
                     return Ok(false);
                 }
                 // Gather: while some `Sync` writes in flight have not yet published a
@@ -662,9 +676,7 @@ impl Segment {
                 let published = self.published();
                 if published <= synced || self.only_mark_unsynced(synced, published) {
                     drop(failure);
-                    if after == AfterSync::Mark {
-                        self.cover(synced);
-                    }
+                    self.cover(synced);
                     return Ok(false);
                 }
                 let flushed = io::check(Op::Sync, &self.path)
@@ -678,9 +690,7 @@ impl Segment {
                 drop(failure);
                 self.announce_sync();
                 flushed?;
-                if after == AfterSync::Mark {
-                    self.append_mark(published);
-                }
+                self.append_mark(published);
                 return Ok(true);
             }
             // A follower: the leader's sync takes 100 us or more. Yield a few times

@@ -203,3 +203,74 @@ fn cut_power(dir: &Path, durable_end: u64, choices: &mut impl Iterator<Item = u8
         page += 1;
     }
 }
+
+/// The durable end of a version-3 log segment file as its durable marks claim it (the
+/// furthest end a valid mark claims; 64, the header, if none): what a parent process
+/// playing the disk after killing a writer may take as surely on stable storage.
+/// `None` for a file that is not such a segment.
+pub fn claimed_durable_end(path: &Path) -> Option<u64> {
+    use crate::log::format::{
+        Decoded, DurableMark, RecordHeader, SegmentHeader, DURABLE_MARKS_VERSION, DURABLE_MARK_SIZE, SEGMENT_COMPACTED,
+        SEGMENT_HEADER_SIZE,
+    };
+    let bytes = std::fs::read(path).ok()?;
+    let header = SegmentHeader::decode(&bytes).ok()?;
+    if header.version < DURABLE_MARKS_VERSION || header.flags & SEGMENT_COMPACTED != 0 {
+        return None;
+    }
+    let mut durable = SEGMENT_HEADER_SIZE as u64;
+    for at in SEGMENT_HEADER_SIZE..bytes.len().saturating_sub(DURABLE_MARK_SIZE) {
+        if bytes.get(at + 4) != Some(&4) || bytes.get(at + 20..at + 28) != Some(&(at as u64).to_le_bytes()[..]) {
+            continue;
+        }
+        if let Decoded::Record { header: record, len } = RecordHeader::decode(&bytes[at..]) {
+            if let Some(mark) = DurableMark::check(&record, &bytes[at..at + len], header.id, at as u64) {
+                durable = durable.max(mark.durable);
+            }
+        }
+    }
+    Some(durable)
+}
+
+/// Plays a power cut on the newest log segment of the store in `dir` after its writer
+/// was killed: every page past the claimed durable end lost, kept or torn at a sector,
+/// as `choices` say. Returns the number of pages changed.
+pub fn cut_power_after_kill(dir: &Path, choices: &mut impl Iterator<Item = u8>) -> usize {
+    let mut segments: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter_map(|path| {
+            let id = path.file_name()?.to_str().and_then(crate::log::segment::parse_file_name)?;
+            Some((id, path))
+        })
+        .collect();
+    segments.sort();
+    let Some((durable, path)) =
+        segments.iter().rev().find_map(|(_, path)| claimed_durable_end(path).map(|durable| (durable, path.clone())))
+    else {
+        return 0;
+    };
+    let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { return 0 };
+    let Ok(length) = file.metadata().map(|metadata| metadata.len()) else { return 0 };
+    let mut changed = 0;
+    let mut page = durable / PAGE;
+    while page * PAGE < length {
+        let start = (page * PAGE).max(durable);
+        let end = ((page + 1) * PAGE).min(length);
+        let choice = choices.next().unwrap_or(0);
+        let lost_from = match choice % 3 {
+            0 => None,
+            1 => Some(start),
+            _ => Some(((page * PAGE) + u64::from(choice / 3 % 8) * 512).max(start)),
+        };
+        if let Some(from) = lost_from.filter(|&from| from < end) {
+            if file.write_all_at(&vec![0u8; (end - from) as usize], from).is_err() {
+                return changed;
+            }
+            changed += 1;
+        }
+        page += 1;
+    }
+    changed
+}
