@@ -102,6 +102,10 @@ fn run(dir: &Path, durability: Durability) -> Option<Expected> {
             Step::Compact => db.compact().map(|_| ()),
         };
         let ok = outcome.is_ok();
+        // Refused before it wrote anything: it can have left no trace.
+        if matches!(outcome, Err(Error::Poisoned(_))) {
+            continue;
+        }
         if ok {
             assert!(!sync_failed, "step {index} ({step:?}) was acknowledged after a failed sync ({:?})", fired());
         }

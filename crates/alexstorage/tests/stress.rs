@@ -183,7 +183,7 @@ fn writer(db: &Db, oracle: &Oracle, me: i64, stop: &AtomicBool) -> (BTreeMap<i64
     (state, writes)
 }
 
-fn check_snapshot(snapshot: &Snapshot, random: &mut SplitMix64) {
+fn check_snapshot(snapshot: &Snapshot, random: &mut SplitMix64) -> Vec<(i64, Vec<u8>)> {
     let lo = random.below(KEYS as u64) as i64;
     let hi = lo + random.below(200) as i64;
     let ascending: Vec<(i64, Vec<u8>)> =
@@ -199,6 +199,7 @@ fn check_snapshot(snapshot: &Snapshot, random: &mut SplitMix64) {
     }
     let in_range = (lo..hi.min(KEYS)).filter(|&key| snapshot.get(key).unwrap().is_some()).count();
     assert_eq!(in_range, ascending.len(), "the range missed keys the snapshot's gets see");
+    ascending
 }
 
 fn reader(db: &Db, oracle: &Oracle, me: usize, stop: &AtomicBool) -> u64 {
@@ -207,8 +208,11 @@ fn reader(db: &Db, oracle: &Oracle, me: usize, stop: &AtomicBool) -> u64 {
     while !stop.load(Ordering::Relaxed) {
         if random.below(8) == 0 {
             let snapshot = db.snapshot();
-            check_snapshot(&snapshot, &mut random);
-            check_snapshot(&snapshot, &mut random);
+            // The same range read again, after the writers went on: frozen.
+            let mut again = random.clone();
+            let first = check_snapshot(&snapshot, &mut random);
+            std::thread::yield_now();
+            assert_eq!(check_snapshot(&snapshot, &mut again), first, "a snapshot changed under writes");
             reads += 2;
             continue;
         }

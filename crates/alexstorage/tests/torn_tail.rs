@@ -125,6 +125,18 @@ fn last_record_overwritten_with_garbage() {
     }
 }
 
+/// Rewrites the segment's header as format version 2 (no durable marks), so that
+/// recovery applies version 2's rule for a bad record: a valid later record makes it
+/// corruption, and a record that fails its checksum owns the bytes it claims.
+fn as_version_2(path: &Path) {
+    use alexstorage::testing::format::SegmentHeader;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path.join(SEGMENT)).unwrap();
+    let mut bytes = [0u8; 64];
+    file.read_exact_at(&mut bytes, 0).unwrap();
+    let header = SegmentHeader::decode(&bytes).unwrap();
+    file.write_all_at(&SegmentHeader { version: 2, ..header }.encode(), 0).unwrap();
+}
+
 /// Makes the store's records durable (a reopen recovers and syncs them, and marks
 /// them durable), then crashes again: damage to them is rot, never a torn write.
 fn make_durable(path: &Path) {
@@ -184,6 +196,9 @@ fn a_torn_value_holding_a_valid_record_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let (_, end) = build(&path, false);
+    // Version 2's rule: with version 3 a torn write past every durable mark ends the
+    // log whatever follows it.
+    as_version_2(&path);
     // The last write had sequence 21: a record of sequence 22 is what a later write
     // would carry.
     let inner_value = b"exported from another store".to_vec();
@@ -215,6 +230,7 @@ fn a_torn_batch_holding_a_valid_record_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let (_, end) = build(&path, false);
+    as_version_2(&path);
     let inner_value = b"exported".to_vec();
     let fake = [
         &RecordHeader::new(RecordKind::Put, 0, 999, 23, inner_value.len() as u32).encode(&inner_value)[..],
@@ -249,7 +265,7 @@ fn a_valid_record_past_the_claimed_extent_is_still_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let (start, end) = build(&path, false);
-    make_durable(&path);
+    as_version_2(&path);
     // Flip a bit in the value of record 19 (the one before the last): its length is
     // intact, and the last record follows it, valid.
     let record_19 = start - (28 + 19);
