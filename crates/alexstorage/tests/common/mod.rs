@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod sync_writers;
+
 /// Cases per property test: `PROPTEST_CASES` when set (for long runs), else `default`.
 pub fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(default)
