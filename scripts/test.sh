@@ -35,7 +35,7 @@ echo "== scale tests (release)"
 cargo test --release -p alexstorage --test index_scale
 
 echo "== stress: threads against an oracle for a minute (release)"
-ALEXSTORAGE_STRESS_SECONDS=60 cargo test --release -p alexstorage --test stress -- --nocapture
+ALEXSTORAGE_STRESS_SECONDS=60 cargo test --release -p alexstorage --test stress threads_against_an_oracle -- --nocapture
 
 echo "== coverage-guided fuzzing (cargo-fuzz, 60 s a target)"
 bash scripts/fuzz.sh 60

@@ -308,16 +308,29 @@ fn the_oracle_refuses_impossible_reads() {
     let refused = |read: Option<Value>, before: State, after: State| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_read(3, read.as_ref(), before, after))).is_err()
     };
-    // A version older than one acknowledged before the read, or newer than any pending.
-    assert!(refused(Some(value(3, 4)), present(5), present(5)));
-    assert!(refused(Some(value(3, 7)), present(5), present(6)));
-    // Another key's value.
-    assert!(refused(Some(value(4, 5)), present(5), present(5)));
-    // Absent while present before and nothing but a put pending.
-    assert!(refused(None, present(5), present(5)));
-    assert!(refused(None, present(5), present(6)));
-    // What is possible passes.
-    assert!(!refused(Some(value(3, 6)), present(5), present(6)));
-    assert!(!refused(None, present(5), State { version: 6, present: false }));
-    assert!(!refused(None, present(5), present(8)));
+    let cases = [
+        // A version older than one acknowledged before the read, or newer than any pending.
+        ("an older version", Some(value(3, 4)), present(5), present(5), true),
+        ("a version never pending", Some(value(3, 7)), present(5), present(6), true),
+        ("another key's value", Some(value(4, 5)), present(5), present(5), true),
+        // Absent while present before and nothing but a put pending.
+        ("absent, nothing pending", None, present(5), present(5), true),
+        ("absent, a put pending", None, present(5), present(6), true),
+        // What is possible passes.
+        ("the pending version", Some(value(3, 6)), present(5), present(6), false),
+        ("absent, a delete pending", None, present(5), State { version: 6, present: false }, false),
+        ("absent, writes in between", None, present(5), present(8), false),
+    ];
+    // The refusals are panics caught on purpose: keep them off the output while they
+    // run, and assert only once the usual hook is back.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcomes: Vec<(&str, bool, bool)> = cases
+        .into_iter()
+        .map(|(what, read, before, after, expected)| (what, refused(read, before, after), expected))
+        .collect();
+    std::panic::set_hook(hook);
+    for (what, refused, expected) in outcomes {
+        assert_eq!(refused, expected, "{what}");
+    }
 }
