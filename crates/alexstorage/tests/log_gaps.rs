@@ -42,12 +42,18 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 /// and `verify()` do: no key is silently absent. The files are untouched by the
 /// attempt.
 fn expect_corruption(dir: &Path, context: &str) {
+    expect_corruption_at(dir, context, false);
+}
+
+/// [`expect_corruption`]; with `at_open`, only an open that fails will do.
+fn expect_corruption_at(dir: &Path, context: &str, at_open: bool) {
     let before = segment_files(dir);
     for read_only in [true, false] {
         match Options::new().read_only(read_only).open(dir) {
             Err(Error::Corruption { file, offset, reason }) => {
                 assert!(!reason.is_empty(), "{context}: {} at {offset}", file.display());
             }
+            Ok(db) if at_open => panic!("{context} (read-only: {read_only}): opened with {} keys", db.len()),
             Ok(db) => {
                 let context = format!("{context} (read-only: {read_only}, opened)");
                 assert!(matches!(db.verify(), Err(Error::Corruption { .. })), "{context}: verify passed");
@@ -85,12 +91,17 @@ fn missing_emptied_or_blanked_segments_are_corruption() {
             std::fs::OpenOptions::new().write(true).open(file).unwrap().write_all_at(&zeros, 64).unwrap();
         }),
     ];
-    for (what, damage) in cases {
+    for (case, (what, damage)) in cases.into_iter().enumerate() {
         for clean_close in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let files = build(dir.path(), clean_close);
             damage(&files[1]);
-            expect_corruption(dir.path(), &format!("{what}, clean close: {clean_close}"));
+            // Only a segment that is still there with its header may open, when a
+            // checkpoint covers it (one written at a roll-over or the clean close: its
+            // records are not read again); its damage is then reported by the reads
+            // and `verify`.
+            let at_open = case < 3;
+            expect_corruption_at(dir.path(), &format!("{what}, clean close: {clean_close}"), at_open);
         }
     }
 }
