@@ -177,31 +177,36 @@ fn reopen_prefix(dir: &Path, options: &Options, states: &[Model], least: usize) 
 /// Plays a power cut on the segment: pages past `durable_end` are each kept, lost, or
 /// torn at a sector, as `choices` say.
 fn cut_power(dir: &Path, durable_end: u64, choices: &mut impl Iterator<Item = u8>) {
-    let path = dir.join(SEGMENT);
-    let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { return };
-    let Ok(length) = file.metadata().map(|metadata| metadata.len()) else { return };
-    // The page holding the durable end keeps its durable part.
-    let mut page = durable_end / PAGE;
+    drop_unsynced_pages(&dir.join(SEGMENT), durable_end, choices);
+}
+
+/// Every page of the file at `path` past `durable` (the page holding it keeps its
+/// durable part) kept, lost (back to zeros), or torn at a 512-byte sector (lost from
+/// there on), as `choices` say: what a page cache writing dirty pages back in any order
+/// leaves after a power cut. Returns the pages changed.
+fn drop_unsynced_pages(path: &Path, durable: u64, choices: &mut impl Iterator<Item = u8>) -> usize {
+    let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(path) else { return 0 };
+    let Ok(length) = file.metadata().map(|metadata| metadata.len()) else { return 0 };
+    let mut changed = 0;
+    let mut page = durable / PAGE;
     while page * PAGE < length {
-        let start = (page * PAGE).max(durable_end);
+        let start = (page * PAGE).max(durable);
         let end = ((page + 1) * PAGE).min(length);
         let choice = choices.next().unwrap_or(0);
-        let lost_from = match choice % 4 {
-            // Written back whole.
-            0 | 1 => None,
-            // Lost whole.
-            2 => Some(start),
-            // Torn: sectors from some point on lost.
-            _ => Some(((page * PAGE) + u64::from(choice / 4 % 8) * 512).max(start)),
+        let lost_from = match choice % 3 {
+            0 => None,
+            1 => Some(start),
+            _ => Some(((page * PAGE) + u64::from(choice / 3 % 8) * 512).max(start)),
         };
         if let Some(from) = lost_from.filter(|&from| from < end) {
-            let zeros = vec![0u8; (end - from) as usize];
-            if file.write_all_at(&zeros, from).is_err() {
-                return;
+            if file.write_all_at(&vec![0u8; (end - from) as usize], from).is_err() {
+                return changed;
             }
+            changed += 1;
         }
         page += 1;
     }
+    changed
 }
 
 /// The durable end of a version-3 log segment file as its durable marks claim it (the
@@ -251,26 +256,5 @@ pub fn cut_power_after_kill(dir: &Path, choices: &mut impl Iterator<Item = u8>) 
     else {
         return 0;
     };
-    let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(&path) else { return 0 };
-    let Ok(length) = file.metadata().map(|metadata| metadata.len()) else { return 0 };
-    let mut changed = 0;
-    let mut page = durable / PAGE;
-    while page * PAGE < length {
-        let start = (page * PAGE).max(durable);
-        let end = ((page + 1) * PAGE).min(length);
-        let choice = choices.next().unwrap_or(0);
-        let lost_from = match choice % 3 {
-            0 => None,
-            1 => Some(start),
-            _ => Some(((page * PAGE) + u64::from(choice / 3 % 8) * 512).max(start)),
-        };
-        if let Some(from) = lost_from.filter(|&from| from < end) {
-            if file.write_all_at(&vec![0u8; (end - from) as usize], from).is_err() {
-                return changed;
-            }
-            changed += 1;
-        }
-        page += 1;
-    }
-    changed
+    drop_unsynced_pages(&path, durable, choices)
 }
