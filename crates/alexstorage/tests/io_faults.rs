@@ -189,7 +189,7 @@ fn a_fault_at_every_io_operation_loses_nothing_acknowledged() {
     for durability in [Durability::Buffered, Durability::Sync] {
         // Count the operations of a run without faults.
         let dir = tempfile::tempdir().unwrap();
-        arm(Plan { fail_at: u64::MAX, ops: Vec::new(), fault: Fault::Io });
+        arm(Plan::at(u64::MAX, Fault::Io));
         let clean = run(dir.path(), durability);
         let (operations, failed) = disarm();
         assert!(failed.is_none());
@@ -198,7 +198,7 @@ fn a_fault_at_every_io_operation_loses_nothing_acknowledged() {
         for fault in [Fault::Io, Fault::NoSpace] {
             for fail_at in 0..operations + 5 {
                 let dir = tempfile::tempdir().unwrap();
-                arm(Plan { fail_at, ops: Vec::new(), fault });
+                arm(Plan::at(fail_at, fault));
                 let expected = run(dir.path(), durability);
                 let (_, failed) = disarm();
                 let context = format!("{durability:?}, {fault:?} at operation {fail_at} ({failed:?})");

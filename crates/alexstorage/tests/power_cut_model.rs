@@ -1,8 +1,10 @@
 //! The bounded property-test twin of the cargo-fuzz target `power_cuts`: random
-//! puts, deletes, batches, flushes, clean reopens, process crashes and power cuts
-//! (every page past the durable end lost, kept or torn at a sector) against a
-//! `BTreeMap` model, in `Buffered` and `Sync` mode. After each reopen the store must
-//! hold a prefix of the writes that includes every durable one
+//! puts, deletes, batches, flushes, compactions, snapshots, clean reopens, process
+//! crashes and power cuts from the simulated disk (every file's unsynced pages lost,
+//! kept or torn at a sector; unsynced directory entries undone; unsynced files short)
+//! against a `BTreeMap` model, in `Buffered` and `Sync` mode, on a store of 16 KiB
+//! segments (roll-overs and their checkpoints every few dozen writes). After each
+//! reopen the store must hold a prefix of the writes that includes every durable one
 //! (`alexstorage::testing::power_cuts`).
 //!
 //! `PROPTEST_CASES=1000 cargo test --release -p alexstorage --test power_cut_model`
@@ -12,7 +14,7 @@
 
 mod common;
 
-use alexstorage::testing::power_cuts::run_operations;
+use alexstorage::testing::power_cuts::{run_operations, Outcome};
 use proptest::prelude::*;
 
 proptest! {
@@ -29,8 +31,7 @@ proptest! {
 #[test]
 fn many_power_cuts_in_both_modes() {
     let mut random = alexstorage_keygen::SplitMix64::new(17);
-    let mut cuts = 0;
-    let mut writes = 0;
+    let mut total = Outcome::default();
     for run in 0..24u8 {
         // Flushes and clean closes rarer than in uniform bytes, so that power cuts meet
         // long unsynced tails (a byte may be an operation or its argument; either way
@@ -38,17 +39,24 @@ fn many_power_cuts_in_both_modes() {
         let mut data = vec![run & 1];
         for _ in 0..900 {
             let mut byte = random.next_u64() as u8;
-            while matches!(byte % 8, 5 | 6) && random.below(8) != 0 {
+            while matches!(byte % 11, 5 | 8) && random.below(8) != 0 {
                 byte = random.next_u64() as u8;
             }
             data.push(byte);
         }
         let dir = tempfile::tempdir().unwrap();
-        let (run_writes, run_cuts) = run_operations(dir.path(), &data);
-        writes += run_writes;
-        cuts += run_cuts;
+        let outcome = run_operations(dir.path(), &data);
+        total.add(&outcome);
     }
-    assert!(cuts >= 24, "only {cuts} power cuts in 24 runs");
-    assert!(writes >= 24 * 10, "only {writes} writes in 24 runs");
-    println!("{writes} writes kept and {cuts} power cuts in 24 runs");
+    // The runs must have met what they are for, or they prove nothing.
+    assert!(total.cuts >= 24, "only {} power cuts in 24 runs", total.cuts);
+    assert!(total.writes >= 24 * 10, "only {} writes in 24 runs", total.writes);
+    assert!(total.pages_dropped > 0, "no power cut dropped a page");
+    assert!(total.entries_undone > 0, "no power cut undid a directory entry: {total:?}");
+    assert!(total.compactions > 0 && total.snapshots > 0, "no compaction or no snapshot: {total:?}");
+    assert!(
+        total.faults > 0 && total.recoveries_interrupted > 0,
+        "no fault inside an operation or a recovery: {total:?}"
+    );
+    println!("24 runs: {total:?}");
 }

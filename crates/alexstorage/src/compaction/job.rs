@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::engine::{checked_record, missing_segment, Engine};
 use crate::log::format::SEGMENT_HEADER_SIZE;
-use crate::log::io::{self, Op};
+use crate::log::io;
 use crate::log::manifest::{self, CompactedSegment, Manifest};
 use crate::log::segment::Segment;
 use crate::log::Location;
@@ -348,7 +348,7 @@ impl Job<'_> {
 /// Deletes a file no manifest lists; a failure leaves a leftover the next open
 /// deletes.
 fn remove_file(path: &Path) {
-    if let Err(error) = io::check(Op::Remove, path).and_then(|()| std::fs::remove_file(path)) {
+    if let Err(error) = io::remove(path) {
         tracing::warn!(file = %path.display(), "could not delete a retired segment: {error}");
     }
 }

@@ -3,7 +3,7 @@
 //! or from the whole log), then the background workers started.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -18,9 +18,8 @@ use crate::engine::{record_len, Engine, History, Recovery, View, Writer};
 use crate::index::Alex;
 use crate::log::checkpoint::{self, Checkpoint};
 use crate::log::format::{HeaderError, StoreHeader, FORMAT_VERSION};
-use crate::log::io::{self, Op};
+use crate::log::io;
 use crate::log::recovery::Replayed;
-use crate::log::segment::sync_directory;
 use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
 use crate::value::Leases;
@@ -229,7 +228,10 @@ fn prepare_directory(path: &Path, read_only: bool) -> Result<()> {
         Ok(_) => Err(Error::InvalidArgument(format!("{} exists and is not a directory", path.display()))),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound && !read_only => {
             std::fs::create_dir_all(path)?;
-            Ok(())
+            // The new directory's own entry, in its parent, must outlive a power cut
+            // as much as the files about to be made in it.
+            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            Ok(io::sync_directory(parent)?)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())))
@@ -240,8 +242,7 @@ fn prepare_directory(path: &Path, read_only: bool) -> Result<()> {
 
 /// Takes the writer's lock on the store, or fails with `Error::Locked`.
 fn lock_store(path: &Path) -> Result<File> {
-    io::check(Op::Create, &path.join(LOCK_FILE))?;
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path.join(LOCK_FILE))?;
+    let file = io::create(&path.join(LOCK_FILE), false)?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(file),
         Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => Err(Error::Locked { path: path.to_path_buf() }),
@@ -252,8 +253,7 @@ fn lock_store(path: &Path) -> Result<File> {
 /// Checks the identity file, creating it in an empty directory.
 fn check_identity(path: &Path, read_only: bool) -> Result<()> {
     let identity = path.join(IDENTITY_FILE);
-    io::check(Op::Read, &identity)?;
-    match std::fs::read(&identity) {
+    match io::read(&identity) {
         Ok(bytes) => match StoreHeader::decode(&bytes) {
             Ok(_) => Ok(()),
             Err(HeaderError::NewerVersion(found)) => {
@@ -266,7 +266,7 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
             // The lock file, and the identity file's temporary left by an open that
             // failed while creating the store, are this store's own.
             let temporary_name = format!("{IDENTITY_FILE}.tmp");
-            let foreign = std::fs::read_dir(path)?
+            let foreign = io::read_dir(path)?
                 .filter_map(|entry| entry.ok())
                 .any(|entry| entry.file_name() != LOCK_FILE && entry.file_name().to_str() != Some(&temporary_name));
             if foreign {
@@ -279,13 +279,8 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
                 return Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())));
             }
             let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
-            io::check(Op::Write, &temporary)?;
-            std::fs::write(&temporary, StoreHeader { version: FORMAT_VERSION }.encode())?;
-            io::check(Op::Sync, &temporary)?;
-            File::open(&temporary)?.sync_all()?;
-            io::check(Op::Rename, &temporary)?;
-            std::fs::rename(&temporary, &identity)?;
-            sync_directory(path)
+            let header = StoreHeader { version: FORMAT_VERSION }.encode();
+            Ok(io::replace_file(path, &identity, &temporary, &header)?)
         }
         Err(error) => Err(error.into()),
     }

@@ -2,12 +2,9 @@
 //! of the log, so that opening a large store replays only the log after it. The
 //! layout is in `docs/FORMAT.md`; this module knows locations, not the index.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
-use super::io::{self, Op};
-use super::segment::sync_directory;
+use super::io;
 use crate::Result;
 
 /// The checkpoint's file name.
@@ -127,23 +124,13 @@ pub fn write(dir: &Path, at: &Point, entries: impl Iterator<Item = Result<(i64, 
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     let temporary = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-    io::check(Op::Create, &temporary)?;
-    let mut file = File::create(&temporary)?;
-    io::check(Op::Write, &temporary)?;
-    file.write_all(&bytes)?;
-    io::check(Op::Sync, &temporary)?;
-    file.sync_all()?;
-    drop(file);
-    io::check(Op::Rename, &temporary)?;
-    std::fs::rename(&temporary, dir.join(CHECKPOINT_FILE))?;
-    sync_directory(dir)
+    Ok(io::replace_file(dir, &dir.join(CHECKPOINT_FILE), &temporary, &bytes)?)
 }
 
 /// Reads the checkpoint in `dir`. A missing, damaged, unknown-version or inconsistent
 /// checkpoint is `None`: recovery then replays the whole log, which is always correct.
 pub fn read(dir: &Path) -> Result<Option<Checkpoint>> {
-    io::check(Op::Read, dir)?;
-    match std::fs::read(dir.join(CHECKPOINT_FILE)) {
+    match io::read(&dir.join(CHECKPOINT_FILE)) {
         Ok(bytes) => Ok(decode(&bytes)),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(error.into()),

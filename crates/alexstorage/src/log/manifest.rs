@@ -15,12 +15,9 @@
 //! Every other segment file is a leftover of a compaction that finished (its inputs)
 //! or never committed (its outputs). The layout is in `docs/FORMAT.md`.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
-use super::io::{self, Op};
-use super::segment::sync_directory;
+use super::io;
 use crate::{Error, Result};
 
 /// The manifest's file name.
@@ -159,8 +156,7 @@ impl Manifest {
 /// segments from leftovers).
 pub fn read(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST_FILE);
-    io::check(Op::Read, &path)?;
-    match std::fs::read(&path) {
+    match io::read(&path) {
         Ok(bytes) => {
             Manifest::decode(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))
         }
@@ -173,16 +169,7 @@ pub fn read(dir: &Path) -> Result<Manifest> {
 /// leaves either the old one or the new one.
 pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
     let temporary = dir.join(format!("{MANIFEST_FILE}.tmp"));
-    io::check(Op::Create, &temporary)?;
-    let mut file = File::create(&temporary)?;
-    io::check(Op::Write, &temporary)?;
-    file.write_all(&manifest.encode())?;
-    io::check(Op::Sync, &temporary)?;
-    file.sync_all()?;
-    drop(file);
-    io::check(Op::Rename, &temporary)?;
-    std::fs::rename(&temporary, dir.join(MANIFEST_FILE))?;
-    sync_directory(dir)
+    Ok(io::replace_file(dir, &dir.join(MANIFEST_FILE), &temporary, &manifest.encode())?)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use super::format::{
     BatchDescriptor, Decoded, DurableMark, RecordHeader, RecordKind, DURABLE_MARK_SIZE, RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
 };
-use super::io::{self, Op};
+use super::io;
 use super::manifest::{self, CompactedSegment, Manifest};
 use super::segment::{self, Opened, Segment};
 use super::{Location, Log};
@@ -174,8 +174,7 @@ impl Log {
         // recovery just reported.
         if writable && !leftovers.is_empty() {
             for path in &leftovers {
-                io::check(Op::Remove, path)?;
-                std::fs::remove_file(path)?;
+                io::remove(path)?;
             }
             segment::sync_directory(dir)?;
         }
@@ -234,8 +233,7 @@ fn consistent_files(dir: &Path, writable: bool) -> Result<(Manifest, Vec<Segment
 /// Opens every segment file in `dir`, ascending by id.
 fn open_files(dir: &Path, writable: bool) -> Result<Vec<SegmentFile>> {
     let mut files: Vec<(u32, PathBuf)> = Vec::new();
-    io::check(Op::Read, dir)?;
-    for entry in std::fs::read_dir(dir)? {
+    for entry in io::read_dir(dir)? {
         let entry = entry?;
         if let Some(id) = entry.file_name().to_str().and_then(segment::parse_file_name) {
             files.push((id, entry.path()));

@@ -25,7 +25,7 @@
 //! mapping is unmapped only when the last `Arc<Segment>` is dropped, so a slice handed
 //! out earlier can never dangle.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,7 +39,7 @@ use super::format::{
     DurableMark, HeaderError, SegmentHeader, DURABLE_MARKS_VERSION, DURABLE_MARK_SIZE, FORMAT_VERSION,
     RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
 };
-use super::io::{self, Op};
+use super::io;
 use crate::{Error, Result};
 
 /// The writers taking part in group commit: counted by the store, read by the leader.
@@ -144,16 +144,12 @@ fn closed(path: &Path) -> Error {
 
 /// Reserves the blocks of `file` up to `length` bytes (`fallocate`), extending it.
 fn reserve(file: &File, path: &Path, length: u64) -> Result<()> {
-    io::check(Op::Allocate, path)?;
-    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, length)
-        .map_err(|errno| Error::Io(std::io::Error::from(errno)))
+    Ok(io::allocate(file, path, length)?)
 }
 
 /// Makes a directory's entries (new or renamed files) durable.
 pub fn sync_directory(dir: &Path) -> Result<()> {
-    io::check(Op::Sync, dir)?;
-    File::open(dir)?.sync_all()?;
-    Ok(())
+    Ok(io::sync_directory(dir)?)
 }
 
 impl Segment {
@@ -161,8 +157,7 @@ impl Segment {
     /// `compacted` one carries the compacted flag in its header.
     pub fn create(dir: &Path, id: u32, capacity: u64, compacted: bool) -> Result<Segment> {
         let path = dir.join(file_name(id));
-        io::check(Op::Create, &path)?;
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let file = io::create_new(&path)?;
         let flags = if compacted { SEGMENT_COMPACTED } else { 0 };
         let result =
             Self::initialize(&file, &path, dir, SegmentHeader { version: FORMAT_VERSION, id, flags, capacity });
@@ -170,7 +165,7 @@ impl Segment {
             drop(file);
             // A segment that could not be set up holds no data: remove it so the
             // store stays as it was (and can retry once space is freed).
-            let _ = std::fs::remove_file(&path);
+            let _ = io::remove(&path);
             return Err(error);
         }
         let map = MmapOptions::new().len(capacity as usize).map_raw(&file)?;
@@ -215,18 +210,15 @@ impl Segment {
     fn initialize(file: &File, path: &Path, dir: &Path, header: SegmentHeader) -> Result<()> {
         // The first step's blocks; appends reserve the next ones before using them.
         reserve(file, path, header.capacity.min(RESERVE_STEP))?;
-        io::check(Op::Write, path)?;
-        file.write_all_at(&header.encode(), 0)?;
-        io::check(Op::Sync, path)?;
-        file.sync_all()?;
+        io::write_all_at(file, path, &header.encode(), 0)?;
+        io::sync_file(file, path)?;
         sync_directory(dir)
     }
 
     /// Opens an existing segment file. Its records are not read; the caller scans
     /// them and then calls [`Segment::set_recovered_end`].
     pub fn open(path: &Path, writable: bool) -> Result<Opened> {
-        io::check(Op::Read, path)?;
-        let file = OpenOptions::new().read(true).write(writable).open(path)?;
+        let file = io::open(path, writable)?;
         let length = file.metadata()?.len();
         let mut header_bytes = [0u8; SEGMENT_HEADER_SIZE];
         let available = (length as usize).min(SEGMENT_HEADER_SIZE);
@@ -291,12 +283,10 @@ impl Segment {
         if self.writable {
             let file = self.file.lock();
             let file = file.as_ref().ok_or_else(|| closed(&self.path))?;
-            io::check(Op::Allocate, &self.path)?;
-            file.set_len(end)?;
+            io::set_len(file, &self.path, end)?;
             self.reserved.store(end, Ordering::Release);
             drop(tail);
-            io::check(Op::Sync, &self.path)?;
-            file.sync_all()?;
+            io::sync_file(file, &self.path)?;
         }
         self.release_file();
         Ok(())
@@ -384,15 +374,14 @@ impl Segment {
             // SAFETY: [end, dirty_end) lies inside the mapping, and `&mut self` rules
             // out any concurrent reader or writer of these bytes.
             unsafe { std::ptr::write_bytes(self.map.as_mut_ptr().add(end as usize), 0, (dirty_end - end) as usize) };
-            io::check(Op::Sync, &self.path)?;
-            self.map.flush_range(end as usize, (dirty_end - end) as usize)?;
+            io::flush_map(&self.map, &self.path, end, dirty_end - end)?;
         }
         if self.writable && make_durable {
             // What recovery read may exist only in the page cache (a process crash
             // loses nothing there, but a power loss would): make it durable before
             // anything is appended after it or a checkpoint points into it.
-            io::check(Op::Sync, &self.path)?;
-            self.file.get_mut().as_ref().ok_or_else(|| closed(&self.path))?.sync_all()?;
+            let file = self.file.get_mut().as_ref().ok_or_else(|| closed(&self.path))?;
+            io::sync_file(file, &self.path)?;
         }
         self.published.store(end, Ordering::Release);
         self.synced.store(end, Ordering::Release);
@@ -494,8 +483,7 @@ impl Segment {
         let synced = self.synced.load(Ordering::Acquire);
         let through = marker_end.max(end);
         if synced < through {
-            let flushed = io::check(Op::Sync, &self.path)
-                .and_then(|()| self.map.flush_range(synced as usize, (through - synced) as usize));
+            let flushed = io::flush_map(&self.map, &self.path, synced, through - synced);
             if let Err(error) = flushed {
                 *failure = Some(error.to_string());
                 drop(failure);
@@ -546,8 +534,7 @@ impl Segment {
         if let Some(reason) = failure.as_ref() {
             return Err(Error::Io(std::io::Error::other(format!("an earlier sync of this segment failed: {reason}"))));
         }
-        let flushed = io::check(Op::Sync, &self.path)
-            .and_then(|()| self.map.flush_range(synced as usize, (published - synced) as usize));
+        let flushed = io::flush_map(&self.map, &self.path, synced, published - synced);
         if let Err(error) = flushed {
             *failure = Some(error.to_string());
             return Err(error.into());
@@ -679,8 +666,7 @@ impl Segment {
                     self.cover(synced);
                     return Ok(false);
                 }
-                let flushed = io::check(Op::Sync, &self.path)
-                    .and_then(|()| self.map.flush_range(synced as usize, (published - synced) as usize));
+                let flushed = io::flush_map(&self.map, &self.path, synced, published - synced);
                 if let Err(error) = &flushed {
                     *failure = Some(error.to_string());
                 } else {

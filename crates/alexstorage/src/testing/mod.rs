@@ -11,8 +11,15 @@ pub mod power_cuts;
 /// Faults on cue for the I/O seam (`fault-injection` feature): arm a plan, run, disarm.
 #[cfg(feature = "fault-injection")]
 pub mod faults {
-    pub use crate::log::io::faults::{arm, disarm, fired, Fault, Plan};
+    pub use crate::log::io::faults::{arm, disarm, disarm_in, fired, fired_in, Fault, Plan};
     pub use crate::log::io::Op;
+}
+
+/// The simulated disk for power cuts (`fault-injection` feature): watch a directory,
+/// run, then rewrite it into what a power cut could leave.
+#[cfg(feature = "fault-injection")]
+pub mod disk {
+    pub use crate::log::io::power::{watch, Cut, Watched};
 }
 
 /// The on-disk format's types and sizes (`docs/FORMAT.md`), for tests that write or

@@ -1,0 +1,202 @@
+//! The I/O seam: every operation on the store's files that a real disk can fail or a
+//! power cut can undo (creating, writing, syncing, allocating, truncating, renaming
+//! and removing files, syncing a directory, `msync` of a mapped range, reading a file
+//! or listing a directory) goes through a function here, and nowhere else.
+//!
+//! In normal builds each function is the plain system call. With the
+//! `fault-injection` feature (the project's own tests only) two test tools hook in:
+//! - [`faults`]: a test arms a fault that makes the `n`-th operation of chosen kinds
+//!   fail with `EIO` or `ENOSPC` before it runs;
+//! - [`power`]: a simulated disk that records, for a watched directory, what each
+//!   operation made durable (file bytes a sync covered, directory entries a directory
+//!   sync covered) and can then rewrite the directory into an image a power cut at
+//!   that moment could leave.
+//!
+//! Writes through a mapping are plain memory stores and pass no function here; what
+//! makes them durable is [`flush_map`] (`msync`), which does.
+
+use std::fs::{File, OpenOptions, ReadDir};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use memmap2::MmapRaw;
+
+#[cfg(feature = "fault-injection")]
+pub mod faults;
+#[cfg(feature = "fault-injection")]
+pub mod power;
+
+/// What an I/O operation does (the kinds a fault plan counts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `fsync`, `fdatasync`, `msync`, or a directory's sync.
+    Sync,
+    /// Reserving blocks (`fallocate`) or changing a file's length.
+    Allocate,
+    /// Creating a file.
+    Create,
+    /// Writing a file's bytes with `write` (not through a mapping).
+    Write,
+    /// Renaming a file.
+    Rename,
+    /// Removing a file.
+    Remove,
+    /// Reading a file (not through a mapping), or listing a directory.
+    Read,
+}
+
+/// Fails if a test armed a fault for this operation.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+fn check(_op: Op, _path: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Fails if a test armed a fault for this operation.
+#[cfg(feature = "fault-injection")]
+fn check(op: Op, path: &Path) -> std::io::Result<()> {
+    faults::check(op, path)
+}
+
+/// What a successful operation did, as the simulated disk ([`power`]) records it.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+pub enum Event<'a> {
+    /// A file was created (or opened with creation allowed).
+    Created(&'a Path),
+    /// A file's bytes and length were synced.
+    Synced(&'a Path),
+    /// A range of a file (`offset`, `len`) was synced through its mapping.
+    Flushed(&'a Path, u64, u64),
+    /// A file was renamed (`from`, `to`).
+    Renamed(&'a Path, &'a Path),
+    /// A file was removed.
+    Removed(&'a Path),
+    /// A directory's entries were synced.
+    DirectorySynced(&'a Path),
+}
+
+/// Tells the simulated disk what a successful operation did.
+#[cfg(feature = "fault-injection")]
+fn record(event: Event<'_>) {
+    power::record(event);
+}
+
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+fn record(_event: Event<'_>) {}
+
+/// Creates the file at `path`, which must not exist, open for reading and writing.
+pub fn create_new(path: &Path) -> std::io::Result<File> {
+    check(Op::Create, path)?;
+    let file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    record(Event::Created(path));
+    Ok(file)
+}
+
+/// Opens the file at `path` for writing, creating it if missing; `truncate` empties
+/// an existing one.
+pub fn create(path: &Path, truncate: bool) -> std::io::Result<File> {
+    check(Op::Create, path)?;
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path)?;
+    record(Event::Created(path));
+    Ok(file)
+}
+
+/// Opens the existing file at `path`, for writing too if `writable`.
+pub fn open(path: &Path, writable: bool) -> std::io::Result<File> {
+    check(Op::Read, path)?;
+    OpenOptions::new().read(true).write(writable).open(path)
+}
+
+/// Writes `bytes` at the current position of `file` (at `path`).
+pub fn write_all(mut file: &File, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    check(Op::Write, path)?;
+    file.write_all(bytes)
+}
+
+/// Writes `bytes` at `offset` of `file` (at `path`).
+pub fn write_all_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    check(Op::Write, path)?;
+    file.write_all_at(bytes, offset)
+}
+
+/// Makes the bytes and length of `file` (at `path`) durable (`fsync`).
+pub fn sync_file(file: &File, path: &Path) -> std::io::Result<()> {
+    check(Op::Sync, path)?;
+    file.sync_all()?;
+    record(Event::Synced(path));
+    Ok(())
+}
+
+/// Makes `len` bytes at `offset` of `map` (a shared mapping of the file at `path`)
+/// durable (`msync`).
+pub fn flush_map(map: &MmapRaw, path: &Path, offset: u64, len: u64) -> std::io::Result<()> {
+    check(Op::Sync, path)?;
+    map.flush_range(offset as usize, len as usize)?;
+    record(Event::Flushed(path, offset, len));
+    Ok(())
+}
+
+/// Makes a directory's entries (files created, renamed or removed in it) durable.
+pub fn sync_directory(dir: &Path) -> std::io::Result<()> {
+    check(Op::Sync, dir)?;
+    File::open(dir)?.sync_all()?;
+    record(Event::DirectorySynced(dir));
+    Ok(())
+}
+
+/// Reserves the blocks of `file` (at `path`) up to `length` bytes (`fallocate`),
+/// extending it.
+pub fn allocate(file: &File, path: &Path, length: u64) -> std::io::Result<()> {
+    check(Op::Allocate, path)?;
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, length).map_err(std::io::Error::from)
+}
+
+/// Sets the length of `file` (at `path`).
+pub fn set_len(file: &File, path: &Path, length: u64) -> std::io::Result<()> {
+    check(Op::Allocate, path)?;
+    file.set_len(length)
+}
+
+/// Renames `from` to `to`, replacing any file there.
+pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    check(Op::Rename, from)?;
+    std::fs::rename(from, to)?;
+    record(Event::Renamed(from, to));
+    Ok(())
+}
+
+/// Removes the file at `path`.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    check(Op::Remove, path)?;
+    std::fs::remove_file(path)?;
+    record(Event::Removed(path));
+    Ok(())
+}
+
+/// Reads the whole file at `path`.
+pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    check(Op::Read, path)?;
+    std::fs::read(path)
+}
+
+/// Lists the directory `dir`.
+pub fn read_dir(dir: &Path) -> std::io::Result<ReadDir> {
+    check(Op::Read, dir)?;
+    std::fs::read_dir(dir)
+}
+
+/// Writes a whole new file at `path` durably and atomically: the bytes go to a
+/// temporary beside it, which is synced, renamed over `path`, and the directory synced.
+/// A crash or power cut at any point leaves the old file or the new one (and maybe the
+/// temporary, which the next replacement overwrites).
+pub fn replace_file(dir: &Path, path: &Path, temporary: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let file = create(temporary, true)?;
+    write_all(&file, temporary, bytes)?;
+    sync_file(&file, temporary)?;
+    drop(file);
+    rename(temporary, path)?;
+    sync_directory(dir)
+}
