@@ -11,7 +11,7 @@ pub mod power_cuts;
 /// Faults on cue for the I/O seam (`fault-injection` feature): arm a plan, run, disarm.
 #[cfg(feature = "fault-injection")]
 pub mod faults {
-    pub use crate::log::io::faults::{arm, disarm, disarm_in, fired, fired_in, Fault, Plan};
+    pub use crate::log::io::faults::{arm, disarm, disarm_in, fired, fired_in, fired_on_thread_in, Fault, Plan};
     pub use crate::log::io::Op;
 }
 

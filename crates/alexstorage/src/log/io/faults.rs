@@ -48,6 +48,8 @@ struct Armed {
     plan: Plan,
     seen: u64,
     failed: Option<(Op, PathBuf)>,
+    /// The name of the thread the fault failed an operation on.
+    thread: Option<String>,
 }
 
 /// How many plans are armed: `check` does nothing more while it is 0.
@@ -58,7 +60,7 @@ static STATE: Mutex<Vec<Armed>> = Mutex::new(Vec::new());
 pub fn arm(plan: Plan) {
     let mut state = STATE.lock();
     state.retain(|armed| armed.plan.dir != plan.dir);
-    state.push(Armed { plan, seen: 0, failed: None });
+    state.push(Armed { plan, seen: 0, failed: None, thread: None });
     ARMED.store(state.len(), Ordering::Release);
 }
 
@@ -89,6 +91,13 @@ pub fn fired_in(dir: Option<&Path>) -> Option<(Op, PathBuf)> {
     state.iter().find(|armed| armed.plan.dir.as_deref() == dir).and_then(|armed| armed.failed.clone())
 }
 
+/// The name of the thread whose operation the plan armed for `dir` (or for none)
+/// failed, if it fired yet (`"unnamed"` for a thread without a name).
+pub fn fired_on_thread_in(dir: Option<&Path>) -> Option<String> {
+    let state = STATE.lock();
+    state.iter().find(|armed| armed.plan.dir.as_deref() == dir).and_then(|armed| armed.thread.clone())
+}
+
 pub(super) fn check(op: Op, path: &Path) -> std::io::Result<()> {
     if ARMED.load(Ordering::Acquire) == 0 {
         return Ok(());
@@ -107,6 +116,7 @@ pub(super) fn check(op: Op, path: &Path) -> std::io::Result<()> {
             continue;
         }
         armed.failed = Some((op, path.to_path_buf()));
+        armed.thread = Some(std::thread::current().name().unwrap_or("unnamed").to_owned());
         let errno = match armed.plan.fault {
             Fault::Io => rustix::io::Errno::IO,
             Fault::NoSpace => rustix::io::Errno::NOSPC,
