@@ -1,6 +1,7 @@
-//! Random operations against a model, with clean reopens, process crashes and power
-//! cuts (pages past the durable end lost or torn) in between: the store always opens
-//! holding a prefix of the writes with every durable one.
+//! Random operations against a model (writes, flushes, compactions, snapshots, faults
+//! inside any step), with clean reopens, process crashes and power cuts of the
+//! simulated disk in between: the store always opens holding a prefix of the writes
+//! with every durable one.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
