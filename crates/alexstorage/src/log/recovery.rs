@@ -148,7 +148,7 @@ impl Log {
                 scan_compacted(contents, &entry, manifest.sequence, &mut apply)
                     .map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))?;
             }
-            segment.set_recovered_end(entry.end, entry.end, false)?;
+            segment.set_recovered_end(entry.end, entry.end, entry.end, false)?;
             segments.insert(segment.id(), Arc::new(segment));
         }
         // The first log record follows the checkpoint's last write; without one, the
@@ -460,7 +460,7 @@ fn recover_segment(
             (offset, dirty)
         }
     };
-    segment.set_recovered_end(end as u64, dirty_end as u64, is_last)
+    segment.set_recovered_end(end as u64, dirty_end as u64, durable, is_last)
 }
 
 /// The last log segment, with durable marks, is damaged at `offset` (a record that

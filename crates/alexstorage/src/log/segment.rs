@@ -365,8 +365,11 @@ impl Segment {
     /// zeroes what lies between `end` and `dirty_end` (a torn tail), durably. With
     /// `make_durable`, also fsyncs the file: after a crash its records may exist only
     /// in the page cache (sealed segments were synced when they were sealed, so only
-    /// the last one needs this).
-    pub fn set_recovered_end(&mut self, end: u64, dirty_end: u64, make_durable: bool) -> Result<()> {
+    /// the last one needs this). `durable` is how far the segment was known durable
+    /// (its durable marks' claim); the pages from there to `end` are made dirty again
+    /// first, so the fsync writes them even if an earlier failed sync left them marked
+    /// clean in the page cache but not on the disk.
+    pub fn set_recovered_end(&mut self, end: u64, dirty_end: u64, durable: u64, make_durable: bool) -> Result<()> {
         let file_end = (*self.reserved.get_mut()).min(self.capacity());
         let end = end.clamp(SEGMENT_HEADER_SIZE as u64, file_end.max(SEGMENT_HEADER_SIZE as u64));
         let dirty_end = dirty_end.clamp(end, file_end.max(end));
@@ -380,6 +383,11 @@ impl Segment {
             // What recovery read may exist only in the page cache (a process crash
             // loses nothing there, but a power loss would): make it durable before
             // anything is appended after it or a checkpoint points into it.
+            let from = durable.clamp(SEGMENT_HEADER_SIZE as u64, end);
+            // SAFETY: [from, end) lies inside the mapping and the file (`end` is at
+            // most the reserved end, the file's length), and `&mut self` rules out any
+            // other writer of these bytes.
+            unsafe { io::redirty(&self.map, &self.path, from, end - from) };
             let file = self.file.get_mut().as_ref().ok_or_else(|| closed(&self.path))?;
             io::sync_file(file, &self.path)?;
         }
@@ -728,7 +736,9 @@ mod tests {
         let Opened::Segment(mut reopened) = Segment::open(&path, true).unwrap() else { panic!("blank") };
         assert_eq!(reopened.id(), 7);
         assert_eq!(&reopened.contents()[64..75], b"hello world");
-        reopened.set_recovered_end(70, 80, true).unwrap();
+        // Known durable through the header only: the records are made dirty again
+        // (unchanged) before the sync.
+        reopened.set_recovered_end(70, 80, 64, true).unwrap();
         assert_eq!(reopened.read(64, 6), Some(&b"hello "[..]));
         assert_eq!(&reopened.contents()[70..75], &[0u8; 5]);
         assert_eq!(parse_file_name(&file_name(0xabc)), Some(0xabc));

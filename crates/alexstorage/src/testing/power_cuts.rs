@@ -63,6 +63,10 @@ mod model {
         pub recoveries_interrupted: usize,
         /// Faults that fired inside an operation (each then a crash or power cut).
         pub faults: usize,
+        /// Acknowledged writes (not durable) that power cuts took away.
+        pub writes_lost_to_cuts: usize,
+        /// Runs in `Sync` mode (the rest were `Buffered`).
+        pub sync_runs: usize,
     }
 
     impl Outcome {
@@ -78,6 +82,8 @@ mod model {
             self.files_cut_short += other.files_cut_short;
             self.recoveries_interrupted += other.recoveries_interrupted;
             self.faults += other.faults;
+            self.writes_lost_to_cuts += other.writes_lost_to_cuts;
+            self.sync_runs += other.sync_runs;
         }
     }
 
@@ -105,22 +111,34 @@ mod model {
         /// Whether a fault plan is armed for `dir`.
         armed: bool,
         outcome: Outcome,
+        /// Print each step (`ALEXSTORAGE_HARNESS_TRACE` set): for reading a failure.
+        trace: bool,
+    }
+
+    /// What a fault that fired failed.
+    struct Fired {
+        /// It failed a sync: a power cut then is the test of whether the store
+        /// acknowledged anything that sync should have made durable.
+        sync: bool,
     }
 
     /// The operations and checks: see the module docs. `data` drives everything; `dir`
     /// must be an empty directory. Panics on a violation of the contract.
     ///
     /// Besides crashes and power cuts between operations, an operation may arm a fault
-    /// on the `n`-th I/O operation that follows (in this directory only): the moment it
+    /// on the `n`-th I/O operation that follows (in this directory only). Once it
     /// fires, inside a write, a flush, a roll-over, a checkpoint, a compaction, a close
-    /// or a recovery, is the moment of a crash or power cut. What failed must not have
-    /// been acknowledged; a recovery it interrupted must, run again, keep everything.
+    /// or a recovery, the operation ends (with the error, or past it), and the process
+    /// crashes there, with a power cut if the fault failed a sync or as the input says.
+    /// What failed must not have been acknowledged; a recovery it interrupted must, run
+    /// again (maybe after a power cut), keep everything.
     pub fn run_operations(dir: &Path, data: &[u8]) -> Outcome {
         let Ok(disk) = power::watch(dir) else { panic!("the simulated disk cannot watch {}", dir.display()) };
         let mut bytes = data.iter().copied();
         let durability = if bytes.next().unwrap_or(0) & 1 == 1 { Durability::Sync } else { Durability::Buffered };
-        // Small segments: a roll-over, and the checkpoint it writes, every few dozen writes.
-        let options = Options::new().segment_size(16 << 10).background_compaction(false).durability(durability);
+        // Small segments: a roll-over, and the checkpoint it writes, every few dozen
+        // writes.
+        let options = Options::new().segment_size(8 << 10).background_compaction(false).durability(durability);
         let Ok(db) = options.clone().open(dir) else { panic!("a new store did not open") };
         let mut run = Run {
             dir,
@@ -133,7 +151,11 @@ mod model {
             snapshot: None,
             armed: false,
             outcome: Outcome::default(),
+            trace: std::env::var_os("ALEXSTORAGE_HARNESS_TRACE").is_some(),
         };
+        if durability == Durability::Sync {
+            run.outcome.sync_runs = 1;
+        }
         while let Some(op) = bytes.next() {
             if run.states.len() > MAX_WRITES {
                 break;
@@ -151,15 +173,32 @@ mod model {
             }
         }
 
-        /// Whether the armed fault fired (and if so, disarms it).
-        fn fault_fired(&mut self) -> bool {
-            if !self.armed || faults::fired_in(Some(self.dir)).is_none() {
-                return false;
+        fn note(&self, what: impl FnOnce() -> String) {
+            if self.trace {
+                eprintln!("[harness] {}", what());
             }
+        }
+
+        /// The armed fault, if it fired (it is then disarmed).
+        fn fault_fired(&mut self) -> Option<Fired> {
+            if !self.armed {
+                return None;
+            }
+            let (op, path) = faults::fired_in(Some(self.dir))?;
+            self.note(|| format!("fault fired: {op:?} {}", path.display()));
             faults::disarm_in(Some(self.dir));
             self.armed = false;
             self.outcome.faults += 1;
-            true
+            Some(Fired { sync: op == crate::log::io::Op::Sync })
+        }
+
+        /// Checks that the live store reads `key` as `model` has it.
+        fn check_key(&self, model: &Model, key: i64, after: &str) {
+            match (self.db().get(key), model.get(&key)) {
+                (Ok(Some(read)), Some(value)) if read[..] == value[..] => {}
+                (Ok(None), None) => {}
+                (read, _) => panic!("after {after} the store reads key {key} as {read:?}"),
+            }
         }
 
         /// One operation, `op`, with its arguments from `bytes`.
@@ -167,6 +206,8 @@ mod model {
             let mut model = self.states.last().cloned().unwrap_or_default();
             let key = i64::from(bytes.next().unwrap_or(0) % 32) - 8;
             let write = self.states.len();
+            let mut keys = vec![key];
+            self.note(|| format!("op {} key {key} (writes {write}, durable {})", op % 12, self.durable));
             let wrote = match op % 12 {
                 0..=2 => {
                     let value = value_of(key, write);
@@ -176,15 +217,21 @@ mod model {
                 3 => {
                     if model.remove(&key).is_none() {
                         // Deleting an absent key writes nothing.
-                        let _ = self.db().delete(key);
+                        let deleted = self.db().delete(key);
+                        if let Some(fired) = self.fault_fired() {
+                            return self.crash_after_fault(fired, self.states.len() - 1, bytes);
+                        }
+                        assert!(deleted.is_ok(), "deleting an absent key failed");
                         return;
                     }
                     self.db().delete(key).is_ok()
                 }
                 4 => {
                     let mut batch = WriteBatch::new();
+                    keys.clear();
                     for offset in 0..=(op / 12 % 4) {
                         let key = key + i64::from(offset);
+                        keys.push(key);
                         if offset % 2 == 1 && model.contains_key(&key) {
                             batch.delete(key);
                             model.remove(&key);
@@ -198,30 +245,38 @@ mod model {
                 }
                 5 => {
                     let flushed = self.db().flush();
-                    if self.fault_fired() {
-                        return self.interrupt(bytes);
+                    if flushed.is_ok() {
+                        // Acknowledged: durable, fault or none.
+                        self.durable = self.states.len() - 1;
+                    }
+                    if let Some(fired) = self.fault_fired() {
+                        return self.crash_after_fault(fired, self.states.len() - 1, bytes);
                     }
                     if let Err(error) = flushed {
                         panic!("flush failed on a healthy store: {error}");
                     }
-                    self.durable = self.states.len() - 1;
                     return;
                 }
                 6 => {
                     let compacted = self.db().compact();
-                    if self.fault_fired() {
-                        return self.interrupt(bytes);
+                    if let Some(fired) = self.fault_fired() {
+                        return self.crash_after_fault(fired, self.states.len() - 1, bytes);
                     }
                     if let Err(error) = compacted {
                         panic!("compaction failed on a healthy store: {error}");
                     }
+                    let found = read_all(self.db().iter(), "the store after a compaction");
+                    assert!(found == *model_of(&self.states), "a compaction changed what the store reads");
                     self.outcome.compactions += 1;
                     return;
                 }
                 7 => {
                     // Take a snapshot, or check and let go of the one open.
                     match self.snapshot.take() {
-                        Some(_) => self.close_snapshot(),
+                        Some(taken) => {
+                            self.snapshot = Some(taken);
+                            self.close_snapshot();
+                        }
                         None => self.snapshot = Some((self.db().snapshot(), self.states.len() - 1)),
                     }
                     return;
@@ -231,15 +286,21 @@ mod model {
                     self.db = None;
                     // A fault in the close (its sync, its checkpoint) loses nothing a
                     // process crash would not: the page cache still holds every write.
-                    if !self.fault_fired() {
+                    // Without one, the close made everything durable: a power cut
+                    // right after it must lose nothing.
+                    let fired = self.fault_fired();
+                    if fired.is_none() {
                         self.durable = self.states.len() - 1;
+                        if bytes.next().unwrap_or(0) & 1 == 1 {
+                            self.cut(bytes);
+                        }
                     }
-                    self.reopen(self.states.len() - 1, true);
+                    self.reopen(self.states.len() - 1, bytes);
                     return;
                 }
                 9 | 10 => {
                     let power_cut = bytes.next().unwrap_or(0) & 1 == 1;
-                    self.crash_at(power_cut, self.states.len() - 1, bytes);
+                    self.crash(power_cut, self.states.len() - 1, bytes);
                     return;
                 }
                 _ => {
@@ -253,30 +314,49 @@ mod model {
                 }
             };
             let fired = self.fault_fired();
-            if !wrote && !fired {
+            if !wrote && fired.is_none() {
                 panic!("write {write} failed on a healthy store");
             }
             let acknowledged = self.states.len() - 1 + usize::from(wrote);
             self.states.push(model);
-            if wrote && self.durability == Durability::Sync {
-                self.durable = self.states.len() - 1;
+            if wrote {
+                let model = model_of(&self.states).clone();
+                for key in keys {
+                    self.check_key(&model, key, &format!("write {write}"));
+                }
+                if self.durability == Durability::Sync {
+                    self.durable = self.states.len() - 1;
+                }
             }
-            if fired {
+            if let Some(fired) = fired {
                 // A failed write may be there after recovery or not; an acknowledged
                 // one must be.
-                self.crash_at(bytes.next().unwrap_or(0) & 1 == 1, acknowledged, bytes);
+                self.crash_after_fault(fired, acknowledged, bytes);
             }
         }
 
-        /// A fault fired in an operation that is not a write: crash there.
-        fn interrupt(&mut self, bytes: &mut impl Iterator<Item = u8>) {
-            let power_cut = bytes.next().unwrap_or(0) & 1 == 1;
-            self.crash_at(power_cut, self.states.len() - 1, bytes);
+        /// A fault fired: the process crashes, with a power cut if it failed a sync.
+        fn crash_after_fault(&mut self, fired: Fired, acknowledged: usize, bytes: &mut impl Iterator<Item = u8>) {
+            let power_cut = fired.sync || bytes.next().unwrap_or(0) & 1 == 1;
+            self.crash(power_cut, acknowledged, bytes);
+        }
+
+        /// Plays a power cut on the directory (the store is closed or crashed).
+        fn cut(&mut self, bytes: &mut impl Iterator<Item = u8>) {
+            let cut = match self.disk.cut(bytes) {
+                Ok(cut) => cut,
+                Err(error) => panic!("the simulated power cut failed: {error}"),
+            };
+            self.note(|| format!("power cut: {cut:?}"));
+            self.outcome.cuts += 1;
+            self.outcome.pages_dropped += cut.pages_lost + cut.pages_torn;
+            self.outcome.entries_undone += cut.entries_undone;
+            self.outcome.files_cut_short += cut.files_cut_short;
         }
 
         /// The process dies (`acknowledged`: how many writes were acknowledged), and
         /// if `power_cut` the power too; then the store reopens.
-        fn crash_at(&mut self, power_cut: bool, acknowledged: usize, bytes: &mut impl Iterator<Item = u8>) {
+        fn crash(&mut self, power_cut: bool, acknowledged: usize, bytes: &mut impl Iterator<Item = u8>) {
             self.close_snapshot();
             if let Some(db) = self.db.take() {
                 db.simulate_crash();
@@ -284,50 +364,59 @@ mod model {
             // A process crash keeps every acknowledged write; a power cut a prefix
             // holding the durable ones.
             let least = if power_cut {
-                let cut = match self.disk.cut(bytes) {
-                    Ok(cut) => cut,
-                    Err(error) => panic!("the simulated power cut failed: {error}"),
-                };
-                self.outcome.cuts += 1;
-                self.outcome.pages_dropped += cut.pages_lost + cut.pages_torn;
-                self.outcome.entries_undone += cut.entries_undone;
-                self.outcome.files_cut_short += cut.files_cut_short;
+                self.cut(bytes);
                 self.durable
             } else {
                 self.outcome.crashes += 1;
                 acknowledged
             };
-            self.reopen(least, false);
+            let kept = self.reopen(least, bytes);
+            if power_cut {
+                self.outcome.writes_lost_to_cuts += acknowledged.saturating_sub(kept);
+            }
         }
 
-        /// Reopens, and checks the store holds one of `states[least..]` (exactly
-        /// `states[least]` if `exact`). A fault armed now may fire inside the
-        /// recovery: then the open must fail cleanly and the next one succeed.
-        fn reopen(&mut self, least: usize, exact: bool) {
+        /// Reopens, and checks the store holds one of `states[least..]`; returns which.
+        /// A fault armed now may fire inside the recovery: then the open must fail
+        /// cleanly, and the next one (maybe after a power cut) succeed.
+        fn reopen(&mut self, mut least: usize, bytes: &mut impl Iterator<Item = u8>) -> usize {
             let mut attempts = 0;
             let db = loop {
                 attempts += 1;
                 match self.options.clone().open(self.dir) {
                     Ok(db) => break db,
-                    Err(error) if self.fault_fired() && attempts < 3 && !matches!(error, Error::Corruption { .. }) => {
+                    Err(error) if attempts < 3 && !matches!(error, Error::Corruption { .. }) => {
+                        if self.fault_fired().is_none() {
+                            panic!("the store did not open: {error}");
+                        }
                         self.outcome.recoveries_interrupted += 1;
+                        if bytes.next().unwrap_or(0) & 1 == 1 {
+                            // Now only what was durable is sure to be there.
+                            self.cut(bytes);
+                            least = least.min(self.durable);
+                        }
                     }
                     Err(error) => panic!("the store did not open: {error}"),
                 }
             };
-            // A fault that did not fire in the recovery stays armed for what follows.
+            // A fault that fired in a recovery that still succeeded (a failed removal
+            // of a leftover, say) is spent here; one that did not fire stays armed.
+            let _ = self.fault_fired();
             let found = read_all(db.iter(), "the recovered store");
             assert_eq!(db.len(), found.len(), "len() disagrees with the keys read");
-            let mut verified = db.verify();
-            if verified.is_err() && self.fault_fired() {
-                verified = db.verify();
+            for (key, value) in &found {
+                match db.get(*key) {
+                    Ok(Some(read)) if read[..] == value[..] => {}
+                    other => panic!("the recovered store reads key {key} as {other:?}, its range as {value:?}"),
+                }
             }
-            if let Err(error) = verified {
+            if let Err(error) = db.verify() {
                 panic!("verify after recovery: {error}");
             }
             // The latest matching state: equal states are indistinguishable, and the
             // latest keeps the most writes counted as durable.
             let states = &self.states;
+            self.note(|| format!("reopened: {} keys, least {least}", found.len()));
             let Some(kept) = (least..states.len()).rev().find(|&index| states[index] == found) else {
                 panic!(
                     "the recovered store ({} keys) is no state between write {least} (durable) and write {}",
@@ -335,13 +424,11 @@ mod model {
                     states.len() - 1
                 );
             };
-            if exact {
-                assert_eq!(kept, least, "after a clean close the store holds the state after write {kept}");
-            }
             self.states.truncate(kept + 1);
             // Recovery makes what it kept durable before it returns.
             self.durable = kept;
             self.db = Some(db);
+            kept
         }
 
         /// Checks the open snapshot, if any, and lets it go.
@@ -361,10 +448,19 @@ mod model {
             self.close_snapshot();
             self.db = None;
             let writes = self.states.len() - 1;
-            self.reopen(writes, true);
+            let kept = self.reopen(writes, &mut std::iter::empty());
+            assert_eq!(kept, writes, "after the final clean close the store holds the state after write {kept}");
             self.db = None;
             self.outcome.writes = writes;
             self.outcome
+        }
+    }
+
+    /// The newest state.
+    fn model_of(states: &[Model]) -> &Model {
+        match states.last() {
+            Some(model) => model,
+            None => panic!("the harness has no state"),
         }
     }
 

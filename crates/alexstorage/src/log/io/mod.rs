@@ -75,6 +75,12 @@ pub enum Event<'a> {
     Removed(&'a Path),
     /// A directory's entries were synced.
     DirectorySynced(&'a Path),
+    /// A sync of a file failed: the pages it was writing may never reach the disk,
+    /// whatever later syncs report (Linux marks them clean after a failed writeback).
+    SyncFailed(&'a Path),
+    /// A range of a mapped file (`offset`, `len`) was made dirty again, so that the
+    /// next sync writes it whatever an earlier failed one left.
+    Redirtied(&'a Path, u64, u64),
 }
 
 /// Tells the simulated disk what a successful operation did.
@@ -124,19 +130,43 @@ pub fn write_all_at(file: &File, path: &Path, bytes: &[u8], offset: u64) -> std:
 
 /// Makes the bytes and length of `file` (at `path`) durable (`fsync`).
 pub fn sync_file(file: &File, path: &Path) -> std::io::Result<()> {
-    check(Op::Sync, path)?;
-    file.sync_all()?;
-    record(Event::Synced(path));
-    Ok(())
+    let synced = check(Op::Sync, path).and_then(|()| file.sync_all());
+    record(if synced.is_ok() { Event::Synced(path) } else { Event::SyncFailed(path) });
+    synced
 }
 
 /// Makes `len` bytes at `offset` of `map` (a shared mapping of the file at `path`)
 /// durable (`msync`).
 pub fn flush_map(map: &MmapRaw, path: &Path, offset: u64, len: u64) -> std::io::Result<()> {
-    check(Op::Sync, path)?;
-    map.flush_range(offset as usize, len as usize)?;
-    record(Event::Flushed(path, offset, len));
-    Ok(())
+    let flushed = check(Op::Sync, path).and_then(|()| map.flush_range(offset as usize, len as usize));
+    record(if flushed.is_ok() { Event::Flushed(path, offset, len) } else { Event::SyncFailed(path) });
+    flushed
+}
+
+/// Makes the pages of `[offset, offset + len)` of `map` (a shared mapping of the file
+/// at `path`) dirty again by writing one byte of each back unchanged, so that the next
+/// sync writes them: after a failed sync, Linux may have marked pages clean that never
+/// reached the disk, and a later sync would then report success without writing them.
+///
+/// # Safety
+/// `[offset, offset + len)` must lie inside both the mapping and the file, and no other
+/// thread may write those bytes meanwhile (a byte written back could undo its write).
+pub unsafe fn redirty(map: &MmapRaw, path: &Path, offset: u64, len: u64) {
+    /// Every page of 4 KiB is touched: on systems with larger pages, more than needed.
+    const PAGE: u64 = 4096;
+    let end = offset.saturating_add(len).min(map.len() as u64);
+    let mut at = offset;
+    while at < end {
+        // SAFETY: `at` lies in `[offset, end)`, inside the mapping and the file (the
+        // caller's promise), and no other thread writes it: reading the byte and
+        // writing the same value back changes no content, only marks the page dirty.
+        unsafe {
+            let byte = map.as_mut_ptr().add(at as usize);
+            byte.write_volatile(byte.read_volatile());
+        }
+        at = (at / PAGE + 1) * PAGE;
+    }
+    record(Event::Redirtied(path, offset, len));
 }
 
 /// Makes a directory's entries (files created, renamed or removed in it) durable.

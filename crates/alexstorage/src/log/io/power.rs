@@ -8,7 +8,10 @@
 //!   file, an `msync` of a mapped range covers exactly that range (and the length, as
 //!   `fdatasync` does);
 //! - the directory's entries as its last directory sync left them, and the entry
-//!   changes since (creations, renames, removals), in order.
+//!   changes since (creations, renames, removals), in order;
+//! - after a failed sync, the pages it was writing as never written by later syncs
+//!   either, until the store makes them dirty again (`io::redirty`): Linux marks the
+//!   pages of a failed writeback clean, so a later `fsync` succeeds without them.
 //!
 //! [`Watched::cut`] then rewrites the directory (the store must be closed or crashed
 //! first) into an image a power cut at that moment could leave:
@@ -27,7 +30,7 @@
 //! What the store never synced is thus never assumed to be on the disk, and what it
 //! synced always is. Tests only (feature `fault-injection`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -62,6 +65,9 @@ struct Disk {
     pending: Vec<EntryChange>,
     /// Each file's bytes (and so its length) as its syncs left them.
     stable: HashMap<FileId, Vec<u8>>,
+    /// Per file, the pages a failed sync was writing: later syncs do not write them
+    /// (the kernel marked them clean) until they are made dirty again.
+    failed: HashMap<FileId, BTreeSet<usize>>,
     /// Syncs recorded (files and directory).
     syncs: u64,
 }
@@ -184,6 +190,7 @@ impl Watched {
         }
         disk.current = disk.durable.clone();
         disk.pending.clear();
+        disk.failed.clear();
         Ok(cut)
     }
 }
@@ -266,6 +273,27 @@ impl Disk {
         self.next_id += 1;
         self.next_id
     }
+
+    /// A sync of `[start, end)` of file `id`, whose bytes are now `now`: those bytes
+    /// and the length become durable, except pages a failed sync left marked clean.
+    fn sync_range(&mut self, id: FileId, now: &[u8], start: usize, end: usize) {
+        let stable = self.stable.entry(id).or_default();
+        let old = std::mem::take(stable);
+        let mut synced = old.clone();
+        synced.resize(now.len(), 0);
+        synced[start..end].copy_from_slice(&now[start..end]);
+        for &page in self.failed.get(&id).into_iter().flatten() {
+            let range = page * PAGE..((page + 1) * PAGE).min(synced.len());
+            if range.start >= synced.len() {
+                continue;
+            }
+            for at in range {
+                synced[at] = old.get(at).copied().unwrap_or(0);
+            }
+        }
+        *stable = synced;
+        self.syncs += 1;
+    }
 }
 
 /// The watched directory and file name of `path`, if its directory is watched.
@@ -292,7 +320,12 @@ pub(super) fn record(event: Event<'_>) {
         return;
     }
     let path = match event {
-        Event::Created(path) | Event::Synced(path) | Event::Flushed(path, ..) | Event::Removed(path) => path,
+        Event::Created(path)
+        | Event::Synced(path)
+        | Event::Flushed(path, ..)
+        | Event::Removed(path)
+        | Event::SyncFailed(path)
+        | Event::Redirtied(path, ..) => path,
         Event::Renamed(from, _) => from,
         Event::DirectorySynced(_) => return,
     };
@@ -300,29 +333,49 @@ pub(super) fn record(event: Event<'_>) {
     let mut disks = DISKS.lock();
     let Some(disk) = disks.get_mut(&dir) else { return };
     match event {
-        Event::Created(_) => {
-            if !disk.current.contains_key(&name) {
+        Event::Created(_) => match disk.current.get(&name) {
+            // Opened again for writing (and maybe emptied): what it writes now is new.
+            Some(id) => {
+                let id = *id;
+                disk.failed.remove(&id);
+            }
+            None => {
                 let id = disk.new_id();
                 disk.current.insert(name.clone(), id);
                 disk.pending.push(EntryChange::Created(name, id));
             }
-        }
+        },
         Event::Synced(path) => {
             let Some(&id) = disk.current.get(&name) else { return };
-            if let Ok(bytes) = std::fs::read(path) {
-                disk.stable.insert(id, bytes);
-                disk.syncs += 1;
-            }
+            let Ok(now) = std::fs::read(path) else { return };
+            disk.sync_range(id, &now, 0, now.len());
         }
         Event::Flushed(path, offset, len) => {
             let Some(&id) = disk.current.get(&name) else { return };
             let Ok(now) = std::fs::read(path) else { return };
-            let stable = disk.stable.entry(id).or_default();
-            stable.resize(now.len(), 0);
             let start = (offset as usize).min(now.len());
             let end = (offset.saturating_add(len) as usize).min(now.len());
-            stable[start..end].copy_from_slice(&now[start..end]);
-            disk.syncs += 1;
+            disk.sync_range(id, &now, start, end);
+        }
+        Event::SyncFailed(path) => {
+            let Some(&id) = disk.current.get(&name) else { return };
+            let Ok(now) = std::fs::read(path) else { return };
+            let stable = disk.stable.get(&id).map_or(&[][..], Vec::as_slice);
+            let dirty: Vec<usize> = (0..now.len().div_ceil(PAGE))
+                .filter(|&page| {
+                    let range = page * PAGE..((page + 1) * PAGE).min(now.len());
+                    stable.get(range.clone()) != Some(&now[range])
+                })
+                .collect();
+            disk.failed.entry(id).or_default().extend(dirty);
+        }
+        Event::Redirtied(_, offset, len) => {
+            let Some(&id) = disk.current.get(&name) else { return };
+            if let Some(failed) = disk.failed.get_mut(&id) {
+                let first = offset as usize / PAGE;
+                let end = (offset.saturating_add(len) as usize).div_ceil(PAGE);
+                failed.retain(|&page| page < first || page >= end);
+            }
         }
         Event::Renamed(_, to) => {
             let Some(to) = to.file_name().and_then(|to| to.to_str()).map(str::to_owned) else { return };
@@ -427,6 +480,50 @@ mod tests {
         assert!(image[..PAGE].iter().all(|&byte| byte == 0));
         assert!(image[PAGE..2 * PAGE].iter().all(|&byte| byte == 7));
         assert!(image[2 * PAGE..].iter().all(|&byte| byte == 0));
+    }
+
+    #[test]
+    fn pages_a_failed_sync_was_writing_stay_unwritten_until_made_dirty_again() {
+        use crate::log::io::faults::{self, Fault, Plan};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let watched = watch(dir.path()).unwrap();
+        let file = io::create_new(&path).unwrap();
+        io::allocate(&file, &path, 2 * PAGE as u64).unwrap();
+        io::sync_file(&file, &path).unwrap();
+        io::sync_directory(dir.path()).unwrap();
+        let map = memmap2::MmapOptions::new().len(2 * PAGE).map_raw(&file).unwrap();
+        // SAFETY: the mapping is 2 pages long and only this test touches it.
+        unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 5, 2 * PAGE) };
+        faults::arm(Plan::at(0, Fault::Io).in_dir(dir.path()));
+        assert!(io::flush_map(&map, &path, 0, 2 * PAGE as u64).is_err());
+        faults::disarm_in(Some(dir.path()));
+        // The next sync "succeeds", but writes neither page: a cut losing every
+        // unsynced page leaves zeros.
+        io::flush_map(&map, &path, 0, 2 * PAGE as u64).unwrap();
+        let image = |watched: &Watched| {
+            watched.cut(&mut [0u8, 1, 1].into_iter()).unwrap();
+            bytes_of(dir.path(), "segment").unwrap()
+        };
+        let lost = image(&watched);
+        assert!(lost.iter().all(|&byte| byte == 0), "a sync after a failed one wrote its pages");
+
+        // Made dirty again (the second page only), then synced: that page is durable.
+        // (The cut wrote the file anew: open it again.)
+        drop((map, file));
+        let file = io::open(&path, true).unwrap();
+        let map = memmap2::MmapOptions::new().len(2 * PAGE).map_raw(&file).unwrap();
+        // SAFETY: as above.
+        unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 6, 2 * PAGE) };
+        faults::arm(Plan::at(0, Fault::Io).in_dir(dir.path()));
+        assert!(io::flush_map(&map, &path, 0, 2 * PAGE as u64).is_err());
+        faults::disarm_in(Some(dir.path()));
+        // SAFETY: the range is inside the mapping and the file; nothing else writes.
+        unsafe { io::redirty(&map, &path, PAGE as u64, PAGE as u64) };
+        io::flush_map(&map, &path, 0, 2 * PAGE as u64).unwrap();
+        let kept = image(&watched);
+        assert!(kept[..PAGE].iter().all(|&byte| byte == 0));
+        assert!(kept[PAGE..].iter().all(|&byte| byte == 6));
     }
 
     #[test]
