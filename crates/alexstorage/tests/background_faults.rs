@@ -4,20 +4,23 @@
 //! while a fault is armed on the `n`-th I/O operation in the store's directory (every
 //! `n` of the first few, then `n` growing by a quarter each time, to past the last),
 //! counting operations of any kind and then syncs only. Wherever it
-//! fires, the error must reach a caller or leave the store consistent: every write
-//! acknowledged before the process then dies is there after reopening, a write that
-//! failed is there whole or not at all, and the reopened store works.
+//! fires, the error must reach a caller or leave the store consistent: after the
+//! process dies, every acknowledged write is there (after a power cut of the simulated
+//! disk, every write a `flush()` acknowledged), a write that failed with an I/O error
+//! is there whole or not at all, one a poisoned store refused is not there, a flush
+//! after the periodic syncer's failed sync fails, and the reopened store works.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alexstorage::testing::disk::watch;
 use alexstorage::testing::faults::{arm, disarm_in, fired_in, fired_on_thread_in, Fault, Op, Plan};
 use alexstorage::{Durability, Error, Options};
 
-const WRITES: u64 = 1_000;
+const WRITES: usize = 1_000;
 
 fn options() -> Options {
     Options::new()
@@ -26,77 +29,96 @@ fn options() -> Options {
         .compaction_threshold(0.2)
 }
 
-fn value(write: u64) -> Vec<u8> {
-    vec![write as u8; 40 + (write % 200) as usize]
+fn value(write: usize) -> Vec<u8> {
+    vec![write as u8; 40 + write % 200]
 }
 
-/// What one run left: the writes acknowledged, the one that failed, and where the
-/// fault fired.
+/// How a write ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Acknowledged,
+    /// Failed with an I/O error: there whole after recovery, or not at all.
+    Failed,
+    /// Refused by a store poisoned by an earlier failure: never there.
+    Refused,
+}
+
+/// What one run left.
 struct Run {
-    acknowledged: BTreeMap<i64, Vec<u8>>,
-    /// Keys whose last write failed: the value before it, and the one it wrote.
-    failed: BTreeMap<i64, (Option<Vec<u8>>, Vec<u8>)>,
-    /// Writes refused.
-    refused: usize,
-    fired: Option<(Op, String)>,
+    /// Every write: key, value, how it ended.
+    writes: Vec<(i64, Vec<u8>, Status)>,
+    /// How many writes came before the last `flush()` that succeeded.
+    durable: usize,
+    /// The fault: the operation, its file, and the thread it fired on.
+    fired: Option<(Op, PathBuf, String)>,
+    /// Whether the `flush()` after the writes succeeded.
+    final_flush: bool,
 }
 
 fn run(dir: &Path, plan: Plan) -> Run {
     let db = options().open(dir).unwrap();
     arm(plan.in_dir(dir));
-    let mut acknowledged = BTreeMap::new();
-    let mut failed = BTreeMap::new();
-    let mut refused = 0;
+    let mut writes = Vec::with_capacity(WRITES);
+    let mut durable = 0;
     for write in 0..WRITES {
         let key = (write * 7 % 97) as i64;
         let value = value(write);
-        match db.put(key, &value) {
-            Ok(()) => {
-                failed.remove(&key);
-                acknowledged.insert(key, value);
-            }
-            Err(Error::Io(_)) | Err(Error::Poisoned(_)) => {
-                refused += 1;
-                // A key that failed before and again: either failed write may be there.
-                let before = acknowledged.get(&key).cloned();
-                failed
-                    .entry(key)
-                    .and_modify(|entry: &mut (Option<Vec<u8>>, Vec<u8>)| entry.1 = value.clone())
-                    .or_insert((before, value));
-            }
+        let status = match db.put(key, &value) {
+            Ok(()) => Status::Acknowledged,
+            Err(Error::Io(_)) => Status::Failed,
+            Err(Error::Poisoned(_)) => Status::Refused,
             Err(error) => panic!("write {write} failed with {error}, not an I/O error"),
-        }
-        if write % 100 == 0 {
+        };
+        writes.push((key, value, status));
+        if write % 100 == 99 {
+            if db.flush().is_ok() {
+                durable = writes.len();
+            }
             // Let the syncer and the compactor run between bursts.
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    let fired = fired_in(Some(dir)).map(|(op, _)| (op, fired_on_thread_in(Some(dir)).unwrap_or_default()));
+    let final_flush = db.flush().is_ok();
+    let fired = fired_in(Some(dir)).map(|(op, path)| (op, path, fired_on_thread_in(Some(dir)).unwrap_or_default()));
     disarm_in(Some(dir));
     db.simulate_crash();
-    Run { acknowledged, failed, refused, fired }
+    Run { writes, durable, fired, final_flush }
 }
 
-fn check(dir: &Path, run: &Run, context: &str) {
+/// The values key `key` may have after recovery, if the writes before `durable` are
+/// all sure to be there (and the later ones may be): the last acknowledged one before
+/// `durable` (or none), or any later one that was acknowledged or failed (not refused).
+fn allowed(run: &Run, key: i64, durable: usize) -> Vec<Option<Vec<u8>>> {
+    let base = run.writes[..durable]
+        .iter()
+        .rposition(|(written, _, status)| *written == key && *status == Status::Acknowledged);
+    let mut allowed = vec![base.map(|at| run.writes[at].1.clone())];
+    for (written, value, status) in &run.writes[base.map_or(0, |at| at + 1)..] {
+        if *written == key && *status != Status::Refused {
+            allowed.push(Some(value.clone()));
+        }
+    }
+    allowed
+}
+
+/// Reopens and checks every key against [`allowed`] for a store whose writes before
+/// `durable` must all be there; then checks that the store works.
+fn check(dir: &Path, run: &Run, durable: usize, context: &str) {
     let db = options().open(dir).unwrap_or_else(|error| panic!("{context}: reopen failed: {error}"));
     let mut found: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
     for entry in db.iter() {
         let (key, value) = entry.unwrap_or_else(|error| panic!("{context}: reading failed: {error}"));
         found.insert(key, value.to_vec());
     }
-    let mut expected = run.acknowledged.clone();
-    for (key, (before, after)) in &run.failed {
-        // A failed write: there whole, or the key as it was. (A store that refused
-        // one write refuses the rest until reopened, so a key's failed write is its
-        // last one, or an earlier failure that left nothing.)
-        match found.get(key) {
-            Some(value) if value == after => {
-                expected.insert(*key, after.clone());
-            }
-            value => assert_eq!(value, before.as_ref(), "{context}: the failed write of key {key} is half there"),
-        }
+    let keys: BTreeSet<i64> = run.writes.iter().map(|(key, _, _)| *key).chain(found.keys().copied()).collect();
+    for key in keys {
+        let value = found.get(&key).cloned();
+        assert!(
+            allowed(run, key, durable).contains(&value),
+            "{context}: key {key} reads as {:?}, which no write allowed there",
+            value.map(|value| (value.len(), value.first().copied()))
+        );
     }
-    assert!(found == expected, "{context}: {} keys found, {} expected", found.len(), expected.len());
     db.verify().unwrap_or_else(|error| panic!("{context}: verify: {error}"));
     db.put(-1, b"after").unwrap();
     db.flush().unwrap();
@@ -108,29 +130,56 @@ fn check(dir: &Path, run: &Run, context: &str) {
 #[test]
 fn faults_in_background_work_lose_nothing_acknowledged() {
     let mut threads: BTreeSet<String> = BTreeSet::new();
-    let mut fired = 0;
-    let mut refused = 0;
+    let (mut fired, mut refused, mut cuts, mut syncer_failures) = (0, 0, 0, 0);
     for kinds in [Vec::new(), vec![Op::Sync]] {
         for fault in [Fault::Io, Fault::NoSpace] {
             let mut fail_at = 0;
             loop {
                 let dir = tempfile::tempdir().unwrap();
+                // Every other run ends in a power cut that loses every unsynced page
+                // and directory entry: then only what a `flush()` acknowledged is sure.
+                let power_cut = fail_at % 2 == 1;
+                let disk = watch(dir.path()).unwrap();
                 let plan = Plan { ops: kinds.clone(), ..Plan::at(fail_at, fault) };
                 let outcome = run(dir.path(), plan);
                 let context = format!("{fault:?} at operation {fail_at} of {kinds:?} ({:?})", outcome.fired);
-                check(dir.path(), &outcome, &context);
-                let Some((_, thread)) = &outcome.fired else { break };
+                if let Some((Op::Sync, path, thread)) = &outcome.fired {
+                    if thread == "alexstorage-sync" && path.extension().is_some_and(|ext| ext == "seg") {
+                        // The periodic syncer's failure poisons the store: nothing after
+                        // it may be acknowledged as durable.
+                        assert!(!outcome.final_flush, "{context}: a flush succeeded after the syncer's sync failed");
+                        syncer_failures += 1;
+                    }
+                }
+                let durable = if power_cut {
+                    disk.cut(&mut std::iter::once(0).chain(std::iter::repeat(1))).unwrap();
+                    cuts += 1;
+                    if outcome.final_flush {
+                        outcome.writes.len()
+                    } else {
+                        outcome.durable
+                    }
+                } else {
+                    // A process crash: every acknowledged write is still in the page cache.
+                    outcome.writes.len()
+                };
+                check(dir.path(), &outcome, durable, &context);
+                drop(disk);
+                let Some((_, _, thread)) = &outcome.fired else { break };
                 fired += 1;
-                refused += usize::from(outcome.refused > 0);
+                refused += usize::from(outcome.writes.iter().any(|(_, _, status)| *status != Status::Acknowledged));
                 threads.insert(thread.clone());
                 // Every one of the first operations, then steps growing by a quarter.
                 fail_at += 1 + fail_at / 4;
             }
         }
     }
-    println!("{fired} faults fired, {refused} runs refused writes after one, on threads {threads:?}");
+    println!(
+        "{fired} faults fired ({syncer_failures} in the periodic syncer's segment syncs), {refused} runs refused \
+         writes after one, {cuts} power cuts, on threads {threads:?}"
+    );
     for thread in ["alexstorage-sync", "alexstorage-compaction", "alexstorage-checkpoint"] {
         assert!(threads.contains(thread), "no fault fired on {thread}: {threads:?}");
     }
-    assert!(refused > 0, "no fault made a write fail");
+    assert!(refused > 0 && syncer_failures > 0, "no fault made a write fail, or none failed the syncer");
 }
