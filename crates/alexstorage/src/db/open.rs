@@ -226,13 +226,7 @@ fn prepare_directory(path: &Path, read_only: bool) -> Result<()> {
     match std::fs::metadata(path) {
         Ok(metadata) if metadata.is_dir() => Ok(()),
         Ok(_) => Err(Error::InvalidArgument(format!("{} exists and is not a directory", path.display()))),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !read_only => {
-            std::fs::create_dir_all(path)?;
-            // The new directory's own entry, in its parent, must outlive a power cut
-            // as much as the files about to be made in it.
-            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            Ok(io::sync_directory(parent)?)
-        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !read_only => Ok(io::create_directory(path)?),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())))
         }
@@ -280,7 +274,20 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
             }
             let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
             let header = StoreHeader { version: FORMAT_VERSION }.encode();
-            Ok(io::replace_file(path, &identity, &temporary, &header)?)
+            io::replace_file(path, &identity, &temporary, &header)?;
+            // The store directory's own entry must outlive a power cut as much as the
+            // files in it: sync its parent (on every attempt until the store exists,
+            // in case an earlier one made the directory and died).
+            let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            match io::sync_directory(parent) {
+                Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // A parent we may not open for reading: its entry is the file
+                    // system's to keep, as it was before this store.
+                    tracing::warn!(dir = %parent.display(), "could not sync the store's parent directory: {error}");
+                    Ok(())
+                }
+                synced => Ok(synced?),
+            }
         }
         Err(error) => Err(error.into()),
     }

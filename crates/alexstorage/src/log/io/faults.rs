@@ -103,6 +103,8 @@ pub(super) fn check(op: Op, path: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     let mut state = STATE.lock();
+    // Every matching plan counts the operation, whichever of them fails it.
+    let mut failure = None;
     for armed in state.iter_mut() {
         if !armed.plan.ops.is_empty() && !armed.plan.ops.contains(&op) {
             continue;
@@ -112,16 +114,15 @@ pub(super) fn check(op: Op, path: &Path) -> std::io::Result<()> {
         }
         let number = armed.seen;
         armed.seen += 1;
-        if number != armed.plan.fail_at {
+        if number != armed.plan.fail_at || failure.is_some() {
             continue;
         }
         armed.failed = Some((op, path.to_path_buf()));
         armed.thread = Some(std::thread::current().name().unwrap_or("unnamed").to_owned());
-        let errno = match armed.plan.fault {
+        failure = Some(match armed.plan.fault {
             Fault::Io => rustix::io::Errno::IO,
             Fault::NoSpace => rustix::io::Errno::NOSPC,
-        };
-        return Err(std::io::Error::from(errno));
+        });
     }
-    Ok(())
+    failure.map_or(Ok(()), |errno| Err(std::io::Error::from(errno)))
 }

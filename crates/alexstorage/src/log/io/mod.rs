@@ -177,6 +177,12 @@ pub fn sync_directory(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates the directory `path` and any missing parents.
+pub fn create_directory(path: &Path) -> std::io::Result<()> {
+    check(Op::Create, path)?;
+    std::fs::create_dir_all(path)
+}
+
 /// Reserves the blocks of `file` (at `path`) up to `length` bytes (`fallocate`),
 /// extending it.
 pub fn allocate(file: &File, path: &Path, length: u64) -> std::io::Result<()> {

@@ -28,7 +28,9 @@
 //!   page cache writing dirty pages back in any order leaves it.
 //!
 //! What the store never synced is thus never assumed to be on the disk, and what it
-//! synced always is. Tests only (feature `fault-injection`).
+//! synced always is. Bytes are taken as durable as the file holds them when a sync
+//! returns: callers sync only bytes no other thread is still writing (appends past a
+//! synced range are outside it). Tests only (feature `fault-injection`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -131,7 +133,8 @@ impl Watched {
     }
 
     /// Rewrites the directory into what a power cut now could leave, as `choices` say
-    /// (see the module docs; a missing choice is 0: keep). The first choice picks
+    /// (see the module docs; a missing choice is 0: the in-order mode keeping no
+    /// unsynced entry change, and every current length and page kept). The first choice picks
     /// whether unsynced entry changes are kept in order (and how many) or each on its
     /// own (then one choice each); then, file by file in name order, one picks the
     /// length of a file whose length changed, and one each unsynced page. Whoever wrote the files
@@ -456,6 +459,34 @@ mod tests {
         assert_eq!((cut.entries_kept, cut.entries_undone), (1, 1));
         assert_eq!(bytes_of(dir.path(), "new.tmp").unwrap(), b"newer");
         assert_eq!(bytes_of(dir.path(), "later").unwrap(), b"");
+    }
+
+    #[test]
+    fn a_rename_of_an_undone_creation_is_undone_and_a_torn_page_keeps_old_sectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let watched = watch(dir.path()).unwrap();
+        let (temporary, target) = (dir.path().join("t"), dir.path().join("f"));
+        let file = io::create_new(&temporary).unwrap();
+        io::write_all(&file, &temporary, &[1u8; PAGE]).unwrap();
+        io::sync_file(&file, &temporary).unwrap();
+        io::rename(&temporary, &target).unwrap();
+        // Out of order: the creation undone (choice 1), the rename kept (0): it cannot
+        // apply, so neither name is there.
+        let cut = watched.cut(&mut [1u8, 1, 0].into_iter()).unwrap();
+        assert_eq!((cut.entries_kept, cut.entries_undone), (0, 2));
+        assert_eq!((bytes_of(dir.path(), "t"), bytes_of(dir.path(), "f")), (None, None));
+
+        let file = io::create_new(&target).unwrap();
+        io::write_all(&file, &target, &[1u8; PAGE]).unwrap();
+        io::sync_file(&file, &target).unwrap();
+        io::sync_directory(dir.path()).unwrap();
+        io::write_all_at(&file, &target, &[2u8; PAGE], 0).unwrap();
+        // Torn after 2 sectors: new bytes there, the synced ones after.
+        let cut = watched.cut(&mut [0u8, 2 + 3 * 2].into_iter()).unwrap();
+        assert_eq!(cut.pages_torn, 1);
+        let image = bytes_of(dir.path(), "f").unwrap();
+        assert!(image[..2 * SECTOR].iter().all(|&byte| byte == 2));
+        assert!(image[2 * SECTOR..].iter().all(|&byte| byte == 1));
     }
 
     #[test]
