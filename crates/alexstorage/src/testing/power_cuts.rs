@@ -3,7 +3,7 @@
 //! whole) that includes every write acknowledged as durable (a `Sync` write that
 //! returned, everything before a `flush()` that returned), and it goes on working.
 //!
-//! - [`run_operations`] (feature `fault-injection`): random puts, deletes, batches,
+//! - `run_operations` (feature `fault-injection`): random puts, deletes, batches,
 //!   flushes, compactions, snapshots, clean reopens, process crashes and power cuts
 //!   against a `BTreeMap` model, on a store of small segments (so roll-overs and the
 //!   checkpoints they write happen every few dozen writes). Its power cuts come from
