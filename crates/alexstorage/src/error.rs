@@ -1,5 +1,6 @@
 //! The one error type of the crate.
 
+use std::ops::Bound;
 use std::path::PathBuf;
 
 /// Everything that can go wrong in AlexStorage.
@@ -20,9 +21,19 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// A transaction read something that changed before it committed.
-    #[error("transaction conflict: something it read changed since it began")]
-    Conflict,
+    /// A transaction read something that another write changed after the transaction
+    /// began; it wrote nothing. Retrying it (see `Db::transact`) reads the new state.
+    #[error("transaction conflict in {family}: key {key} {}", describe_conflict(.range))]
+    Conflict {
+        /// The column family (`"default"` for the store's own keys).
+        family: String,
+        /// The key written by another transaction or write since this one began:
+        /// one it read (or found absent), or one written into a range it read.
+        key: i64,
+        /// The part of a range the transaction had read that `key` was written into,
+        /// if the conflict came from a range.
+        range: Option<(Bound<i64>, Bound<i64>)>,
+    },
     /// A value is larger than the store's `max_value_size`; nothing was written.
     #[error("value of {size} bytes exceeds the maximum of {max} bytes")]
     ValueTooLarge {
@@ -64,6 +75,24 @@ pub enum Error {
 
 /// `Result` with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The rest of a conflict's message: what the transaction had read of the key.
+fn describe_conflict(range: &Option<(Bound<i64>, Bound<i64>)>) -> String {
+    let Some((low, high)) = range else {
+        return "was read by the transaction and written by another since it began".to_owned();
+    };
+    let low = match low {
+        Bound::Included(key) => format!("[{key}"),
+        Bound::Excluded(key) => format!("({key}"),
+        Bound::Unbounded => "(-inf".to_owned(),
+    };
+    let high = match high {
+        Bound::Included(key) => format!("{key}]"),
+        Bound::Excluded(key) => format!("{key})"),
+        Bound::Unbounded => "+inf)".to_owned(),
+    };
+    format!("was written by another since the transaction began, into the range {low}, {high} it had read")
+}
 
 impl Error {
     pub(crate) fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Error {

@@ -111,6 +111,8 @@ mod range;
 mod snapshot;
 // 5. The public store.
 mod db;
+// 6. Built on the store: transactions.
+mod transaction;
 // Test support (hidden, not part of the API).
 #[doc(hidden)]
 pub mod testing;
@@ -125,4 +127,5 @@ pub use options::{Compression, Durability, Options};
 pub use range::Range;
 pub use snapshot::Snapshot;
 pub use stats::{CorruptRecord, Stats, VerifyReport};
+pub use transaction::{Transaction, DEFAULT_ATTEMPTS};
 pub use value::Value;

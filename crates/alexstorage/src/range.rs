@@ -54,11 +54,22 @@ pub(crate) struct Located {
     pub older: Option<Slot>,
 }
 
-/// An ordered, lazy, double-ended iterator over a snapshot's keys in a range.
+/// An ordered, lazy, double-ended iterator over a snapshot's keys in a range (for a
+/// transaction's range: merged with the transaction's own writes).
 ///
 /// Items are `Result<(i64, Value)>`: a record that fails its checksum is an
 /// `Err(Error::Corruption)` item, and iteration goes on past it.
-pub struct Range {
+pub struct Range(Source);
+
+/// Where a range's entries come from.
+enum Source {
+    Snapshot(SnapshotRange),
+    /// Built on top of snapshot ranges by a higher layer (a transaction's).
+    Layered(Box<dyn DoubleEndedIterator<Item = Result<(i64, Value)>> + Send + Sync>),
+}
+
+/// A range over a snapshot's keys: see [`Range`].
+pub(crate) struct SnapshotRange {
     registration: Arc<Registration>,
     /// Keys not yet read into a buffer lie within `(lo, hi)`.
     lo: Bound<i64>,
@@ -76,17 +87,34 @@ pub struct Range {
 
 impl fmt::Debug for Range {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("Range")
-            .field("sequence", &self.registration.sequence)
-            .field("unread", &(self.lo, self.hi))
-            .finish()
+        match &self.0 {
+            Source::Snapshot(range) => formatter
+                .debug_struct("Range")
+                .field("sequence", &range.registration.sequence)
+                .field("unread", &(range.lo, range.hi))
+                .finish(),
+            Source::Layered(_) => formatter.debug_struct("Range").finish_non_exhaustive(),
+        }
     }
 }
 
 impl Range {
     pub(crate) fn new(registration: Arc<Registration>, lo: Bound<i64>, hi: Bound<i64>) -> Range {
-        Range {
+        Range(Source::Snapshot(SnapshotRange::new(registration, lo, hi)))
+    }
+
+    /// A range whose entries a higher layer produces (merging snapshot ranges with
+    /// something of its own).
+    pub(crate) fn layered(
+        entries: impl DoubleEndedIterator<Item = Result<(i64, Value)>> + Send + Sync + 'static,
+    ) -> Range {
+        Range(Source::Layered(Box::new(entries)))
+    }
+}
+
+impl SnapshotRange {
+    pub(crate) fn new(registration: Arc<Registration>, lo: Bound<i64>, hi: Bound<i64>) -> SnapshotRange {
+        SnapshotRange {
             registration,
             lo,
             hi,
@@ -176,7 +204,7 @@ impl Range {
     }
 }
 
-impl Iterator for Range {
+impl Iterator for SnapshotRange {
     type Item = Result<(i64, Value)>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -184,12 +212,37 @@ impl Iterator for Range {
     }
 }
 
-impl DoubleEndedIterator for Range {
+impl DoubleEndedIterator for SnapshotRange {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.step::<true>()
     }
 }
 
+impl std::iter::FusedIterator for SnapshotRange {}
+
+impl Iterator for Range {
+    type Item = Result<(i64, Value)>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Source::Snapshot(range) => range.next(),
+            Source::Layered(entries) => entries.next(),
+        }
+    }
+}
+
+impl DoubleEndedIterator for Range {
+    #[inline]
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            Source::Snapshot(range) => range.next_back(),
+            Source::Layered(entries) => entries.next_back(),
+        }
+    }
+}
+
+/// Every layered range a transaction builds ends for good once it returns `None`.
 impl std::iter::FusedIterator for Range {}
 
 /// Leases for the keys of one chunk. Neighbouring keys mostly share a segment

@@ -10,7 +10,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use crate::engine::{record_sequence, Registration, Slot, View};
+use crate::engine::{missing_segment, record_sequence, Registration, Slot, View};
 use crate::log::Location;
 use crate::range::{locate_chunk, resolve, Located, Range, MAX_CHUNK};
 use crate::{Error, Result, Value};
@@ -91,6 +91,43 @@ impl Snapshot {
     /// Every key as of the snapshot: `range(..)`.
     pub fn iter(&self) -> Range {
         self.range(..)
+    }
+
+    /// Whether `key` was written (put or deleted) after the snapshot was taken: its
+    /// latest version is newer than the snapshot, or it had a version then and has
+    /// none now. Compaction moves records but keeps their sequence numbers, so it
+    /// changes nothing here. Meant to run with the writer's section held (so that no
+    /// write lands while it looks): a transaction's commit check.
+    pub(crate) fn written_since(&self, key: i64) -> Result<bool> {
+        let registration = &self.registration;
+        let (latest, older) = {
+            let view = registration.engine.read_view();
+            (view.locate(key), view.history.at(key, registration.sequence))
+        };
+        written_after(&registration.engine.path, registration.sequence, latest, older.is_some())
+    }
+
+    /// The first key of `(lo, hi)`, ascending, that was written after the snapshot
+    /// was taken (see [`Snapshot::written_since`]): a key put, overwritten or deleted
+    /// since. Walks the index and the kept versions of the range in chunks, each under
+    /// the shared lock for that chunk only.
+    pub(crate) fn first_written_since(&self, mut lo: Bound<i64>, hi: Bound<i64>) -> Result<Option<i64>> {
+        let registration = &self.registration;
+        loop {
+            let (located, boundary) = {
+                let view = registration.engine.read_view();
+                locate_chunk(&view, lo, hi, registration.sequence, false, MAX_CHUNK)
+            };
+            for Located { key, latest, older } in located {
+                if written_after(&registration.engine.path, registration.sequence, latest, older.is_some())? {
+                    return Ok(Some(key));
+                }
+            }
+            match boundary {
+                Some(key) => lo = Bound::Excluded(key),
+                None => return Ok(None),
+            }
+        }
     }
 
     /// (key, record location) of every key as of the snapshot, ascending: what an
@@ -205,5 +242,23 @@ impl Locations {
             _ => self.done = true,
         }
         Ok(())
+    }
+}
+
+/// Whether a key whose latest version is `latest` (`None`: no version now), and which
+/// had a kept version at `sequence` if `had_kept`, was written after `sequence`.
+fn written_after(store: &std::path::Path, sequence: u64, latest: Option<Slot>, had_kept: bool) -> Result<bool> {
+    let Some(Slot { location, lease }) = latest else {
+        // No version now: deleted since if it had one then.
+        return Ok(had_kept);
+    };
+    let Some(lease) = lease else { return Err(missing_segment(store, location)) };
+    match record_sequence(lease.segment(), location) {
+        Some(written) => Ok(written > sequence),
+        None => Err(Error::corruption(
+            lease.segment().path(),
+            u64::from(location.offset()),
+            "record header past the segment's published end",
+        )),
     }
 }

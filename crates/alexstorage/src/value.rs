@@ -92,25 +92,34 @@ thread_local! {
 /// stays valid and unchanged whatever happens to the store afterwards (overwrites,
 /// deletes, new segments, compaction, closing the store). `to_vec()` copies it out.
 #[derive(Clone)]
-pub struct Value {
-    /// A lease on the segment holding the bytes; keeps its mapping alive.
-    lease: Arc<Lease>,
-    /// Where the bytes start in the segment (below its published end).
-    offset: u64,
-    /// How many bytes.
-    len: usize,
+pub struct Value(Bytes);
+
+#[derive(Clone)]
+enum Bytes {
+    /// `len` bytes at `offset` of the leased segment (below its published end); the
+    /// lease keeps the mapping alive.
+    Mapped { lease: Arc<Lease>, offset: u64, len: usize },
+    /// Bytes of the caller's own, not (yet) in the store: a transaction's writes.
+    Owned(Arc<[u8]>),
 }
 
 impl Value {
     /// A view of `len` published bytes at `offset` of the leased segment.
     pub(crate) fn mapped(lease: Arc<Lease>, offset: u64, len: usize) -> Value {
-        Value { lease, offset, len }
+        Value(Bytes::Mapped { lease, offset, len })
     }
 
-    /// Whether the bytes are a view of the mapped file (no copy was made). Always
-    /// true in this version; compressed values, when they come, will be copies.
+    /// A value holding a copy of `bytes` (a transaction's own write, read back before
+    /// it commits).
+    pub(crate) fn owned(bytes: Arc<[u8]>) -> Value {
+        Value(Bytes::Owned(bytes))
+    }
+
+    /// Whether the bytes are a view of the mapped file (no copy was made): true for
+    /// every value read from the store in this version (a transaction's own
+    /// uncommitted writes, read back through it, are copies).
     pub fn is_zero_copy(&self) -> bool {
-        true
+        matches!(self.0, Bytes::Mapped { .. })
     }
 }
 
@@ -119,10 +128,13 @@ impl Deref for Value {
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        // The range was published before this value was made and published bytes
-        // never change, so `read` cannot fail here; an empty slice is the defensive
-        // answer rather than a panic.
-        self.lease.segment().read(self.offset, self.len).unwrap_or(&[])
+        match &self.0 {
+            // The range was published before this value was made and published bytes
+            // never change, so `read` cannot fail here; an empty slice is the
+            // defensive answer rather than a panic.
+            Bytes::Mapped { lease, offset, len } => lease.segment().read(*offset, *len).unwrap_or(&[]),
+            Bytes::Owned(bytes) => bytes,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["checkpointer"],
     &["compaction"],
     &["db"],
+    &["transaction"],
     &["testing"],
 ];
 

@@ -110,8 +110,16 @@ impl Db {
     /// after a crash the store holds all or none. A value over `max_value_size` fails
     /// the whole batch before anything is written.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        self.write_checked(batch, || Ok(())).map(|_| ())
+    }
+
+    /// [`Db::write`], after `check` passed inside the writer's section (no other write
+    /// can land between the check and this batch): a transaction's commit, whose check
+    /// is that nothing it read has changed. A failed check writes nothing. Returns the
+    /// batch's sequence number (`None` for an empty batch, which writes nothing).
+    pub(crate) fn write_checked(&self, batch: WriteBatch, check: impl FnOnce() -> Result<()>) -> Result<Option<u64>> {
         if batch.is_empty() {
-            return if self.engine.options.read_only { Err(Error::ReadOnly) } else { Ok(()) };
+            return if self.engine.options.read_only { Err(Error::ReadOnly) } else { Ok(None) };
         }
         for operation in &batch.operations {
             if let BatchOperation::Put { value_len, .. } = operation {
@@ -121,6 +129,7 @@ impl Db {
         let count = u32::try_from(batch.len())
             .map_err(|_| Error::InvalidArgument(format!("a batch of {} writes is too large", batch.len())))?;
         let mut writer = self.lock_writer()?;
+        check()?;
         let sequence = writer.sequence + 1;
         let encoded = EncodedBatch::new(&batch, count, sequence);
         let hints = self.engine.old_versions(batch.operations.iter().filter_map(default_family_key));
@@ -138,7 +147,7 @@ impl Db {
         writer.counters.batches += 1;
         writer.counters.batch_writes += u64::from(count);
         writer.counters.bytes_written += appended.len;
-        self.finish_write(writer, appended)
+        self.finish_write(writer, appended).map(|()| Some(sequence))
     }
 
     fn check_value(&self, size: usize) -> Result<()> {

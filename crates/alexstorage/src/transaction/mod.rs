@@ -1,0 +1,245 @@
+//! [`Transaction`]: optimistic transactions, serializable for what they read.
+//!
+//! A transaction is a snapshot taken at begin, the transaction's own writes (a sorted
+//! map, kept in memory), and a record of what it read ([`reads`]): the keys it looked
+//! up, found or not, and the part of every range it iterated. Reads see the snapshot
+//! with the transaction's own writes on top; nobody else sees those writes before
+//! commit. It holds no lock while open, so it blocks no reader, writer or other
+//! transaction.
+//!
+//! `commit` turns the writes into one batch (one record group in the log: all or
+//! nothing after any crash) and writes it through the store's ordinary write path
+//! (group commit included), with one check run inside the writer's section, where no
+//! other write can land: every key it read and every key in every part of a range it
+//! read must still be as the snapshot saw it (no newer version, and not deleted
+//! since). If one is not, the commit writes nothing and fails with
+//! [`Error::Conflict`] naming the key (and the range it was written into). Passing
+//! the check means everything the transaction read is what the store holds at the
+//! moment its batch is applied, so committed transactions are serializable in commit
+//! order, phantoms included. A transaction that wrote nothing commits without a
+//! check (what it read was one consistent snapshot); one that read nothing commits
+//! without a check too.
+//!
+//! The check costs O(what the transaction read): one index lookup and one record
+//! header per key, and a walk of the index and kept versions over each range part it
+//! read; never O(the store) nor O(the writes since it began). Compaction moves
+//! records but keeps their sequence numbers, so it causes no conflict.
+//!
+//! Memory: an open transaction keeps its snapshot (so the versions it can see are
+//! kept, as for any [`crate::Snapshot`]), its writes, and one entry per key read and
+//! per range read.
+
+mod merge;
+mod reads;
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::{Db, Error, Range, Result, Snapshot, Value, WriteBatch};
+
+use merge::Merged;
+use reads::Reads;
+
+/// How many times [`Db::transact`] runs a transaction that keeps conflicting.
+pub const DEFAULT_ATTEMPTS: u32 = 16;
+
+/// An optimistic transaction (see the [module docs](self)): made by
+/// [`Db::transaction`], ended by [`Transaction::commit`] or
+/// [`Transaction::rollback`] (or by dropping it, which rolls it back).
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let db = alexstorage::Db::open(dir.path()).unwrap();
+/// db.put(1, b"100").unwrap();
+/// let mut tx = db.transaction();
+/// let balance: u32 = std::str::from_utf8(&tx.get(1).unwrap().unwrap()).unwrap().parse().unwrap();
+/// tx.put(1, (balance - 30).to_string());
+/// tx.put(2, b"30");
+/// assert_eq!(db.get(2).unwrap(), None, "nobody sees a write before commit");
+/// tx.commit().unwrap();
+/// assert_eq!(db.get(1).unwrap().unwrap(), b"70");
+/// ```
+pub struct Transaction {
+    db: Db,
+    snapshot: Snapshot,
+    /// Its own writes: a value, or `None` for a delete.
+    writes: BTreeMap<i64, Option<Arc<[u8]>>>,
+    /// What it read; ranges it made update it as they are iterated.
+    reads: Arc<Mutex<Reads>>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Transaction")
+            .field("sequence", &self.snapshot.sequence())
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// Begins a transaction on the store as it is now.
+    pub fn transaction(&self) -> Transaction {
+        Transaction {
+            db: self.clone(),
+            snapshot: self.snapshot(),
+            writes: BTreeMap::new(),
+            reads: Arc::new(Mutex::new(Reads::default())),
+        }
+    }
+
+    /// Runs `body` in a transaction and commits it, running it again in a fresh
+    /// transaction after a conflict, up to [`DEFAULT_ATTEMPTS`] times in all, with a
+    /// short randomized backoff between attempts. Returns `body`'s result once a
+    /// commit succeeds; the last [`Error::Conflict`] if every attempt conflicted; any
+    /// other error (from `body` or the commit) at once.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = alexstorage::Db::open(dir.path()).unwrap();
+    /// let count = db.transact(|tx| {
+    ///     let count = tx.get(0)?.map_or(0, |value| value[0]) + 1;
+    ///     tx.put(0, [count]);
+    ///     Ok(count)
+    /// }).unwrap();
+    /// assert_eq!(count, 1);
+    /// ```
+    pub fn transact<T>(&self, body: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+        self.transact_with(DEFAULT_ATTEMPTS, body)
+    }
+
+    /// [`Db::transact`] with at most `attempts` runs (at least one).
+    pub fn transact_with<T>(&self, attempts: u32, mut body: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+        let mut backoff = Duration::from_micros(20);
+        let mut attempt = 1;
+        loop {
+            let mut transaction = self.transaction();
+            let value = body(&mut transaction)?;
+            match transaction.commit() {
+                Ok(()) => return Ok(value),
+                Err(Error::Conflict { .. }) if attempt < attempts => {
+                    // Randomized, so that transactions that collided do not collide
+                    // again in step.
+                    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+                    hasher.write_u32(attempt);
+                    let jitter = hasher.finish() % (backoff.as_nanos() as u64 + 1);
+                    std::thread::sleep(backoff / 2 + Duration::from_nanos(jitter / 2));
+                    backoff = (backoff * 2).min(Duration::from_millis(2));
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+impl Transaction {
+    /// The value of `key`: its own write if it wrote it, else the value at begin.
+    pub fn get(&self, key: i64) -> Result<Option<Value>> {
+        if let Some(write) = self.writes.get(&key) {
+            return Ok(write.clone().map(Value::owned));
+        }
+        self.reads.lock().key(key);
+        self.snapshot.get(key)
+    }
+
+    /// Whether `key` has a value, as [`Transaction::get`] sees it.
+    pub fn contains_key(&self, key: i64) -> Result<bool> {
+        self.get(key).map(|value| value.is_some())
+    }
+
+    /// Sets `key` to `value` when the transaction commits (checked against
+    /// `max_value_size` then).
+    pub fn put(&mut self, key: i64, value: impl AsRef<[u8]>) {
+        self.writes.insert(key, Some(Arc::from(value.as_ref())));
+    }
+
+    /// Deletes `key` when the transaction commits.
+    pub fn delete(&mut self, key: i64) {
+        self.writes.insert(key, None);
+    }
+
+    /// The keys in `range` as of begin with the transaction's own writes on top,
+    /// ascending (or descending with `.rev()`), lazily. What it returns counts as
+    /// read: from the range's start to the last key returned (from either end),
+    /// the whole range once it is exhausted. Writes the transaction makes after
+    /// calling `range` do not show in it.
+    pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
+        let (lo, hi) = (range.start_bound().cloned(), range.end_bound().cloned());
+        let writes = self.writes.range((lo, hi)).map(|(key, write)| (*key, write.clone())).collect();
+        let part = self.reads.lock().range(lo, hi);
+        Range::layered(Merged::new(self.snapshot.range((lo, hi)), writes, Arc::clone(&self.reads), part))
+    }
+
+    /// [`Transaction::range`] over every key.
+    pub fn iter(&self) -> Range {
+        self.range(..)
+    }
+
+    /// The sequence number of the last write its snapshot sees (the state it began
+    /// on).
+    pub fn sequence(&self) -> u64 {
+        self.snapshot.sequence()
+    }
+
+    /// How many writes the transaction holds.
+    pub fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Applies every write atomically if nothing the transaction read has changed
+    /// since it began; else writes nothing and fails with [`Error::Conflict`]. In
+    /// `Durability::Sync` it returns once the writes are durable (group-committed with
+    /// other writes). A transaction without writes commits at once.
+    pub fn commit(self) -> Result<()> {
+        self.commit_sequenced().map(|_| ())
+    }
+
+    /// [`Transaction::commit`], returning the sequence number its writes took in the
+    /// store's write order (`None` for a transaction without writes, which serializes
+    /// at its begin, [`Transaction::sequence`]). Committed transactions are
+    /// serializable in this order.
+    pub fn commit_sequenced(self) -> Result<Option<u64>> {
+        if self.writes.is_empty() {
+            return Ok(None);
+        }
+        let mut batch = WriteBatch::new();
+        for (key, write) in &self.writes {
+            match write {
+                Some(value) => batch.put(*key, value),
+                None => batch.delete(*key),
+            };
+        }
+        let reads = std::mem::take(&mut *self.reads.lock());
+        let snapshot = &self.snapshot;
+        self.db.write_checked(batch, || check(snapshot, &reads))
+    }
+
+    /// Drops every write; same as dropping the transaction.
+    pub fn rollback(self) {}
+}
+
+/// The commit check: nothing `reads` holds was written after `snapshot`.
+fn check(snapshot: &Snapshot, reads: &Reads) -> Result<()> {
+    let conflict = |key, range| Error::Conflict { family: "default".to_owned(), key, range };
+    for &key in reads.keys() {
+        if snapshot.written_since(key)? {
+            return Err(conflict(key, None));
+        }
+    }
+    for (lo, hi) in reads.parts() {
+        if let Some(key) = snapshot.first_written_since(lo, hi)? {
+            return Err(conflict(key, Some((lo, hi))));
+        }
+    }
+    Ok(())
+}
+
+/// A bound as an owned pair (for the read record).
+pub(crate) type Interval = (Bound<i64>, Bound<i64>);

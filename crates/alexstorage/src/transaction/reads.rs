@@ -1,0 +1,109 @@
+//! What a transaction read: the keys it looked up, and for each range it made, the
+//! parts it iterated. The commit check walks exactly these.
+
+use std::collections::BTreeSet;
+use std::ops::Bound;
+
+use super::Interval;
+
+/// The keys looked up and the ranges read.
+#[derive(Debug, Default)]
+pub(super) struct Reads {
+    keys: BTreeSet<i64>,
+    ranges: Vec<RangeRead>,
+}
+
+/// One range a transaction made, and how far it was iterated from each end.
+#[derive(Debug)]
+struct RangeRead {
+    lo: Bound<i64>,
+    hi: Bound<i64>,
+    /// Read from `lo` through this key (from the low end).
+    front: Option<i64>,
+    /// Read from this key through `hi` (from the high end).
+    back: Option<i64>,
+    /// Iterated to its end: all of `(lo, hi)` was read.
+    whole: bool,
+}
+
+impl Reads {
+    /// `key` was looked up (found or not).
+    pub(super) fn key(&mut self, key: i64) {
+        self.keys.insert(key);
+    }
+
+    /// A range over `(lo, hi)` was made; returns its number for the calls below.
+    pub(super) fn range(&mut self, lo: Bound<i64>, hi: Bound<i64>) -> usize {
+        self.ranges.push(RangeRead { lo, hi, front: None, back: None, whole: false });
+        self.ranges.len() - 1
+    }
+
+    /// Range `part` returned `key` from its low end (`back`: its high end).
+    pub(super) fn reached(&mut self, part: usize, key: i64, back: bool) {
+        if let Some(range) = self.ranges.get_mut(part) {
+            if back {
+                range.back = Some(range.back.map_or(key, |reached| reached.min(key)));
+            } else {
+                range.front = Some(range.front.map_or(key, |reached| reached.max(key)));
+            }
+        }
+    }
+
+    /// Range `part` returned its last entry: all of it was read.
+    pub(super) fn exhausted(&mut self, part: usize) {
+        if let Some(range) = self.ranges.get_mut(part) {
+            range.whole = true;
+        }
+    }
+
+    /// The keys looked up.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &i64> {
+        self.keys.iter()
+    }
+
+    /// The intervals of keys the ranges read.
+    pub(super) fn parts(&self) -> Vec<Interval> {
+        let mut parts = Vec::new();
+        for range in &self.ranges {
+            if range.whole {
+                parts.push((range.lo, range.hi));
+                continue;
+            }
+            if let Some(front) = range.front {
+                parts.push((range.lo, Bound::Included(front)));
+            }
+            if let Some(back) = range.back {
+                parts.push((Bound::Included(back), range.hi));
+            }
+        }
+        parts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Bound::*;
+
+    #[test]
+    fn a_range_counts_as_read_as_far_as_it_was_iterated() {
+        let mut reads = Reads::default();
+        let untouched = reads.range(Included(0), Excluded(100));
+        let both_ends = reads.range(Unbounded, Unbounded);
+        reads.reached(both_ends, 10, false);
+        reads.reached(both_ends, 12, false);
+        reads.reached(both_ends, 90, true);
+        reads.reached(both_ends, 80, true);
+        let whole = reads.range(Excluded(5), Included(7));
+        reads.reached(whole, 6, false);
+        reads.exhausted(whole);
+        assert_eq!(
+            reads.parts(),
+            [(Unbounded, Included(12)), (Included(80), Unbounded), (Excluded(5), Included(7))],
+            "range {untouched} read nothing"
+        );
+        reads.key(3);
+        reads.key(3);
+        assert_eq!(reads.keys().copied().collect::<Vec<_>>(), [3]);
+    }
+}
