@@ -1,8 +1,9 @@
 //! Bank transfers in transactions: 8 threads move money between 16 accounts with
 //! `Db::transact` (read two balances, write two), while an auditor sums every balance
 //! through snapshots and through read-only transactions. Every sum is the starting
-//! total, no balance goes negative, and the total survives a reopen. Run in `Sync`
-//! mode, so commits group-commit like plain writes.
+//! total, each balance ends exactly where the committed transfers put it (no lost
+//! update), none goes negative, and all survive a reopen. Run in `Sync` mode, so
+//! commits group-commit like plain writes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use alexstorage::{Db, Durability, Options};
 
 const ACCOUNTS: i64 = 16;
-const START: i64 = 1_000;
+const START: i64 = 60;
 const THREADS: u64 = 8;
 const TRANSFERS: u64 = 150;
 
@@ -57,38 +58,64 @@ fn transfers_conserve_the_total_under_contention_and_across_reopen() {
             let (db, attempts) = (db.clone(), Arc::clone(&attempts));
             std::thread::spawn(move || {
                 let mut random = alexstorage_keygen::SplitMix64::new(thread + 1);
+                // What this thread's committed transfers moved, per account.
+                let mut net = vec![0i64; ACCOUNTS as usize];
+                let mut refused = 0u64;
                 for _ in 0..TRANSFERS {
                     let from = random.below(ACCOUNTS as u64) as i64;
                     let to = (from + 1 + random.below(ACCOUNTS as u64 - 1) as i64) % ACCOUNTS;
                     let amount = 1 + random.below(50) as i64;
-                    db.transact(|tx| {
-                        attempts.fetch_add(1, Ordering::Relaxed);
-                        let (a, b) = (balance(tx.get(from)?), balance(tx.get(to)?));
-                        if a >= amount {
+                    let moved = db
+                        .transact(|tx| {
+                            attempts.fetch_add(1, Ordering::Relaxed);
+                            let (a, b) = (balance(tx.get(from)?), balance(tx.get(to)?));
+                            if a < amount {
+                                return Ok(false);
+                            }
                             tx.put(from, (a - amount).to_le_bytes());
                             tx.put(to, (b + amount).to_le_bytes());
-                        }
-                        Ok(())
-                    })
-                    .unwrap();
+                            Ok(true)
+                        })
+                        .unwrap();
+                    if moved {
+                        net[from as usize] -= amount;
+                        net[to as usize] += amount;
+                    } else {
+                        refused += 1;
+                    }
                 }
+                (net, refused)
             })
         })
         .collect();
+    let mut net = vec![0i64; ACCOUNTS as usize];
+    let mut refused = 0;
     for worker in workers {
-        worker.join().unwrap();
+        let (moved, declined) = worker.join().unwrap();
+        for (account, amount) in moved.into_iter().enumerate() {
+            net[account] += amount;
+        }
+        refused += declined;
     }
     stop.store(true, Ordering::Release);
     let audits = auditor.join().unwrap();
     let attempts = attempts.load(Ordering::Relaxed);
-    println!("{} transfers in {attempts} attempts ({audits} audits)", THREADS * TRANSFERS);
+    println!(
+        "{} transfers ({refused} declined for funds) in {attempts} attempts ({audits} audits)",
+        THREADS * TRANSFERS
+    );
     assert!(attempts > THREADS * TRANSFERS, "8 threads over 16 accounts never conflicted: the check is not running");
+    assert!(audits > 0 && refused > 0, "the auditor never ran, or no balance ever ran short");
     assert_eq!(total_through_snapshot(&db), total);
-    for account in 0..ACCOUNTS {
-        assert!(balance(db.get(account).unwrap()) >= 0);
-    }
+    // Each balance is exactly what the committed transfers made it: a lost update
+    // would show here even when the total is right.
+    let balances: Vec<i64> = (0..ACCOUNTS).map(|account| balance(db.get(account).unwrap())).collect();
+    let expected: Vec<i64> = net.iter().map(|moved| START + moved).collect();
+    assert_eq!(balances, expected);
+    assert!(balances.iter().all(|&balance| balance >= 0));
     drop(db);
     let db = options.open(dir.path()).unwrap();
-    assert_eq!(total_through_snapshot(&db), total, "after reopen");
+    let reopened: Vec<i64> = (0..ACCOUNTS).map(|account| balance(db.get(account).unwrap())).collect();
+    assert_eq!(reopened, balances, "after reopen");
     assert_eq!(db.len(), ACCOUNTS as usize);
 }

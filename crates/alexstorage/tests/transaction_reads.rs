@@ -86,10 +86,11 @@ proptest! {
                     prop_assert_eq!(tx.get(key).unwrap().map(|v| v[0]), value);
                 }
                 Step::Range(lo, hi, inclusive, pattern) => {
-                    let lo = lo.map_or(Bound::Unbounded, Bound::Included);
+                    // Low bounds both included and excluded (by the pattern's top bit).
+                    let lo = match lo { None => Bound::Unbounded, Some(lo) if pattern & 0x80 == 0 => Bound::Included(lo), Some(lo) => Bound::Excluded(lo) };
                     let hi = match hi { None => Bound::Unbounded, Some(hi) if inclusive => Bound::Included(hi), Some(hi) => Bound::Excluded(hi) };
-                    if let (Bound::Included(a), Bound::Included(b) | Bound::Excluded(b)) = (lo, hi) {
-                        if a > b { continue; }
+                    if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (lo, hi) {
+                        if a > b || (a == b && !(matches!(lo, Bound::Included(_)) && matches!(hi, Bound::Included(_)))) { continue; }
                     }
                     let expected: Vec<(i64, u8)> = seen.range((lo, hi)).map(|(k, v)| (*k, *v)).collect();
                     let mut range = tx.range((lo, hi));

@@ -155,6 +155,17 @@ fn committed_transactions_are_serializable_in_commit_order() {
     let (mut writers, readers): (Vec<Committed>, Vec<Committed>) =
         committed.into_iter().partition(|transaction| transaction.sequence.is_some());
     writers.sort_by_key(|transaction| transaction.sequence);
+    // Commit sequences are distinct and after their transaction's begin; many
+    // writers had another commit land while they were open (real concurrency).
+    let mut overlapped = 0;
+    for pair in writers.windows(2) {
+        assert!(pair[0].sequence < pair[1].sequence, "two commits at one sequence");
+    }
+    for transaction in &writers {
+        let sequence = transaction.sequence.unwrap();
+        assert!(sequence > transaction.begin, "a commit at {sequence} before its begin {}", transaction.begin);
+        overlapped += usize::from(sequence > transaction.begin + 1);
+    }
     // The model after each commit, by sequence, for the read-only ones.
     let mut states: Vec<(u64, Model)> = vec![(start, model.clone())];
     for transaction in &writers {
@@ -171,4 +182,5 @@ fn committed_transactions_are_serializable_in_commit_order() {
     assert_eq!(found, model);
     println!("{} writers and {} read-only transactions checked, {conflicts} conflicts", writers.len(), readers.len());
     assert!(writers.len() > 100 && conflicts > 50, "too little concurrency to check anything");
+    assert!(overlapped > writers.len() / 10, "only {overlapped} commits overlapped another");
 }
