@@ -106,15 +106,14 @@ fn transactions_survive_kill9() {
         let balances: Vec<i64> = (0..ACCOUNTS).map(|account| number(db.get(account).unwrap())).collect();
         assert_eq!(balances.iter().sum::<i64>(), ACCOUNTS * START, "kill {kill}: a transfer was half-applied");
         assert!(balances.iter().all(|&balance| balance >= 0), "kill {kill}: {balances:?}");
-        for thread in 0..THREADS as usize {
+        for (thread, count) in acknowledged.iter_mut().enumerate() {
             let ledger = number(db.get(LEDGER + thread as i64).unwrap());
             assert!(
-                ledger == acknowledged[thread] || ledger == acknowledged[thread] + 1,
-                "kill {kill}: thread {thread} has {ledger} transfers; {} were acknowledged",
-                acknowledged[thread]
+                ledger == *count || ledger == *count + 1,
+                "kill {kill}: thread {thread} has {ledger} transfers; {count} were acknowledged"
             );
             // The commit in flight may have landed: the next child counts from it.
-            acknowledged[thread] = ledger;
+            *count = ledger;
         }
         db.verify().unwrap();
     }
