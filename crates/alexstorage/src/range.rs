@@ -106,7 +106,7 @@ impl Range {
     /// A range whose entries a higher layer produces (merging snapshot ranges with
     /// something of its own).
     pub(crate) fn layered(
-        entries: impl DoubleEndedIterator<Item = Result<(i64, Value)>> + Send + Sync + 'static,
+        entries: impl DoubleEndedIterator<Item = Result<(i64, Value)>> + std::iter::FusedIterator + Send + Sync + 'static,
     ) -> Range {
         Range(Source::Layered(Box::new(entries)))
     }

@@ -112,3 +112,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+#[allow(clippy::reversed_empty_ranges)]
+fn crossed_bounds_are_an_empty_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.put(5, b"x").unwrap();
+    let mut tx = db.transaction();
+    tx.put(6, b"y");
+    assert_eq!(tx.range(10..3).count(), 0);
+    assert_eq!(tx.range((Bound::Excluded(6), Bound::Excluded(6))).count(), 0);
+    assert_eq!(tx.range((Bound::Excluded(5), Bound::Included(5))).count(), 0);
+    assert_eq!(tx.range(5..=6).count(), 2);
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_range_read_after_its_transaction_ended_fails_once_then_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    for key in 0..10 {
+        db.put(key, b"v").unwrap();
+    }
+    let mut tx = db.transaction();
+    let mut range = tx.range(..);
+    assert_eq!(range.next().unwrap().unwrap().0, 0);
+    tx.put(100, b"w");
+    tx.commit().unwrap();
+    // What it returned now would not have been checked by the commit.
+    assert!(matches!(range.next(), Some(Err(alexstorage::Error::InvalidArgument(_)))));
+    assert!(range.next().is_none() && range.next_back().is_none());
+    // The same for a range that outlives a dropped transaction.
+    let tx = db.transaction();
+    let mut range = tx.range(..);
+    drop(tx);
+    assert!(matches!(range.next_back(), Some(Err(_))));
+    assert!(range.next().is_none());
+}

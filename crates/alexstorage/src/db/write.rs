@@ -110,14 +110,19 @@ impl Db {
     /// after a crash the store holds all or none. A value over `max_value_size` fails
     /// the whole batch before anything is written.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.write_checked(batch, || Ok(())).map(|_| ())
+        self.write_checked(batch, |_| Ok(())).map(|_| ())
     }
 
     /// [`Db::write`], after `check` passed inside the writer's section (no other write
     /// can land between the check and this batch): a transaction's commit, whose check
-    /// is that nothing it read has changed. A failed check writes nothing. Returns the
-    /// batch's sequence number (`None` for an empty batch, which writes nothing).
-    pub(crate) fn write_checked(&self, batch: WriteBatch, check: impl FnOnce() -> Result<()>) -> Result<Option<u64>> {
+    /// is that nothing it read has changed. `check` is given the sequence of the last
+    /// write (the state it checks). A failed check writes nothing. Returns the batch's
+    /// sequence number (`None` for an empty batch, which writes nothing).
+    pub(crate) fn write_checked(
+        &self,
+        batch: WriteBatch,
+        check: impl FnOnce(u64) -> Result<()>,
+    ) -> Result<Option<u64>> {
         if batch.is_empty() {
             return if self.engine.options.read_only { Err(Error::ReadOnly) } else { Ok(None) };
         }
@@ -129,7 +134,7 @@ impl Db {
         let count = u32::try_from(batch.len())
             .map_err(|_| Error::InvalidArgument(format!("a batch of {} writes is too large", batch.len())))?;
         let mut writer = self.lock_writer()?;
-        check()?;
+        check(writer.sequence)?;
         let sequence = writer.sequence + 1;
         let encoded = EncodedBatch::new(&batch, count, sequence);
         let hints = self.engine.old_versions(batch.operations.iter().filter_map(default_family_key));
@@ -148,6 +153,12 @@ impl Db {
         writer.counters.batch_writes += u64::from(count);
         writer.counters.bytes_written += appended.len;
         self.finish_write(writer, appended).map(|()| Some(sequence))
+    }
+
+    /// The sequence of the last write readers can see: once the writer's section is
+    /// released, that of the last write.
+    pub(crate) fn visible_sequence(&self) -> u64 {
+        self.engine.read_view().sequence
     }
 
     fn check_value(&self, size: usize) -> Result<()> {

@@ -26,7 +26,7 @@
 //! | 3 | `Engine::writer` | [`Writer`]: the log's tail, sequence numbers, accounting, `poisoned` | roll-overs only (sealing a segment syncs it; creating one allocates) |
 //! | 4 | `Engine::view` (sharded: a reader locks its own shard, a writer all of them) | [`View`] | never: in-memory steps only |
 //! | 5 | `Versions::live` | the live snapshots' sequences | never |
-//! | 6 | leaves: `Checkpointer::pending`, the store's worker slots, `Pressure`'s condition variable, a segment's tail and sync locks (`log/segment.rs`) | their own field | a segment's sync lock: its `msync` |
+//! | 6 | leaves: `Checkpointer::pending`, the store's worker slots, `Pressure`'s condition variable, a segment's tail and sync locks (`log/segment.rs`), a transaction's reads (`transaction/reads.rs`) | their own field | a segment's sync lock: its `msync` |
 //!
 //! Leaves take no other lock. Writers wait on `Pressure` before they take the writer's
 //! section, holding nothing; the group commit's sync runs after the writer's section

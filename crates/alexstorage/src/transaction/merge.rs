@@ -3,12 +3,12 @@
 //! far it got.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
 use super::reads::Reads;
-use crate::{Range, Result, Value};
+use crate::{Error, Range, Result, Value};
 
 type Entry = Result<(i64, Value)>;
 
@@ -24,6 +24,8 @@ pub(super) struct Merged {
     /// delete).
     writes: VecDeque<(i64, Option<Arc<[u8]>>)>,
     reads: Arc<Mutex<Reads>>,
+    /// Gone once the transaction is dropped.
+    alive: Weak<()>,
     /// This range's number in `reads`.
     part: usize,
     done: bool,
@@ -34,9 +36,10 @@ impl Merged {
         snapshot: Range,
         writes: VecDeque<(i64, Option<Arc<[u8]>>)>,
         reads: Arc<Mutex<Reads>>,
+        alive: Weak<()>,
         part: usize,
     ) -> Merged {
-        Merged { snapshot, front: None, back: None, writes, reads, part, done: false }
+        Merged { snapshot, front: None, back: None, writes, reads, alive, part, done: false }
     }
 
     /// The snapshot's next entry from the low end (`BACK`: the high end), peeked.
@@ -56,6 +59,14 @@ impl Merged {
     fn step<const BACK: bool>(&mut self) -> Option<Entry> {
         if self.done {
             return None;
+        }
+        if self.alive.strong_count() == 0 || self.reads.lock().ended() {
+            // What it would return now would go unchecked: the transaction committed
+            // (or was dropped) with what it had read so far.
+            self.done = true;
+            return Some(Err(Error::InvalidArgument(
+                "a transaction's range was read after the transaction ended".to_owned(),
+            )));
         }
         loop {
             let from_snapshot = match self.peek::<BACK>() {
@@ -122,3 +133,6 @@ impl DoubleEndedIterator for Merged {
         self.step::<true>()
     }
 }
+
+/// Once `done`, every call returns `None`.
+impl std::iter::FusedIterator for Merged {}

@@ -22,8 +22,16 @@
 //!
 //! The check costs O(what the transaction read): one index lookup and one record
 //! header per key, and a walk of the index and kept versions over each range part it
-//! read; never O(the store) nor O(the writes since it began). Compaction moves
-//! records but keeps their sequence numbers, so it causes no conflict.
+//! read; never O(the store) nor O(the writes since it began). It runs first outside
+//! the writer's section (a conflict found there is final) and again inside it only if
+//! writes landed in between. Compaction moves records but keeps their sequence
+//! numbers, so it causes no conflict. A key the transaction wrote and then read back
+//! (in `get` or a range) counts as read in a range part: a write to it by another
+//! conflicts, as in RocksDB, though the transaction saw its own value.
+//!
+//! A range a transaction made reads its snapshot; once the transaction commits or is
+//! dropped, the range returns one `Err(Error::InvalidArgument)` and ends: what it
+//! returned later would not have been checked.
 //!
 //! Memory: an open transaction keeps its snapshot (so the versions it can see are
 //! kept, as for any [`crate::Snapshot`]), its writes, and one entry per key read and
@@ -32,7 +40,7 @@
 mod merge;
 mod reads;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
@@ -40,6 +48,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::engine::range_is_empty;
 use crate::{Db, Error, Range, Result, Snapshot, Value, WriteBatch};
 
 use merge::Merged;
@@ -71,6 +80,9 @@ pub struct Transaction {
     writes: BTreeMap<i64, Option<Arc<[u8]>>>,
     /// What it read; ranges it made update it as they are iterated.
     reads: Arc<Mutex<Reads>>,
+    /// Dropped with the transaction: its ranges that outlive it then end (with an
+    /// error) rather than read on unchecked.
+    alive: Arc<()>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -91,6 +103,7 @@ impl Db {
             snapshot: self.snapshot(),
             writes: BTreeMap::new(),
             reads: Arc::new(Mutex::new(Reads::default())),
+            alive: Arc::new(()),
         }
     }
 
@@ -172,9 +185,15 @@ impl Transaction {
     /// calling `range` do not show in it.
     pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
         let (lo, hi) = (range.start_bound().cloned(), range.end_bound().cloned());
-        let writes = self.writes.range((lo, hi)).map(|(key, write)| (*key, write.clone())).collect();
+        // (`BTreeMap::range` panics on bounds that cross; such a range is empty.)
+        let writes = if range_is_empty(lo, hi) {
+            VecDeque::new()
+        } else {
+            self.writes.range((lo, hi)).map(|(key, write)| (*key, write.clone())).collect()
+        };
         let part = self.reads.lock().range(lo, hi);
-        Range::layered(Merged::new(self.snapshot.range((lo, hi)), writes, Arc::clone(&self.reads), part))
+        let alive = Arc::downgrade(&self.alive);
+        Range::layered(Merged::new(self.snapshot.range((lo, hi)), writes, Arc::clone(&self.reads), alive, part))
     }
 
     /// [`Transaction::range`] over every key.
@@ -216,9 +235,23 @@ impl Transaction {
                 None => batch.delete(*key),
             };
         }
-        let reads = std::mem::take(&mut *self.reads.lock());
-        let snapshot = &self.snapshot;
-        self.db.write_checked(batch, || check(snapshot, &reads))
+        // From here on the transaction's ranges read no further: what they returned
+        // later would go unchecked.
+        let reads = self.reads.lock().end();
+        // Checked first outside the writer's section, against the state as of
+        // `observed` (a conflict found there is final: what was written after begin
+        // stays written after begin). Inside the section it needs checking again only
+        // if writes landed since.
+        let observed = self.db.visible_sequence();
+        check(&self.snapshot, &reads)?;
+        let snapshot = self.snapshot;
+        self.db.write_checked(batch, move |last| {
+            let checked = if last == observed { Ok(()) } else { check(&snapshot, &reads) };
+            // The snapshot is let go before the batch is published, so that the
+            // versions it overwrites are not kept for the committing transaction itself.
+            drop(snapshot);
+            checked
+        })
     }
 
     /// Drops every write; same as dropping the transaction.

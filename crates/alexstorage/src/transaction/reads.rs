@@ -11,6 +11,8 @@ use super::Interval;
 pub(super) struct Reads {
     keys: BTreeSet<i64>,
     ranges: Vec<RangeRead>,
+    /// The transaction committed or was dropped: its ranges read no further.
+    ended: bool,
 }
 
 /// One range a transaction made, and how far it was iterated from each end.
@@ -54,6 +56,18 @@ impl Reads {
         if let Some(range) = self.ranges.get_mut(part) {
             range.whole = true;
         }
+    }
+
+    /// Ends the transaction's reading; returns what it read.
+    pub(super) fn end(&mut self) -> Reads {
+        let reads = std::mem::take(self);
+        self.ended = true;
+        reads
+    }
+
+    /// Whether the transaction ended.
+    pub(super) fn ended(&self) -> bool {
+        self.ended
     }
 
     /// The keys looked up.
