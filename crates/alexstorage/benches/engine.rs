@@ -58,6 +58,8 @@ fn main() {
     let mut btree_ns = Vec::new();
     let mut get_ns = Vec::new();
     let mut hash_ns = Vec::new();
+    let mut tx_get_ns = Vec::new();
+    let mut rmw_rate = Vec::new();
     let mut scan_ns = Vec::new();
     let mut compact_ms = Vec::new();
     let mut compacted_scan_ns = Vec::new();
@@ -89,6 +91,32 @@ fn main() {
             check(key, &value, size);
         }
         get_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
+
+        // The same gets inside transactions of 16 reads each (begin included).
+        let start = Instant::now();
+        for chunk in probe.chunks(16) {
+            let tx = db.transaction();
+            for &key in chunk {
+                let value = tx.get(black_box(key)).unwrap().expect("missing key");
+                check(key, &value, size);
+            }
+            tx.rollback();
+        }
+        tx_get_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
+
+        // Read-modify-write transactions: read 2 keys, write both back, commit
+        // (Buffered). The bytes written are the ones read: the checks below expect them.
+        let transactions = 20_000.min(keys / 2);
+        let start = Instant::now();
+        for pair in probe.chunks(2).take(transactions) {
+            let mut tx = db.transaction();
+            for &key in pair {
+                let value = tx.get(key).unwrap().expect("missing key").to_vec();
+                tx.put(key, value);
+            }
+            tx.commit().unwrap();
+        }
+        rmw_rate.push(transactions as f64 / start.elapsed().as_secs_f64());
 
         let map: HashMap<i64, Vec<u8>> = key_list.iter().copied().zip(values.iter().cloned()).collect();
         let start = Instant::now();
@@ -166,6 +194,7 @@ fn main() {
         })
         .collect();
     let (put, btree, get, hash) = (median(put_ns), median(btree_ns), median(get_ns), median(hash_ns));
+    let (tx_get, rmw) = (median(tx_get_ns), median(rmw_rate));
     let (reopen, replay) = (median(reopen_ms), median(replay_ms));
     let (scan, compact, compacted_scan) = (median(scan_ns), median(compact_ms), median(compacted_scan_ns));
     let verdict = |met: bool| if met { "met" } else { "NOT met" };
@@ -174,6 +203,8 @@ fn main() {
         "| measure ({keys} keys x {size} B, uniform keys, Buffered) | AlexStorage | reference | ratio | goal |\n\
          |---|---|---|---|---|\n\
          | get, ns/op | {get:.0} | HashMap<i64, Vec<u8>>: {hash:.0} | {:.2}x | within 2x: {} |\n\
+         | get in a transaction (16 a transaction, begin included), ns/op | {tx_get:.0} | get: {get:.0} | {:.2}x | within 1.5x: {} |\n\
+         | read-modify-write transactions (read 2, write 2, commit), 1 thread, per s | {rmw:.0} | | | |\n\
          | put, ns/op | {put:.0} | BTreeMap<i64, Vec<u8>> insert: {btree:.0} | {:.2}x | within 3x: {} |\n\
          | scan of 100 keys, ns per key, as loaded | {scan:.0} | | | |\n\
          | compact(), ms | {compact:.0} | | | |\n\
@@ -186,6 +217,8 @@ fn main() {
          | Sync puts/s, 8 threads ({} syncs for 2000 puts) | {:.0} | | {:.2}x the 1-thread rate | |\n",
         get / hash,
         verdict(get <= 2.0 * hash),
+        tx_get / get,
+        verdict(tx_get <= 1.5 * get),
         put / btree,
         verdict(put <= 3.0 * btree),
         verdict(reopen < 1000.0),
