@@ -127,6 +127,9 @@ fn run(args: Args) -> Result<()> {
         scan_length: 100,
         ycsb_ops: args.ycsb_ops.unwrap_or(args.keys / 5).max(1),
         overwrite_passes: 3,
+        txn_threads: vec![1, 4],
+        txn_commits: (args.keys / 10).clamp(100, 100_000),
+        txn_keys: args.keys.clamp(100, 100_000),
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     clear_dir(&scratch)?;
@@ -190,6 +193,10 @@ fn run(args: Args) -> Result<()> {
             engine: engine.name(),
             buffered: engine.settings(Class::Buffered),
             sync: engine.settings(Class::Sync),
+            transactions: match engine.lacks(engines::Feature::Transactions) {
+                Some(why) => format!("n/a: {why}"),
+                None => engine.transaction_settings(),
+            },
         })
         .collect();
     let minutes = started.elapsed().as_secs_f64() / 60.0;
@@ -221,11 +228,19 @@ fn run(args: Args) -> Result<()> {
     let _ = writeln!(
         markdown,
         "Rows marked Buffered: a write returns once the OS has it (survives kill -9 of the process, not power \
-         loss). Rows marked Sync (sync-write): a write returns once it is on stable storage.\n"
+         loss). Rows marked Sync (sync-write): a write returns once it is on stable storage. The txn rows run \
+         in the Buffered class, each engine's transactions as the last column says.\n"
     );
-    let _ = writeln!(markdown, "| engine | Buffered rows | Sync rows |\n|---|---|---|");
+    let _ = writeln!(markdown, "| engine | Buffered rows | Sync rows | txn rows |\n|---|---|---|---|");
     for setting in &settings {
-        let _ = writeln!(markdown, "| {} | {} | {} |", report::display(setting.engine), setting.buffered, setting.sync);
+        let _ = writeln!(
+            markdown,
+            "| {} | {} | {} | {} |",
+            report::display(setting.engine),
+            setting.buffered,
+            setting.sync,
+            setting.transactions
+        );
     }
     let _ = writeln!(markdown, "\n## Every workload\n\n{}", report::workload_tables(&results));
     let markdown_path = args.out.join("results.md");
@@ -257,6 +272,7 @@ struct EngineSettings {
     engine: &'static str,
     buffered: String,
     sync: String,
+    transactions: String,
 }
 
 fn select_engines(names: &[String]) -> Result<Vec<&'static dyn EngineKind>> {

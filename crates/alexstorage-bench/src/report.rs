@@ -98,7 +98,7 @@ pub fn workload_tables(results: &Results) -> String {
                     let _ = write!(line, " {p50} | {p99} |");
                 }
                 let cell = match results.median(&row.workload, &row.variant, SUBJECT) {
-                    _ if row.engine == SUBJECT => "-".to_string(),
+                    _ if row.engine == SUBJECT || row.unit == Unit::Share => "-".to_string(),
                     Some(subject) => format!("{:.2}x", advantage(row.unit, subject.value, sample.value)),
                     None => "n/a".to_string(),
                 };
@@ -241,6 +241,17 @@ pub fn goals(results: &Results, keys: usize, subject_compacts: bool) -> Vec<Goal
         },
     );
     push("sync-write", "8 threads >= 5x our 1 thread", scaling);
+    let one_thread = threads_label(1);
+    push("txn", ">= 3x RocksDB's optimistic transactions at 1 thread", beats("txn", &one_thread, "rocksdb", 3.0));
+    let ahead = ["rocksdb", "lmdb", "redb", "fjall"]
+        .iter()
+        .map(|peer| beats("txn", &one_thread, peer, 1.0))
+        .collect::<Option<Vec<_>>>()
+        .map(|ratios| {
+            let met = ratios.iter().all(|(_, met)| *met);
+            (ratios.into_iter().map(|(text, _)| text).collect::<Vec<_>>().join(", "), met)
+        });
+    push("txn", "ahead of every peer at 1 thread", ahead);
     let one = median("read-threads", &threads_label(1), SUBJECT);
     let two = one.clone().zip(median("read-threads", &threads_label(2), SUBJECT)).map(|(one, two)| {
         let ratio = two.value / one.value;

@@ -20,6 +20,9 @@ pub enum Unit {
     BytesPerKey,
     /// A ratio such as bytes on disk / raw bytes (lower is better).
     Ratio,
+    /// A share of attempts, such as transaction commits that conflicted (lower is
+    /// better; not compared as a ratio between engines, since it may be 0).
+    Share,
 }
 
 impl Unit {
@@ -32,6 +35,7 @@ impl Unit {
             Unit::Ms => "ms",
             Unit::BytesPerKey => "bytes/key",
             Unit::Ratio => "x raw",
+            Unit::Share => "of attempts",
         }
     }
 

@@ -52,13 +52,16 @@ pub enum Workload {
     Space,
     /// Durable writes from 1 and 8 threads, on a fresh store.
     SyncWrite,
+    /// Read-modify-write transactions (read 2 keys, write both), zipfian, from 1 and
+    /// 4 threads, on a fresh store of each engine's transactional kind.
+    Transactions,
     /// Peak RSS growth during load, in a child process per engine.
     Memory,
 }
 
 impl Workload {
     /// Every workload, in run order.
-    pub const ALL: [Workload; 16] = [
+    pub const ALL: [Workload; 17] = [
         Workload::Load,
         Workload::Get,
         Workload::GetMiss,
@@ -74,6 +77,7 @@ impl Workload {
         Workload::Reopen,
         Workload::Space,
         Workload::SyncWrite,
+        Workload::Transactions,
         Workload::Memory,
     ];
 
@@ -95,6 +99,7 @@ impl Workload {
             Workload::Reopen => "reopen",
             Workload::Space => "space",
             Workload::SyncWrite => "sync-write",
+            Workload::Transactions => "txn",
             Workload::Memory => "memory",
         }
     }
@@ -124,6 +129,12 @@ pub struct Plan {
     pub ycsb_ops: usize,
     /// Overwrite passes of `space`.
     pub overwrite_passes: u32,
+    /// Thread counts of `txn`.
+    pub txn_threads: Vec<usize>,
+    /// Committed transactions per `txn` variant (all threads together).
+    pub txn_commits: usize,
+    /// Keys the `txn` store holds (the zipfian draws among them).
+    pub txn_keys: usize,
 }
 
 /// One request of a YCSB or mixed stream.
@@ -415,6 +426,114 @@ impl Bench<'_> {
                 }
                 None => self.sync_writes(engine, repeat, results).with_context(|| format!("{name}: sync-write"))?,
             }
+        }
+
+        if self.wants(Workload::Transactions) {
+            (self.step)("txn");
+            match engine.lacks(Feature::Transactions) {
+                Some(why) => {
+                    for threads in &self.plan.txn_threads {
+                        let label = threads_label(*threads);
+                        results.not_available("txn", &label, name, Unit::OpsPerSec, Class::Buffered, why);
+                        results.not_available("txn-conflicts", &label, name, Unit::Share, Class::Buffered, why);
+                    }
+                }
+                None => self.transactions(engine, repeat, results).with_context(|| format!("{name}: txn"))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// `txn`: each thread runs read-modify-write transactions over two zipfian keys
+    /// (read both, write both back with a counter in the value bumped), retrying a
+    /// conflicting one until it commits. Reports commits per second and the share of
+    /// commit attempts that conflicted; then checks that the counters add up to the
+    /// commits (no lost update).
+    fn transactions(&self, engine: &dyn EngineKind, repeat: usize, results: &mut Results) -> Result<()> {
+        let name = engine.name();
+        let size = self.data.value_size.max(8);
+        for &threads in &self.plan.txn_threads {
+            let threads = threads.max(1);
+            let dir = self.dir(engine, repeat, &format!("txn{threads}"));
+            let opened = engine.open_transactional(&dir, Class::Buffered)?;
+            let store = &*opened;
+            let keys = self.plan.txn_keys.max(2);
+            let value = vec![0u8; size];
+            for key in 0..keys as i64 {
+                store.put(key, &value)?;
+            }
+            let per_thread = (self.plan.txn_commits / threads).max(1);
+            let zipfian = Zipfian::new(keys as u64);
+            let mut random = SplitMix64::new(0x7A2 + repeat as u64 * 31 + threads as u64);
+            let pairs: Vec<[i64; 2]> = (0..per_thread * threads)
+                .map(|_| {
+                    let first = zipfian.next_scrambled(&mut random) as i64;
+                    let mut second = zipfian.next_scrambled(&mut random) as i64;
+                    if second == first {
+                        second = (first + 1) % keys as i64;
+                    }
+                    [first, second]
+                })
+                .collect();
+            let barrier = Barrier::new(threads + 1);
+            let (elapsed, timings, conflicts) = std::thread::scope(|scope| -> Result<(f64, Vec<u64>, u64)> {
+                let workers: Vec<_> = pairs
+                    .chunks(per_thread)
+                    .map(|chunk| {
+                        let barrier = &barrier;
+                        scope.spawn(move || -> Result<(Vec<u64>, u64)> {
+                            let mut conflicts = 0u64;
+                            let mut bump = |_: i64, current: Option<&[u8]>| -> Result<Vec<u8>> {
+                                let mut value = current.context("a transaction's key is missing")?.to_vec();
+                                let count = u64::from_le_bytes(value[..8].try_into()?) + 1;
+                                value[..8].copy_from_slice(&count.to_le_bytes());
+                                Ok(value)
+                            };
+                            barrier.wait();
+                            let timed = time_run(chunk.len(), |index| {
+                                while !store.read_modify_write(&chunk[index], &mut bump)? {
+                                    conflicts += 1;
+                                }
+                                Ok(())
+                            })?;
+                            Ok((timed.timings, conflicts))
+                        })
+                    })
+                    .collect();
+                barrier.wait();
+                let start = Instant::now();
+                let (mut timings, mut conflicts) = (Vec::new(), 0);
+                for worker in workers {
+                    match worker.join() {
+                        Ok(result) => {
+                            let (times, conflicted) = result?;
+                            timings.extend(times);
+                            conflicts += conflicted;
+                        }
+                        Err(_) => bail!("a transaction thread panicked"),
+                    }
+                }
+                Ok((start.elapsed().as_secs_f64(), timings, conflicts))
+            })?;
+            // Every commit bumped two counters: they must add up.
+            let mut total = 0u64;
+            for key in 0..keys as i64 {
+                store.get(key, &mut |value| {
+                    total += u64::from_le_bytes(value[..8].try_into()?);
+                    Ok(())
+                })?;
+            }
+            ensure!(total == 2 * pairs.len() as u64, "{name}: counters add up to {total}, not {}", 2 * pairs.len());
+            let commits_per_s = pairs.len() as f64 / elapsed;
+            let (p50_ns, p99_ns) = percentiles(timings);
+            let label = threads_label(threads);
+            let sample = Sample { value: commits_per_s, ops_per_s: Some(commits_per_s), p50_ns, p99_ns };
+            results.record("txn", &label, name, Unit::OpsPerSec, Class::Buffered, sample);
+            let rate = conflicts as f64 / (conflicts as f64 + pairs.len() as f64);
+            let sample = Sample { value: rate, ops_per_s: None, p50_ns: None, p99_ns: None };
+            results.record("txn-conflicts", &label, name, Unit::Share, Class::Buffered, sample);
+            drop(opened);
+            remove_dir(&dir)?;
         }
         Ok(())
     }
@@ -816,6 +935,9 @@ mod tests {
             scan_length: 10,
             ycsb_ops: 300,
             overwrite_passes: 1,
+            txn_threads: vec![1, 2],
+            txn_commits: 200,
+            txn_keys: 100,
         }
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use alexstorage::{Db, Durability, Options};
 use anyhow::Result;
 
-use super::{Class, EngineKind, Feature, Found, Latest, Reader, Store, Visit};
+use super::{Class, EngineKind, Feature, Found, Latest, Modify, Reader, Store, Visit};
 
 /// AlexStorage with its defaults, durability per class.
 pub struct AlexStorage;
@@ -33,8 +33,14 @@ impl EngineKind for AlexStorage {
 
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
-            Feature::Compaction | Feature::Scan | Feature::Persistence => None,
+            Feature::Compaction | Feature::Scan | Feature::Persistence | Feature::Transactions => None,
         }
+    }
+
+    fn transaction_settings(&self) -> String {
+        "Db::transaction(): gets, puts, commit (optimistic, serializable for what it read; Error::Conflict on a \
+         conflict)"
+            .to_owned()
     }
 }
 
@@ -71,5 +77,19 @@ impl Store for Db {
     fn compact(&mut self) -> Result<()> {
         Db::compact(self)?;
         Ok(())
+    }
+
+    fn read_modify_write(&self, keys: &[i64], modify: Modify<'_>) -> Result<bool> {
+        let mut tx = self.transaction();
+        for &key in keys {
+            let value = tx.get(key)?;
+            let new = modify(key, value.as_deref())?;
+            tx.put(key, new);
+        }
+        match tx.commit() {
+            Ok(()) => Ok(true),
+            Err(alexstorage::Error::Conflict { .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 }

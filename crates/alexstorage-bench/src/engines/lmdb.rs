@@ -6,7 +6,7 @@ use anyhow::Result;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, WithTls};
 
-use super::{Class, EngineKind, Feature, Found, Reader, Store, Visit, READS_PER_TXN};
+use super::{Class, EngineKind, Feature, Found, Modify, Reader, Store, Visit, READS_PER_TXN};
 use crate::data::{key_bytes, key_from_bytes};
 
 /// The map size: LMDB needs its maximum size up front; this leaves room for 10M keys
@@ -59,8 +59,12 @@ impl EngineKind for Lmdb {
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
             Feature::Compaction => Some("LMDB reuses freed pages in place; it has no compaction call"),
-            Feature::Scan | Feature::Persistence => None,
+            Feature::Scan | Feature::Persistence | Feature::Transactions => None,
         }
+    }
+
+    fn transaction_settings(&self) -> String {
+        "Env::write_txn(): gets, puts, commit (one writer at a time: write transactions never conflict)".to_owned()
     }
 }
 
@@ -69,6 +73,16 @@ impl Store for LmdbStore {
         let mut txn = self.env.write_txn()?;
         self.db.put(&mut txn, &key_bytes(key), value)?;
         Ok(txn.commit()?)
+    }
+
+    fn read_modify_write(&self, keys: &[i64], modify: Modify<'_>) -> Result<bool> {
+        let mut txn = self.env.write_txn()?;
+        for &key in keys {
+            let new = modify(key, self.db.get(&txn, &key_bytes(key))?)?;
+            self.db.put(&mut txn, &key_bytes(key), &new)?;
+        }
+        txn.commit()?;
+        Ok(true)
     }
 
     fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {

@@ -105,7 +105,7 @@ impl EngineKind for HashMapRef {
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
             Feature::Scan => Some("a HashMap is unordered"),
-            Feature::Persistence | Feature::Compaction => Some(NO_PERSISTENCE),
+            Feature::Persistence | Feature::Compaction | Feature::Transactions => Some(NO_PERSISTENCE),
         }
     }
 }
@@ -126,7 +126,7 @@ impl EngineKind for BTreeMapRef {
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
             Feature::Scan => None,
-            Feature::Persistence | Feature::Compaction => Some(NO_PERSISTENCE),
+            Feature::Persistence | Feature::Compaction | Feature::Transactions => Some(NO_PERSISTENCE),
         }
     }
 }

@@ -35,6 +35,9 @@ pub enum Feature {
     Persistence,
     /// An explicit call that reclaims the space of overwritten records.
     Compaction,
+    /// Read-modify-write transactions ([`Store::read_modify_write`], on a store from
+    /// [`EngineKind::open_transactional`]).
+    Transactions,
 }
 
 /// Called with the bytes of a value that was found.
@@ -42,6 +45,9 @@ pub type Found<'a> = &'a mut dyn FnMut(&[u8]) -> Result<()>;
 
 /// Called with each key and value a scan returns, in order.
 pub type Visit<'a> = &'a mut dyn FnMut(i64, &[u8]) -> Result<()>;
+
+/// Given a key and the value a transaction read for it, the value to write back.
+pub type Modify<'a> = &'a mut dyn FnMut(i64, Option<&[u8]>) -> Result<Vec<u8>>;
 
 /// An open store.
 pub trait Store: Send + Sync {
@@ -68,6 +74,15 @@ pub trait Store: Send + Sync {
     /// Reclaims the space of overwritten records now. Only called when the engine
     /// supports [`Feature::Compaction`].
     fn compact(&mut self) -> Result<()>;
+
+    /// One transaction: reads every key of `keys`, writes each back as `modify` makes
+    /// it, and commits with the store's durability class. Returns `false` if the commit
+    /// conflicted with another transaction (and wrote nothing). Only called on a store
+    /// from [`EngineKind::open_transactional`] of an engine that supports
+    /// [`Feature::Transactions`].
+    fn read_modify_write(&self, _keys: &[i64], _modify: Modify<'_>) -> Result<bool> {
+        anyhow::bail!("this store runs no transactions")
+    }
 }
 
 /// A run of reads by one thread.
@@ -102,6 +117,18 @@ pub trait EngineKind: Sync {
     /// Why the engine cannot run workloads needing `feature`, if it cannot.
     fn lacks(&self, _feature: Feature) -> Option<&'static str> {
         None
+    }
+
+    /// Opens a store for the transaction workload: for most engines the same as
+    /// [`EngineKind::open`]; engines whose transactions need another kind of database
+    /// (RocksDB's `OptimisticTransactionDB`, fjall's `OptimisticTxDatabase`) open that.
+    fn open_transactional(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>> {
+        self.open(dir, class)
+    }
+
+    /// How its transactions are configured, for the report.
+    fn transaction_settings(&self) -> String {
+        String::new()
     }
 }
 

@@ -3,9 +3,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, TableDefinition};
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Class, EngineKind, Found, Reader, Store, Visit, READS_PER_TXN};
+use super::{Class, EngineKind, Found, Modify, Reader, Store, Visit, READS_PER_TXN};
 use crate::data::{key_bytes, key_from_bytes};
 
 const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("bench");
@@ -52,9 +52,36 @@ impl EngineKind for Redb {
              reads: one read transaction per {READS_PER_TXN} gets in read-only loops, one per get in mixed workloads"
         )
     }
+
+    fn transaction_settings(&self) -> String {
+        RedbStore::describe()
+    }
+}
+
+impl RedbStore {
+    /// redb's write transactions, for the transaction workload.
+    fn describe() -> String {
+        "Database::begin_write(): gets, inserts, commit (one writer at a time: write transactions never conflict)"
+            .to_owned()
+    }
 }
 
 impl Store for RedbStore {
+    fn read_modify_write(&self, keys: &[i64], modify: Modify<'_>) -> Result<bool> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(self.durability)?;
+        {
+            let mut table = txn.open_table(TABLE)?;
+            for &key in keys {
+                let current = table.get(&key_bytes(key)[..])?.map(|value| value.value().to_vec());
+                let new = modify(key, current.as_deref())?;
+                table.insert(&key_bytes(key)[..], &new[..])?;
+            }
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
     fn put(&self, key: i64, value: &[u8]) -> Result<()> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(self.durability)?;

@@ -3,9 +3,12 @@
 use std::path::Path;
 
 use anyhow::Result;
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompressionType, ErrorKind, OptimisticTransactionDB, OptimisticTransactionOptions,
+    Options, WriteOptions, DB,
+};
 
-use super::{Class, EngineKind, Found, Latest, Reader, Store, Visit};
+use super::{Class, EngineKind, Found, Latest, Modify, Reader, Store, Visit};
 use crate::data::{key_bytes, key_from_bytes};
 
 /// Block cache size: larger than the data at 1M x 100 B, as a read-heavy deployment would set.
@@ -25,23 +28,22 @@ impl EngineKind for RocksDb {
     }
 
     fn open(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>> {
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&Cache::new_lru_cache(BLOCK_CACHE_BYTES));
-        table.set_bloom_filter(10.0, false);
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.set_block_based_table_factory(&table);
-        options.increase_parallelism(2);
-        options.set_max_background_jobs(2);
-        options.set_bytes_per_sync(1 << 20);
-        options.set_level_compaction_dynamic_level_bytes(true);
-        options.set_compression_type(DBCompressionType::Lz4);
-        let db = DB::open(&options, dir)?;
-        let mut write = WriteOptions::default();
-        write.set_sync(class == Class::Sync);
-        Ok(Box::new(Rocks { db, write }))
+        let db = DB::open(&tuned(), dir)?;
+        Ok(Box::new(Rocks { db, write: write_options(class) }))
+    }
+
+    fn open_transactional(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>> {
+        let db: OptimisticTransactionDB = OptimisticTransactionDB::open(&tuned(), dir)?;
+        let mut transaction = OptimisticTransactionOptions::default();
+        // Validate against the snapshot taken at begin, as AlexStorage's do.
+        transaction.set_snapshot(true);
+        Ok(Box::new(RocksTransactional { db, write: write_options(class), transaction }))
+    }
+
+    fn transaction_settings(&self) -> String {
+        "OptimisticTransactionDB (same options): transaction_opt with set_snapshot(true), get_pinned_for_update, \
+         put, commit (Busy or TryAgain counts as a conflict)"
+            .to_owned()
     }
 
     fn settings(&self, class: Class) -> String {
@@ -97,5 +99,81 @@ impl Store for Rocks {
     fn compact(&mut self) -> Result<()> {
         self.db.compact_range::<&[u8], &[u8]>(None, None);
         Ok(())
+    }
+}
+
+/// The options of RocksDB's tuning guide (see `settings`).
+fn tuned() -> Options {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    let mut options = Options::default();
+    options.create_if_missing(true);
+    options.set_block_based_table_factory(&table);
+    options.increase_parallelism(2);
+    options.set_max_background_jobs(2);
+    options.set_bytes_per_sync(1 << 20);
+    options.set_level_compaction_dynamic_level_bytes(true);
+    options.set_compression_type(DBCompressionType::Lz4);
+    options
+}
+
+fn write_options(class: Class) -> WriteOptions {
+    let mut write = WriteOptions::default();
+    write.set_sync(class == Class::Sync);
+    write
+}
+
+/// RocksDB's `OptimisticTransactionDB`, for the transaction workload.
+struct RocksTransactional {
+    db: OptimisticTransactionDB,
+    write: WriteOptions,
+    transaction: OptimisticTransactionOptions,
+}
+
+impl Store for RocksTransactional {
+    fn put(&self, key: i64, value: &[u8]) -> Result<()> {
+        Ok(self.db.put_opt(key_bytes(key), value, &self.write)?)
+    }
+
+    fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {
+        match self.db.get_pinned(key_bytes(key))? {
+            Some(value) => found(&value).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn reader(&self) -> Result<Box<dyn Reader + '_>> {
+        Ok(Box::new(Latest(self)))
+    }
+
+    fn scan(&self, _start: i64, _count: usize, _visit: Visit<'_>) -> Result<usize> {
+        anyhow::bail!("the transactional store only runs the transaction workload")
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
+    fn compact(&mut self) -> Result<()> {
+        anyhow::bail!("the transactional store only runs the transaction workload")
+    }
+
+    fn read_modify_write(&self, keys: &[i64], modify: Modify<'_>) -> Result<bool> {
+        let txn = self.db.transaction_opt(&self.write, &self.transaction);
+        for &key in keys {
+            let new = {
+                let current = txn.get_pinned_for_update(key_bytes(key), true)?;
+                modify(key, current.as_deref())?
+            };
+            txn.put(key_bytes(key), new)?;
+        }
+        match txn.commit() {
+            Ok(()) => Ok(true),
+            Err(error) if matches!(error.kind(), ErrorKind::Busy | ErrorKind::TryAgain) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 }

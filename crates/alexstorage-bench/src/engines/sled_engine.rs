@@ -42,6 +42,7 @@ impl EngineKind for Sled {
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
             Feature::Compaction => Some("sled has no compaction call (its log is cleaned in the background)"),
+            Feature::Transactions => Some("sled's transactions are not measured (its closure API retries by itself)"),
             Feature::Scan | Feature::Persistence => None,
         }
     }
