@@ -394,6 +394,12 @@ impl Segment {
         self.published.store(end, Ordering::Release);
         self.synced.store(end, Ordering::Release);
         *self.tail.get_mut() = end;
+        if !make_durable {
+            // A segment before the last (or a compacted one) was complete on disk when
+            // it was sealed: nothing may be appended to it, not even a durable mark,
+            // which no sync would then cover (its `synced` is taken as its end).
+            self.finished.store(true, Ordering::Release);
+        }
         Ok(())
     }
 

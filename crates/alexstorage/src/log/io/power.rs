@@ -10,8 +10,9 @@
 //! - the directory's entries as its last directory sync left them, and the entry
 //!   changes since (creations, renames, removals), in order;
 //! - after a failed sync, the pages it was writing as never written by later syncs
-//!   either, until the store makes them dirty again (`io::redirty`): Linux marks the
-//!   pages of a failed writeback clean, so a later `fsync` succeeds without them.
+//!   either, until they are written again (their bytes change) or the store makes
+//!   them dirty again (`io::redirty`): Linux marks the pages of a failed writeback
+//!   clean, so a later `fsync` succeeds without them.
 //!
 //! [`Watched::cut`] then rewrites the directory (the store must be closed or crashed
 //! first) into an image a power cut at that moment could leave:
@@ -32,7 +33,7 @@
 //! returns: callers sync only bytes no other thread is still writing (appends past a
 //! synced range are outside it). Tests only (feature `fault-injection`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -67,9 +68,10 @@ struct Disk {
     pending: Vec<EntryChange>,
     /// Each file's bytes (and so its length) as its syncs left them.
     stable: HashMap<FileId, Vec<u8>>,
-    /// Per file, the pages a failed sync was writing: later syncs do not write them
-    /// (the kernel marked them clean) until they are made dirty again.
-    failed: HashMap<FileId, BTreeSet<usize>>,
+    /// Per file, the pages a failed sync was writing, with their bytes then: later
+    /// syncs do not write them (the kernel marked them clean) until they are written
+    /// again (their bytes change) or made dirty again.
+    failed: HashMap<FileId, BTreeMap<usize, Vec<u8>>>,
     /// Syncs recorded (files and directory).
     syncs: u64,
 }
@@ -285,13 +287,18 @@ impl Disk {
         let mut synced = old.clone();
         synced.resize(now.len(), 0);
         synced[start..end].copy_from_slice(&now[start..end]);
-        for &page in self.failed.get(&id).into_iter().flatten() {
-            let range = page * PAGE..((page + 1) * PAGE).min(synced.len());
-            if range.start >= synced.len() {
-                continue;
-            }
-            for at in range {
-                synced[at] = old.get(at).copied().unwrap_or(0);
+        if let Some(failed) = self.failed.get_mut(&id) {
+            // A failed page written since (its bytes changed) is dirty again: this sync
+            // writes it. One left as the failed sync saw it stays unwritten.
+            failed.retain(|&page, then| {
+                let range = page * PAGE..((page + 1) * PAGE).min(now.len());
+                now.get(range) == Some(&then[..])
+            });
+            for &page in failed.keys() {
+                let range = page * PAGE..((page + 1) * PAGE).min(synced.len());
+                for at in range {
+                    synced[at] = old.get(at).copied().unwrap_or(0);
+                }
             }
         }
         *stable = synced;
@@ -364,10 +371,10 @@ pub(super) fn record(event: Event<'_>) {
             let Some(&id) = disk.current.get(&name) else { return };
             let Ok(now) = std::fs::read(path) else { return };
             let stable = disk.stable.get(&id).map_or(&[][..], Vec::as_slice);
-            let dirty: Vec<usize> = (0..now.len().div_ceil(PAGE))
-                .filter(|&page| {
+            let dirty: Vec<(usize, Vec<u8>)> = (0..now.len().div_ceil(PAGE))
+                .filter_map(|page| {
                     let range = page * PAGE..((page + 1) * PAGE).min(now.len());
-                    stable.get(range.clone()) != Some(&now[range])
+                    (stable.get(range.clone()) != Some(&now[range.clone()])).then(|| (page, now[range].to_vec()))
                 })
                 .collect();
             disk.failed.entry(id).or_default().extend(dirty);
@@ -377,7 +384,7 @@ pub(super) fn record(event: Event<'_>) {
             if let Some(failed) = disk.failed.get_mut(&id) {
                 let first = offset as usize / PAGE;
                 let end = (offset.saturating_add(len) as usize).div_ceil(PAGE);
-                failed.retain(|&page| page < first || page >= end);
+                failed.retain(|&page, _| page < first || page >= end);
             }
         }
         Event::Renamed(_, to) => {
