@@ -148,6 +148,10 @@ pub(crate) struct Registration {
     pub len: usize,
 }
 
+/// Kept versions past which releasing a snapshot prunes them even while other
+/// snapshots are live.
+const PRUNE_AT: usize = 64;
+
 impl Drop for Registration {
     fn drop(&mut self) {
         self.engine.release_snapshot(self.sequence);
@@ -177,7 +181,7 @@ impl Engine {
     fn release_snapshot(&self, sequence: u64) {
         // The common case (a range or snapshot dropped while nothing is kept) takes
         // no view lock at all, so dropping a range never waits for, or blocks, others.
-        {
+        let others_live = {
             let mut live = self.versions.live.lock();
             if let Some(count) = live.get_mut(&sequence) {
                 *count -= 1;
@@ -189,10 +193,19 @@ impl Engine {
             }
             let newest = live.last_key_value().map_or(0, |(newest, _)| newest + 1);
             self.versions.newest.store(newest, Ordering::SeqCst);
-        }
+            !live.is_empty()
+        };
         // A writer that read the old `newest` may still add a version after this
         // check; `retire` drops such leftovers when it next runs with no snapshot live.
-        if self.versions.retained.load(Ordering::SeqCst) == 0 {
+        let retained = self.versions.retained.load(Ordering::SeqCst);
+        if retained == 0 {
+            return;
+        }
+        // While other snapshots live (transactions overlapping one another, say),
+        // pruning is put off until the kept versions number PRUNE_AT: each prune takes
+        // the exclusive section, and the versions it would drop cost only memory
+        // meanwhile. The last snapshot released drops them all.
+        if others_live && retained < PRUNE_AT {
             return;
         }
         let mut view = self.write_view();
