@@ -57,9 +57,22 @@ use reads::Reads;
 /// How many times [`Db::transact`] runs a transaction that keeps conflicting.
 pub const DEFAULT_ATTEMPTS: u32 = 16;
 
-/// An optimistic transaction (see the [module docs](self)): made by
-/// [`Db::transaction`], ended by [`Transaction::commit`] or
-/// [`Transaction::rollback`] (or by dropping it, which rolls it back).
+/// An optimistic transaction, serializable for what it read: made by
+/// [`Db::transaction`], ended by [`Transaction::commit`] or [`Transaction::rollback`]
+/// (or by dropping it, which rolls it back).
+///
+/// It reads the snapshot taken when it began with its own writes on top (ranges merge
+/// them in key order, from both ends); nobody sees its writes before it commits. It
+/// holds no lock while open. `commit` writes them as one batch (all or nothing, also
+/// across crashes; group-committed in `Durability::Sync`) if nothing it read changed
+/// since it began: the keys it looked up, found or not, and every part of a range it
+/// iterated, so committed transactions are serializable in commit order, phantoms
+/// included. Otherwise it writes nothing and returns [`Error::Conflict`] naming the
+/// key (and the range it was written into). The check costs what the transaction read;
+/// compaction never causes a conflict; a transaction that only read, or only wrote,
+/// never conflicts. An open transaction keeps its snapshot, and the versions it sees,
+/// alive: keep transactions short. A range it made ends, with one error, once the
+/// transaction commits or is dropped.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
