@@ -43,8 +43,9 @@ pub struct Stats {
     pub unsynced_bytes: u64,
     /// Live snapshots (ranges and background checkpoints hold one each).
     pub snapshots: usize,
-    /// Superseded versions kept in memory because a live snapshot can see them; 0
-    /// once every snapshot is dropped.
+    /// Superseded versions kept in memory for live snapshots (while several overlap,
+    /// also a few that no live snapshot needs any more, pruned in batches); 0 once
+    /// every snapshot is dropped.
     pub retained_versions: usize,
     /// Index checkpoints written since open (after roll-overs, compactions).
     pub checkpoints: u64,

@@ -13,8 +13,9 @@
 //!
 //! A superseded version is kept only if some live snapshot's sequence is `>= from`
 //! (its `until` is the new write's sequence, above every live snapshot). When a
-//! snapshot is dropped, versions no live snapshot falls within are dropped with it;
-//! with no snapshot left the whole history goes. Their log records stay on disk until
+//! snapshot is dropped while others live, versions no live snapshot falls within are
+//! pruned in batches (once the kept versions have doubled since the last prune, and
+//! number at least `PRUNE_AT`); with no snapshot left the whole history goes. Their log records stay on disk until
 //! compaction, which must keep every record a live snapshot can reach.
 
 use std::collections::{BTreeMap, HashMap};
@@ -123,6 +124,10 @@ pub(crate) struct Versions {
     newest: AtomicU64,
     /// `view.history.len()`, readable without the view's lock.
     retained: AtomicUsize,
+    /// `view.history.len()` right after the last prune: the next one waits until the
+    /// kept versions have doubled (so that versions live snapshots still need do not
+    /// make every release walk them all).
+    pruned_to: AtomicUsize,
 }
 
 impl Versions {
@@ -202,10 +207,13 @@ impl Engine {
             return;
         }
         // While other snapshots live (transactions overlapping one another, say),
-        // pruning is put off until the kept versions number PRUNE_AT: each prune takes
-        // the exclusive section, and the versions it would drop cost only memory
-        // meanwhile. The last snapshot released drops them all.
-        if others_live && retained < PRUNE_AT {
+        // pruning is put off until the kept versions number PRUNE_AT and have doubled
+        // since the last prune: each prune takes the exclusive section and walks every
+        // kept version. Meanwhile the versions it would drop cost memory, and their
+        // leases keep retired segments mapped (and their disk blocks allocated). The
+        // last snapshot released drops them all.
+        let threshold = PRUNE_AT.max(2 * self.versions.pruned_to.load(Ordering::Relaxed));
+        if others_live && retained < threshold {
             return;
         }
         let mut view = self.write_view();
@@ -217,6 +225,7 @@ impl Engine {
             History::default()
         };
         self.versions.retained.store(view.history.len(), Ordering::SeqCst);
+        self.versions.pruned_to.store(view.history.len(), Ordering::Relaxed);
         drop(live);
         drop(view);
         // Freed outside the locks.

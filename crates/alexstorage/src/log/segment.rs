@@ -88,7 +88,8 @@ pub struct Segment {
     sync_wait: std::sync::Mutex<()>,
     sync_done: std::sync::Condvar,
     writable: bool,
-    /// Set by [`Segment::finish`] and [`Segment::seal`]: no more appends.
+    /// Set by [`Segment::finish`], [`Segment::seal`], and recovery for every segment
+    /// but the last: no more appends, durable marks included.
     finished: std::sync::atomic::AtomicBool,
     /// Written by compaction: puts in key order, never appended to once finished.
     compacted: bool,
