@@ -72,8 +72,6 @@ struct Disk {
     /// syncs do not write them (the kernel marked them clean) until they are written
     /// again (their bytes change) or made dirty again.
     failed: HashMap<FileId, BTreeMap<usize, Vec<u8>>>,
-    /// Syncs recorded (files and directory).
-    syncs: u64,
 }
 
 /// How many directories are watched: the seam does nothing more while it is 0.
@@ -129,11 +127,6 @@ pub fn watch(dir: &Path) -> std::io::Result<Watched> {
 }
 
 impl Watched {
-    /// Syncs recorded so far (of files and of the directory).
-    pub fn syncs(&self) -> u64 {
-        DISKS.lock().get(&self.dir).map_or(0, |disk| disk.syncs)
-    }
-
     /// Rewrites the directory into what a power cut now could leave, as `choices` say
     /// (see the module docs; a missing choice is 0: the in-order mode keeping no
     /// unsynced entry change, and every current length and page kept). The first choice picks
@@ -302,7 +295,6 @@ impl Disk {
             }
         }
         *stable = synced;
-        self.syncs += 1;
     }
 }
 
@@ -325,7 +317,6 @@ pub(super) fn record(event: Event<'_>) {
             disk.pending.clear();
             let live: Vec<FileId> = disk.current.values().copied().collect();
             disk.stable.retain(|id, _| live.contains(id));
-            disk.syncs += 1;
         }
         return;
     }
@@ -546,6 +537,23 @@ mod tests {
         let lost = image(&watched);
         assert!(lost.iter().all(|&byte| byte == 0), "a sync after a failed one wrote its pages");
 
+        // A failed page written again (its bytes change) is dirty again: the next sync
+        // writes it, while the other failed page stays unwritten.
+        drop((map, file));
+        let file = io::open(&path, true).unwrap();
+        let map = memmap2::MmapOptions::new().len(2 * PAGE).map_raw(&file).unwrap();
+        // SAFETY: as above.
+        unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 4, 2 * PAGE) };
+        faults::arm(Plan::at(0, Fault::Io).in_dir(dir.path()));
+        assert!(io::flush_map(&map, &path, 0, 2 * PAGE as u64).is_err());
+        faults::disarm_in(Some(dir.path()));
+        // SAFETY: as above; page 0 only.
+        unsafe { std::ptr::write_bytes(map.as_mut_ptr(), 3, PAGE) };
+        io::flush_map(&map, &path, 0, 2 * PAGE as u64).unwrap();
+        let rewritten = image(&watched);
+        assert!(rewritten[..PAGE].iter().all(|&byte| byte == 3), "a rewritten failed page was not written");
+        assert!(rewritten[PAGE..].iter().all(|&byte| byte == 0));
+
         // Made dirty again (the second page only), then synced: that page is durable.
         // (The cut wrote the file anew: open it again.)
         drop((map, file));
@@ -560,7 +568,7 @@ mod tests {
         unsafe { io::redirty(&map, &path, PAGE as u64, PAGE as u64) };
         io::flush_map(&map, &path, 0, 2 * PAGE as u64).unwrap();
         let kept = image(&watched);
-        assert!(kept[..PAGE].iter().all(|&byte| byte == 0));
+        assert!(kept[..PAGE].iter().all(|&byte| byte == 3), "the first page keeps its last synced bytes");
         assert!(kept[PAGE..].iter().all(|&byte| byte == 6));
     }
 
