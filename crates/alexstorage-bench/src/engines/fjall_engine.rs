@@ -7,7 +7,7 @@ use fjall::{
     Database, Keyspace, KeyspaceCreateOptions, OptimisticTxDatabase, OptimisticTxKeyspace, PersistMode, Readable,
 };
 
-use super::{Class, EngineKind, Found, Latest, Modify, Reader, Store, Visit};
+use super::{hand_over, Class, EngineKind, Found, Latest, Modify, Reader, Store, Visit, TRANSACTIONS_ONLY};
 use crate::data::{key_bytes, key_from_bytes};
 
 /// Block cache: larger than the data at 1M x 100 B (fjall recommends 20-25% of memory,
@@ -65,10 +65,7 @@ impl Store for FjallStore {
     }
 
     fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {
-        match self.keyspace.get(key_bytes(key))? {
-            Some(value) => found(&value).map(|()| true),
-            None => Ok(false),
-        }
+        hand_over(self.keyspace.get(key_bytes(key))?, found)
     }
 
     fn reader(&self) -> Result<Box<dyn Reader + '_>> {
@@ -115,10 +112,7 @@ impl Store for FjallTransactional {
     }
 
     fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {
-        match self.keyspace.get(key_bytes(key))? {
-            Some(value) => found(&value).map(|()| true),
-            None => Ok(false),
-        }
+        hand_over(self.keyspace.get(key_bytes(key))?, found)
     }
 
     fn reader(&self) -> Result<Box<dyn Reader + '_>> {
@@ -126,7 +120,7 @@ impl Store for FjallTransactional {
     }
 
     fn scan(&self, _start: i64, _count: usize, _visit: Visit<'_>) -> Result<usize> {
-        anyhow::bail!("the transactional store only runs the transaction workload")
+        anyhow::bail!(TRANSACTIONS_ONLY)
     }
 
     fn flush(&self) -> Result<()> {
@@ -134,7 +128,7 @@ impl Store for FjallTransactional {
     }
 
     fn compact(&mut self) -> Result<()> {
-        anyhow::bail!("the transactional store only runs the transaction workload")
+        anyhow::bail!(TRANSACTIONS_ONLY)
     }
 
     fn read_modify_write(&self, keys: &[i64], modify: Modify<'_>) -> Result<bool> {

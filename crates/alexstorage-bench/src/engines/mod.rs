@@ -46,6 +46,17 @@ pub type Found<'a> = &'a mut dyn FnMut(&[u8]) -> Result<()>;
 /// Called with each key and value a scan returns, in order.
 pub type Visit<'a> = &'a mut dyn FnMut(i64, &[u8]) -> Result<()>;
 
+/// Hands a value that was looked up to `found`; returns whether there was one.
+pub fn hand_over(value: Option<impl AsRef<[u8]>>, found: Found<'_>) -> Result<bool> {
+    match value {
+        Some(value) => found(value.as_ref()).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// Why a store opened for the transaction workload refuses the other workloads.
+pub const TRANSACTIONS_ONLY: &str = "the transactional store only runs the transaction workload";
+
 /// Given a key and the value a transaction read for it, the value to write back.
 pub type Modify<'a> = &'a mut dyn FnMut(i64, Option<&[u8]>) -> Result<Vec<u8>>;
 

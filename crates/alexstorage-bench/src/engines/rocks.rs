@@ -8,7 +8,7 @@ use rocksdb::{
     Options, WriteOptions, DB,
 };
 
-use super::{Class, EngineKind, Found, Latest, Modify, Reader, Store, Visit};
+use super::{hand_over, Class, EngineKind, Found, Latest, Modify, Reader, Store, Visit, TRANSACTIONS_ONLY};
 use crate::data::{key_bytes, key_from_bytes};
 
 /// Block cache size: larger than the data at 1M x 100 B, as a read-heavy deployment would set.
@@ -65,10 +65,7 @@ impl Store for Rocks {
     }
 
     fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {
-        match self.db.get_pinned(key_bytes(key))? {
-            Some(value) => found(&value).map(|()| true),
-            None => Ok(false),
-        }
+        hand_over(self.db.get_pinned(key_bytes(key))?, found)
     }
 
     fn reader(&self) -> Result<Box<dyn Reader + '_>> {
@@ -139,10 +136,7 @@ impl Store for RocksTransactional {
     }
 
     fn get(&self, key: i64, found: Found<'_>) -> Result<bool> {
-        match self.db.get_pinned(key_bytes(key))? {
-            Some(value) => found(&value).map(|()| true),
-            None => Ok(false),
-        }
+        hand_over(self.db.get_pinned(key_bytes(key))?, found)
     }
 
     fn reader(&self) -> Result<Box<dyn Reader + '_>> {
@@ -150,7 +144,7 @@ impl Store for RocksTransactional {
     }
 
     fn scan(&self, _start: i64, _count: usize, _visit: Visit<'_>) -> Result<usize> {
-        anyhow::bail!("the transactional store only runs the transaction workload")
+        anyhow::bail!(TRANSACTIONS_ONLY)
     }
 
     fn flush(&self) -> Result<()> {
@@ -158,7 +152,7 @@ impl Store for RocksTransactional {
     }
 
     fn compact(&mut self) -> Result<()> {
-        anyhow::bail!("the transactional store only runs the transaction workload")
+        anyhow::bail!(TRANSACTIONS_ONLY)
     }
 
     fn read_modify_write(&self, keys: &[i64], modify: Modify<'_>) -> Result<bool> {
