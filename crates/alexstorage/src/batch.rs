@@ -1,11 +1,18 @@
-//! [`WriteBatch`]: writes applied all together or not at all.
+//! [`WriteBatch`]: writes applied all together or not at all, in any column
+//! families.
+
+use crate::family::FamilyRef;
 
 /// A set of puts and deletes that [`crate::Db::write`] applies atomically: readers see
 /// all of them or none, and after any crash the store holds all of them or none.
-/// Values are checked (against `max_value_size`) when the batch is written.
+/// Values are checked (against `max_value_size`) when the batch is written. A batch
+/// may span column families (`put_cf`, `delete_cf`); it is still one atomic write.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
     pub(crate) operations: Vec<BatchOperation>,
+    /// The named families the writes go to, each once: the write fails with
+    /// `Error::ColumnFamilyNotFound`, writing nothing, if one no longer exists.
+    pub(crate) families: Vec<FamilyRef>,
     /// All values, back to back; operations refer to ranges of it.
     pub(crate) values: Vec<u8>,
 }
@@ -25,7 +32,7 @@ impl WriteBatch {
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: i64, value: impl AsRef<[u8]>) -> &mut Self {
-        self.put_in(0, key, value.as_ref())
+        self.put_in(FamilyRef::default_family(), key, value.as_ref())
     }
 
     /// Deletes `key`.
@@ -34,11 +41,33 @@ impl WriteBatch {
         self
     }
 
-    pub(crate) fn put_in(&mut self, column_family: u16, key: i64, value: &[u8]) -> &mut Self {
+    /// Sets `key` of `family` to `value`.
+    pub(crate) fn put_in(&mut self, family: &FamilyRef, key: i64, value: &[u8]) -> &mut Self {
+        self.note_family(family);
         let value_start = self.values.len();
         self.values.extend_from_slice(value);
+        let column_family = family.id;
         self.operations.push(BatchOperation::Put { column_family, key, value_start, value_len: value.len() });
         self
+    }
+
+    /// Deletes `key` of `family`.
+    pub(crate) fn delete_in(&mut self, family: &FamilyRef, key: i64) -> &mut Self {
+        self.note_family(family);
+        self.operations.push(BatchOperation::Delete { column_family: family.id, key });
+        self
+    }
+
+    /// Makes the write fail (writing nothing) unless `family` still exists when it is
+    /// applied: a transaction requires the families it read.
+    pub(crate) fn require_family(&mut self, family: &FamilyRef) {
+        self.note_family(family);
+    }
+
+    fn note_family(&mut self, family: &FamilyRef) {
+        if !family.is_default() && !self.families.iter().any(|known| known.incarnation == family.incarnation) {
+            self.families.push(family.clone());
+        }
     }
 
     /// Number of writes in the batch.
@@ -55,6 +84,7 @@ impl WriteBatch {
     pub fn clear(&mut self) {
         self.operations.clear();
         self.values.clear();
+        self.families.clear();
     }
 
     /// The value bytes of a put.

@@ -18,7 +18,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::background::{Next, Worker};
 use crate::engine::{Engine, Writer};
-use crate::log::checkpoint::{self, Point};
+use crate::family::FamilyRef;
+use crate::log::checkpoint::{self, Entries, Point, PointFamily};
 use crate::log::segment::Segment;
 use crate::snapshot::Snapshot;
 use crate::{Error, Result};
@@ -103,10 +104,14 @@ impl Checkpointer {
         // A checkpoint must never point at bytes that a power loss could take: every
         // byte up to the ends it records, a trailing durable mark included.
         engine.settle_or_poison(&capture.segments)?;
-        let entries = capture.snapshot.locations().map(|entry| match stop.load(Ordering::Acquire) {
-            true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
-            false => entry,
-        });
+        let snapshot = &capture.snapshot;
+        let entries = |family: &PointFamily| -> Entries<'_> {
+            let family = FamilyRef { id: family.id, incarnation: family.incarnation, name: Arc::from("") };
+            Box::new(snapshot.locations(family).map(|entry| match stop.load(Ordering::Acquire) {
+                true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
+                false => entry,
+            }))
+        };
         checkpoint::write(&self.dir, &capture.point, entries)?;
         **newest = Some(covered);
         self.written.fetch_add(1, Ordering::Relaxed);

@@ -92,9 +92,10 @@
 pub struct ReadmeDoctests;
 
 // Layers, lowest first; a module imports only from layers below its own.
-// 1. Leaves.
+// 1. Leaves, then what names a column family, then batches.
 mod batch;
 mod error;
+mod family;
 mod options;
 mod stats;
 mod value;
@@ -121,7 +122,7 @@ pub use batch::WriteBatch;
 pub use compaction::CompactionStats;
 #[doc(hidden)]
 pub use compaction::Failpoint;
-pub use db::Db;
+pub use db::{ColumnFamily, Db};
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};
 pub use range::Range;

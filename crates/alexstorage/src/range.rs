@@ -15,9 +15,11 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::engine::{range_is_empty, read_record, Engine, Registration, Slot, View};
+use crate::family::FamilyRef;
+use crate::index::Alex;
 use crate::log::Location;
 use crate::value::Lease;
-use crate::{Result, Value};
+use crate::{Error, Result, Value};
 
 /// Keys read under the lock by a range's first chunk; each later chunk doubles, up to
 /// [`MAX_CHUNK`], so that short scans read little ahead and long ones lock seldom.
@@ -25,23 +27,27 @@ pub(crate) const FIRST_CHUNK: usize = 16;
 /// The largest chunk.
 pub(crate) const MAX_CHUNK: usize = 512;
 
-/// Reads the version of `key` a snapshot at `sequence` sees, given the latest version
-/// and the kept version current at `sequence` (both located under the lock).
+/// Reads the version of `key` of family `family` a snapshot at `sequence` sees,
+/// given the latest version and the kept version current at `sequence` (both located
+/// under the lock).
 pub(crate) fn resolve(
     engine: &Engine,
     sequence: u64,
+    family: u16,
     key: i64,
     latest: Option<Slot>,
     older: Option<Slot>,
 ) -> Result<Option<Value>> {
     if let Some(Slot { location, lease }) = latest {
-        let (written_at, value) = read_record(&engine.path, location, lease, key)?;
+        let (written_at, value) = read_record(&engine.path, location, lease, family, key)?;
         if written_at <= sequence {
             return Ok(Some(value));
         }
     }
     match older {
-        Some(Slot { location, lease }) => read_record(&engine.path, location, lease, key).map(|(_, value)| Some(value)),
+        Some(Slot { location, lease }) => {
+            read_record(&engine.path, location, lease, family, key).map(|(_, value)| Some(value))
+        }
         None => Ok(None),
     }
 }
@@ -71,6 +77,10 @@ enum Source {
 /// A range over a snapshot's keys: see [`Range`].
 pub(crate) struct SnapshotRange {
     registration: Arc<Registration>,
+    /// The column family it reads.
+    family: FamilyRef,
+    /// The family was found dropped: returned once, then the range ends.
+    missing: Option<Error>,
     /// Keys not yet read into a buffer lie within `(lo, hi)`.
     lo: Bound<i64>,
     hi: Bound<i64>,
@@ -99,8 +109,8 @@ impl fmt::Debug for Range {
 }
 
 impl Range {
-    pub(crate) fn new(registration: Arc<Registration>, lo: Bound<i64>, hi: Bound<i64>) -> Range {
-        Range(Source::Snapshot(SnapshotRange::new(registration, lo, hi)))
+    pub(crate) fn new(registration: Arc<Registration>, family: FamilyRef, lo: Bound<i64>, hi: Bound<i64>) -> Range {
+        Range(Source::Snapshot(SnapshotRange::new(registration, family, lo, hi)))
     }
 
     /// A range whose entries a higher layer produces (merging snapshot ranges with
@@ -113,9 +123,16 @@ impl Range {
 }
 
 impl SnapshotRange {
-    pub(crate) fn new(registration: Arc<Registration>, lo: Bound<i64>, hi: Bound<i64>) -> SnapshotRange {
+    pub(crate) fn new(
+        registration: Arc<Registration>,
+        family: FamilyRef,
+        lo: Bound<i64>,
+        hi: Bound<i64>,
+    ) -> SnapshotRange {
         SnapshotRange {
             registration,
+            family,
+            missing: None,
             lo,
             hi,
             front: VecDeque::new(),
@@ -139,20 +156,29 @@ impl SnapshotRange {
         let boundary = {
             let view = self.registration.engine.read_view();
             let buffer = if descending { &mut self.back } else { &mut self.front };
-            if view.history.len() == 0 {
-                // No kept versions: each key's version is its latest one.
-                locate_latest(&view, self.lo, self.hi, descending, limit, buffer)
-            } else {
-                let (located, boundary) = locate_chunk(&view, self.lo, self.hi, sequence, descending, limit);
-                if descending {
-                    // Located in descending order; the buffer is kept ascending.
-                    for item in located {
-                        buffer.push_front(item);
-                    }
-                } else {
-                    buffer.extend(located);
+            match view.index_of(&self.family) {
+                None => {
+                    // The family was dropped: one error, then nothing.
+                    self.missing = Some(self.family.missing());
+                    None
                 }
-                boundary
+                // No kept versions: each key's version is its latest one.
+                Some(index) if view.history.len() == 0 => {
+                    locate_latest(&view, index, self.lo, self.hi, descending, limit, buffer)
+                }
+                Some(index) => {
+                    let (located, boundary) =
+                        locate_chunk(&view, self.family.id, index, self.lo, self.hi, sequence, descending, limit);
+                    if descending {
+                        // Located in descending order; the buffer is kept ascending.
+                        for item in located {
+                            buffer.push_front(item);
+                        }
+                    } else {
+                        buffer.extend(located);
+                    }
+                    boundary
+                }
             }
         };
         match boundary {
@@ -169,7 +195,7 @@ impl SnapshotRange {
     /// Reads a located key's version as of the snapshot: `None` if it had none.
     fn resolve(&self, Located { key, latest, older }: Located) -> Option<Result<(i64, Value)>> {
         let registration = &self.registration;
-        match resolve(&registration.engine, registration.sequence, key, latest, older) {
+        match resolve(&registration.engine, registration.sequence, self.family.id, key, latest, older) {
             Ok(Some(value)) => Some(Ok((key, value))),
             Ok(None) => None,
             Err(error) => Some(Err(error)),
@@ -194,6 +220,9 @@ impl SnapshotRange {
                 }
                 None => {
                     self.refill(BACK);
+                    if let Some(missing) = self.missing.take() {
+                        return Some(Err(missing));
+                    }
                     continue;
                 }
             };
@@ -271,6 +300,7 @@ impl LeaseCache {
 /// returns the last key examined, or `None` if the chunk reached the far bound.
 fn locate_latest(
     view: &View,
+    index: &Alex<u64>,
     lo: Bound<i64>,
     hi: Bound<i64>,
     descending: bool,
@@ -289,11 +319,11 @@ fn locate_latest(
         Located { key, latest: Some(leases.slot(view, Location(at))), older: None }
     };
     if descending {
-        for (key, at) in view.index.range((lo, hi)).rev().take(limit) {
+        for (key, at) in index.range((lo, hi)).rev().take(limit) {
             buffer.push_front(locate(key, at));
         }
     } else {
-        for (key, at) in view.index.range((lo, hi)).take(limit) {
+        for (key, at) in index.range((lo, hi)).take(limit) {
             buffer.push_back(locate(key, at));
         }
     }
@@ -304,11 +334,15 @@ fn locate_latest(
     }
 }
 
-/// Under the read lock: up to `limit` keys from one end of `(lo, hi)`, from the index
-/// and from the kept versions, in iteration order; and the last key examined (`None`
-/// if the chunk reached the far bound).
+/// Under the read lock: up to `limit` keys from one end of `(lo, hi)` of family
+/// `family` (whose index is `index`), from the index and from the kept versions, in
+/// iteration order; and the last key examined (`None` if the chunk reached the far
+/// bound).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn locate_chunk(
     view: &View,
+    family: u16,
+    index: &Alex<u64>,
     lo: Bound<i64>,
     hi: Bound<i64>,
     sequence: u64,
@@ -319,11 +353,11 @@ pub(crate) fn locate_chunk(
         return (Vec::new(), None);
     }
     let latest: Vec<(i64, u64)> = if descending {
-        view.index.range((lo, hi)).rev().take(limit).collect()
+        index.range((lo, hi)).rev().take(limit).collect()
     } else {
-        view.index.range((lo, hi)).take(limit).collect()
+        index.range((lo, hi)).take(limit).collect()
     };
-    let kept = view.history.keys(lo, hi, descending, limit);
+    let kept = view.history.keys(family, lo, hi, descending, limit);
     // The chunk ends where either source stopped short of the far bound.
     let before = |a: i64, b: i64| if descending { a > b } else { a < b };
     let mut boundary: Option<i64> = None;
@@ -365,7 +399,7 @@ pub(crate) fn locate_chunk(
         if next_kept == Some(key) {
             b.next();
         }
-        let older = if keeps_versions { view.history.at(key, sequence) } else { None };
+        let older = if keeps_versions { view.history.at(family, key, sequence) } else { None };
         located.push(Located { key, latest, older });
     }
     (located, boundary)

@@ -11,6 +11,8 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use crate::engine::{missing_segment, record_sequence, Registration, Slot, View};
+use crate::family::FamilyRef;
+use crate::index::Alex;
 use crate::log::Location;
 use crate::range::{locate_chunk, resolve, Located, Range, MAX_CHUNK};
 use crate::{Error, Result, Value};
@@ -63,9 +65,20 @@ impl Snapshot {
         let registration = &self.registration;
         let (latest, older) = {
             let view = registration.engine.read_view();
-            (view.locate(key), view.history.at(key, registration.sequence))
+            (view.locate(key), view.history.at(0, key, registration.sequence))
         };
-        resolve(&registration.engine, registration.sequence, key, latest, older)
+        resolve(&registration.engine, registration.sequence, 0, key, latest, older)
+    }
+
+    /// The value `key` of `family` had when the snapshot was taken (nothing, for a
+    /// family created since); `Error::ColumnFamilyNotFound` once the family is gone.
+    pub(crate) fn get_in(&self, family: &FamilyRef, key: i64) -> Result<Option<Value>> {
+        let registration = &self.registration;
+        let (latest, older) = {
+            let view = registration.engine.read_view();
+            (view.locate_in(family, key)?, view.history.at(family.id, key, registration.sequence))
+        };
+        resolve(&registration.engine, registration.sequence, family.id, key, latest, older)
     }
 
     /// Whether `key` had a value when the snapshot was taken.
@@ -85,7 +98,13 @@ impl Snapshot {
 
     /// The keys in `range` as of the snapshot, ascending (or descending with `.rev()`).
     pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
-        Range::new(Arc::clone(&self.registration), range.start_bound().cloned(), range.end_bound().cloned())
+        self.range_in(FamilyRef::default_family(), range.start_bound().cloned(), range.end_bound().cloned())
+    }
+
+    /// The keys of `family` in `(lo, hi)` as of the snapshot; a family that is gone
+    /// gives one `Err(Error::ColumnFamilyNotFound)`.
+    pub(crate) fn range_in(&self, family: &FamilyRef, lo: Bound<i64>, hi: Bound<i64>) -> Range {
+        Range::new(Arc::clone(&self.registration), family.clone(), lo, hi)
     }
 
     /// Every key as of the snapshot: `range(..)`.
@@ -98,11 +117,11 @@ impl Snapshot {
     /// none now. Compaction moves records but keeps their sequence numbers, so it
     /// changes nothing here. Meant to run with the writer's section held (so that no
     /// write lands while it looks): a transaction's commit check.
-    pub(crate) fn written_since(&self, key: i64) -> Result<bool> {
+    pub(crate) fn written_since(&self, family: &FamilyRef, key: i64) -> Result<bool> {
         let registration = &self.registration;
         let (latest, older) = {
             let view = registration.engine.read_view();
-            (view.locate(key), view.history.at(key, registration.sequence))
+            (view.locate_in(family, key)?, view.history.at(family.id, key, registration.sequence))
         };
         written_after(&registration.engine.path, registration.sequence, latest, older.is_some())
     }
@@ -111,12 +130,18 @@ impl Snapshot {
     /// was taken (see [`Snapshot::written_since`]): a key put, overwritten or deleted
     /// since. Walks the index and the kept versions of the range in chunks, each under
     /// the shared lock for that chunk only.
-    pub(crate) fn first_written_since(&self, mut lo: Bound<i64>, hi: Bound<i64>) -> Result<Option<i64>> {
+    pub(crate) fn first_written_since(
+        &self,
+        family: &FamilyRef,
+        mut lo: Bound<i64>,
+        hi: Bound<i64>,
+    ) -> Result<Option<i64>> {
         let registration = &self.registration;
         loop {
             let (located, boundary) = {
                 let view = registration.engine.read_view();
-                locate_chunk(&view, lo, hi, registration.sequence, false, MAX_CHUNK)
+                let index = view.index_of(family).ok_or_else(|| family.missing())?;
+                locate_chunk(&view, family.id, index, lo, hi, registration.sequence, false, MAX_CHUNK)
             };
             for Located { key, latest, older } in located {
                 if written_after(&registration.engine.path, registration.sequence, latest, older.is_some())? {
@@ -130,11 +155,13 @@ impl Snapshot {
         }
     }
 
-    /// (key, record location) of every key as of the snapshot, ascending: what an
-    /// index checkpoint holds.
-    pub(crate) fn locations(&self) -> Locations {
+    /// (key, record location) of every key of `family` as of the snapshot,
+    /// ascending: what an index checkpoint holds. A family that is gone yields
+    /// nothing.
+    pub(crate) fn locations(&self, family: FamilyRef) -> Locations {
         Locations {
             registration: Arc::clone(&self.registration),
+            family,
             lo: Bound::Unbounded,
             buffer: VecDeque::new(),
             done: false,
@@ -145,6 +172,7 @@ impl Snapshot {
 /// See [`Snapshot::locations`]. An unreadable record ends it with one `Err` item.
 pub(crate) struct Locations {
     registration: Arc<Registration>,
+    family: FamilyRef,
     lo: Bound<i64>,
     buffer: VecDeque<(i64, u64)>,
     done: bool,
@@ -165,10 +193,16 @@ impl Iterator for Locations {
             let registration = Arc::clone(&self.registration);
             let (located, boundary, quiet) = {
                 let view = registration.engine.read_view();
+                let Some(index) = view.index_of(&self.family) else {
+                    // Dropped since the capture: the catalog no longer lists it, so
+                    // recovery would not use its section.
+                    self.done = true;
+                    return None;
+                };
                 if view.sequence == sequence && view.history.len() == 0 {
                     // Nothing written since the snapshot (a checkpoint at close, for
                     // one): the index is the snapshot; copy a chunk of it as it is.
-                    match self.copy_chunk(&view) {
+                    match self.copy_chunk(&view, index) {
                         Ok(()) => continue,
                         Err(error) => {
                             self.done = true;
@@ -176,7 +210,8 @@ impl Iterator for Locations {
                         }
                     }
                 }
-                let (located, boundary) = locate_chunk(&view, self.lo, Bound::Unbounded, sequence, false, MAX_CHUNK);
+                let (located, boundary) =
+                    locate_chunk(&view, self.family.id, index, self.lo, Bound::Unbounded, sequence, false, MAX_CHUNK);
                 // Nothing written since the snapshot (a checkpoint at close, for one):
                 // every latest version is the snapshot's, and its record need not be
                 // read to tell (which would cost a memory miss per key).
@@ -216,11 +251,11 @@ impl Iterator for Locations {
 impl Locations {
     /// Copies the next chunk of (key, location) pairs from the index into the buffer,
     /// checking that every location's segment exists.
-    fn copy_chunk(&mut self, view: &View) -> Result<()> {
+    fn copy_chunk(&mut self, view: &View, index: &Alex<u64>) -> Result<()> {
         let mut last = None;
         let mut count = 0;
         let mut segment = None;
-        for (key, at) in view.index.range((self.lo, Bound::Unbounded)).take(MAX_CHUNK) {
+        for (key, at) in index.range((self.lo, Bound::Unbounded)).take(MAX_CHUNK) {
             let location = Location(at);
             if segment != Some(location.segment()) {
                 if !view.segments.contains_key(&location.segment()) {

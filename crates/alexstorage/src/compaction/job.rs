@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::engine::{checked_record, missing_segment, Engine};
+use crate::family::FamilyRef;
 use crate::log::format::SEGMENT_HEADER_SIZE;
 use crate::log::io;
 use crate::log::manifest::{self, CompactedSegment, Manifest};
@@ -36,11 +37,14 @@ pub(super) struct Seal {
 /// An output segment being filled.
 struct Output {
     segment: Arc<Segment>,
-    first_key: i64,
-    last_key: i64,
+    /// Its first record's (family, key).
+    first: (u16, i64),
+    /// Its last record's (family, key).
+    last: (u16, i64),
     records: u64,
-    /// (key, location copied, location of the copy), ascending by key.
-    moves: Vec<(i64, u64, u64)>,
+    /// (family, key, location copied, location of the copy), ascending by family and
+    /// key.
+    moves: Vec<(u16, i64, u64, u64)>,
 }
 
 /// The state of one compaction.
@@ -119,9 +123,26 @@ impl<'a> Job<'a> {
 }
 
 impl Job<'_> {
-    /// Copies every key whose record lies in an input, in key order. `Ok(false)` if
+    /// Copies every key whose record lies in an input, in (family, key) order: the
+    /// default family, then each named family by ascending id. `Ok(false)` if
     /// cancelled.
     fn copy_all(&mut self, cancel: &AtomicBool) -> Result<bool> {
+        let families: Vec<FamilyRef> = {
+            let view = self.engine.read_view();
+            std::iter::once(FamilyRef::default_family().clone()).chain(view.families.refs()).collect()
+        };
+        for family in &families {
+            if !self.copy_family(family, cancel)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Copies the keys of `family` whose record lies in an input, in key order; a
+    /// family dropped meanwhile is left (its records are garbage). `Ok(false)` if
+    /// cancelled.
+    fn copy_family(&mut self, family: &FamilyRef, cancel: &AtomicBool) -> Result<bool> {
         let mut lo = Bound::Unbounded;
         loop {
             if cancel.load(Ordering::Acquire) {
@@ -129,7 +150,8 @@ impl Job<'_> {
             }
             let chunk: Vec<(i64, Location, Option<Arc<Lease>>)> = {
                 let view = self.engine.read_view();
-                view.index
+                let Some(index) = view.index_of(family) else { return Ok(true) };
+                index
                     .range((lo, Bound::Unbounded))
                     .take(READ_CHUNK)
                     .map(|(key, at)| {
@@ -143,16 +165,16 @@ impl Job<'_> {
             lo = Bound::Excluded(last);
             for (key, location, lease) in chunk {
                 if location.segment() < self.boundary {
-                    self.copy(key, location, lease)?;
+                    self.copy(family.id, key, location, lease)?;
                 }
             }
         }
     }
 
-    /// Copies the record of `key` at `location` into the output.
-    fn copy(&mut self, key: i64, location: Location, lease: Option<Arc<Lease>>) -> Result<()> {
+    /// Copies the record of `key` of family `family` at `location` into the output.
+    fn copy(&mut self, family: u16, key: i64, location: Location, lease: Option<Arc<Lease>>) -> Result<()> {
         let Some(lease) = lease else { return Err(missing_segment(&self.engine.path, location)) };
-        let (_, record) = checked_record(lease.segment(), location, key)?;
+        let (_, record) = checked_record(lease.segment(), location, family, key)?;
         let len = record.len() as u64;
         let appended = match self.output.as_ref() {
             Some(output) => output.segment.append(&[record])?,
@@ -178,15 +200,16 @@ impl Job<'_> {
                         return Err(Error::InvalidArgument(format!("a record of {len} bytes does not fit a segment")));
                     }
                 };
-                self.output = Some(Output { segment, first_key: key, last_key: key, records: 0, moves: Vec::new() });
+                let first = (family, key);
+                self.output = Some(Output { segment, first, last: first, records: 0, moves: Vec::new() });
                 self.fails_at(Failpoint::Copying)?;
                 at
             }
         };
         if let Some(output) = self.output.as_mut() {
-            output.last_key = key;
+            output.last = (family, key);
             output.records += 1;
-            output.moves.push((key, location.0, Location::new(output.segment.id(), at as u32).0));
+            output.moves.push((family, key, location.0, Location::new(output.segment.id(), at as u32).0));
         }
         self.stats.bytes_read += len;
         self.stats.bytes_written += len;
@@ -209,9 +232,9 @@ impl Job<'_> {
             output = self.output.take();
         }
         // Previous compacted segments whose every key the outputs now cover.
-        let covered = entry.map(|entry| entry.last_key);
+        let covered = entry.map(|entry| entry.last());
         let (passed, kept): (Vec<CompactedSegment>, Vec<CompactedSegment>) =
-            self.remaining.iter().partition(|old| last || covered.is_some_and(|covered| old.last_key <= covered));
+            self.remaining.iter().partition(|old| last || covered.is_some_and(|covered| old.last() <= covered));
         if last || !passed.is_empty() {
             // The segments this commit retires may hold the only durable version of a
             // key whose newer version (written after the seal, which is why it was
@@ -254,8 +277,10 @@ impl Job<'_> {
         Ok(CompactedSegment {
             id: output.segment.id(),
             end,
-            first_key: output.first_key,
-            last_key: output.last_key,
+            first_family: output.first.0,
+            last_family: output.last.0,
+            first_key: output.first.1,
+            last_key: output.last.1,
             records: output.records,
         })
     }
@@ -299,10 +324,13 @@ impl Job<'_> {
         self.engine.write_view().segments.insert(segment.id(), Leases::new(segment));
         for chunk in output.moves.chunks(SWITCH_CHUNK) {
             let mut view = self.engine.write_view();
-            for &(key, old, new) in chunk {
-                // A key written since it was copied keeps its newer record.
-                if view.index.get(key) == Some(old) {
-                    view.index.insert(key, new);
+            for &(family, key, old, new) in chunk {
+                // A key written since it was copied keeps its newer record; a family
+                // dropped since has no index (and one created since under its id
+                // holds only newer records).
+                let Some(index) = view.index_by_id_mut(family) else { continue };
+                if index.get(key) == Some(old) {
+                    index.insert(key, new);
                 }
             }
         }

@@ -30,8 +30,11 @@
 //! recovered, never continuing in a half-known state.
 
 mod admin;
+mod family;
 mod open;
 mod write;
+
+pub use family::ColumnFamily;
 
 use std::fs::File;
 use std::ops::RangeBounds;
@@ -198,7 +201,9 @@ impl Db {
         let slot = self.engine.read_view().locate(key);
         match slot {
             None => Ok(None),
-            Some(slot) => read_record(&self.engine.path, slot.location, slot.lease, key).map(|(_, value)| Some(value)),
+            Some(slot) => {
+                read_record(&self.engine.path, slot.location, slot.lease, 0, key).map(|(_, value)| Some(value))
+            }
         }
     }
 

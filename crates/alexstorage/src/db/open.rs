@@ -2,7 +2,7 @@
 //! recovered and the index rebuilt (from a checkpoint plus the log written after it,
 //! or from the whole log), then the background workers started.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +14,10 @@ use parking_lot::Mutex;
 use crate::background::{Next, Worker};
 use crate::checkpointer::Checkpointer;
 use crate::compaction::{start_compactor, Compaction};
-use crate::engine::{record_len, Engine, History, Recovery, View, Writer};
+use crate::engine::{record_len, Engine, Families, Family, History, Recovery, View, Writer};
 use crate::index::Alex;
-use crate::log::checkpoint::{self, Checkpoint};
+use crate::log::catalog::{self, Catalog};
+use crate::log::checkpoint::{self, FamilySection};
 use crate::log::format::{HeaderError, StoreHeader, FORMAT_VERSION};
 use crate::log::io;
 use crate::log::recovery::Replayed;
@@ -98,31 +99,58 @@ struct Recovered {
     recovery: Recovery,
 }
 
-/// Replays the log (after the checkpoint, if one is usable) and rebuilds the index.
+/// Replays the log (after the checkpoint, if one is usable) and rebuilds every
+/// family's index.
 fn recover(path: &Path, options: &Options) -> Result<Recovered> {
+    let catalog = catalog::read(path)?;
     let checkpoint = checkpoint::read(path)?;
-    let mut replay = Replay::default();
+    let mut replay = Replay { catalog: &catalog, latest: HashMap::new() };
     let (log, sequence, from_checkpoint) =
         Log::open(path, options.segment_size, !options.read_only, checkpoint.as_ref(), |write| replay.apply(write))?;
     let replayed_keys = replay.latest.len();
-    let (index, live_bytes) = match checkpoint.filter(|_| from_checkpoint) {
-        Some(checkpoint) => replay.onto_checkpoint(&log, checkpoint)?,
-        None => replay.into_index()?,
-    };
+    let mut sections = checkpoint.filter(|_| from_checkpoint).map(|checkpoint| checkpoint.families).unwrap_or_default();
+    // A section counts only for the family the catalog lists with its id and
+    // incarnation (a family dropped since, or dropped and its id reused, has none).
+    sections.retain(|section| {
+        section.id == 0 || catalog.entry(section.id).is_some_and(|entry| entry.incarnation == section.incarnation)
+    });
+    let mut replayed = replay.by_family();
+    let mut indexes = BTreeMap::new();
+    let mut family_live_bytes = BTreeMap::new();
+    let ids = std::iter::once(0).chain(catalog.families.iter().map(|entry| entry.id));
+    for id in ids {
+        let section = sections.iter_mut().find(|section| section.id == id).map(std::mem::take);
+        let writes = replayed.remove(&id).unwrap_or_default();
+        let (index, live_bytes) = match section {
+            Some(section) => onto_checkpoint(&log, section, writes)?,
+            None => into_index(writes)?,
+        };
+        indexes.insert(id, index);
+        family_live_bytes.insert(id, live_bytes);
+    }
+    let mut families = Families::default();
+    for entry in &catalog.families {
+        let index = indexes.remove(&entry.id).unwrap_or_default();
+        let family = Family { name: Arc::from(entry.name.as_str()), incarnation: entry.incarnation, index };
+        families.insert(entry.id, family);
+    }
+    let index = indexes.remove(&0).unwrap_or_default();
     let segments = log.segments().map(|segment| (segment.id(), Leases::new(Arc::clone(segment)))).collect();
     Ok(Recovered {
-        view: View { index, segments, sequence, history: History::default() },
-        writer: Writer::new(log, sequence, live_bytes),
+        view: View { index, families, segments, sequence, history: History::default() },
+        writer: Writer::new(log, sequence, catalog, family_live_bytes),
         recovery: Recovery { from_checkpoint, replayed_keys },
     })
 }
 
-/// The newest replayed write of each key, by sequence (compacted segments are
-/// replayed before older log records, so the order of replay is not the order of
-/// writes).
-#[derive(Default)]
-struct Replay {
-    latest: HashMap<i64, Latest>,
+/// The newest replayed write of each (family, key), by sequence (compacted segments
+/// are replayed before older log records, so the order of replay is not the order of
+/// writes). Records of families the catalog does not hold are skipped: the family was
+/// dropped (its id perhaps reused by a later family, whose records all have higher
+/// sequence numbers).
+struct Replay<'a> {
+    catalog: &'a Catalog,
+    latest: HashMap<(u16, i64), Latest>,
 }
 
 /// A key's newest replayed write.
@@ -133,60 +161,70 @@ struct Latest {
     put: Option<(Location, u32)>,
 }
 
-impl Replay {
+impl Replay<'_> {
     /// Takes in one replayed write.
     fn apply(&mut self, write: Replayed) {
-        let (key, newer) = match write {
-            Replayed::Put { column_family: 0, key, sequence, location, len } => {
-                (key, Latest { sequence, put: Some((location, len)) })
+        let (family, key, newer) = match write {
+            Replayed::Put { column_family, key, sequence, location, len } => {
+                (column_family, key, Latest { sequence, put: Some((location, len)) })
             }
-            Replayed::Delete { column_family: 0, key, sequence } => (key, Latest { sequence, put: None }),
-            // Other families are not opened by this version; their records stay in
-            // the log untouched.
-            Replayed::Put { .. } | Replayed::Delete { .. } => return,
+            Replayed::Delete { column_family, key, sequence } => (column_family, key, Latest { sequence, put: None }),
         };
-        let entry = self.latest.entry(key).or_default();
+        if !self.catalog.holds(family, newer.sequence) {
+            return;
+        }
+        let entry = self.latest.entry((family, key)).or_default();
         if newer.sequence >= entry.sequence {
             *entry = newer;
         }
     }
 
-    /// The index of `checkpoint` with the replayed writes applied, and the live bytes.
-    fn onto_checkpoint(self, log: &Log, checkpoint: Checkpoint) -> Result<(Alex<u64>, u64)> {
-        let mut index = Alex::bulk_load(&checkpoint.entries).map_err(invalid_checkpoint)?;
-        let mut live_bytes = checkpoint.live_bytes;
-        let superseded_len = |old: Option<u64>| {
-            let old = Location(old?);
-            record_len(log.segment(old.segment())?, old)
-        };
-        for (key, latest) in self.latest {
-            let old = match latest.put {
-                Some((location, len)) => {
-                    live_bytes += u64::from(len);
-                    index.insert(key, location.0)
-                }
-                None => index.remove(key),
-            };
-            live_bytes = live_bytes.saturating_sub(superseded_len(old).unwrap_or(0));
+    /// The replayed writes, by family.
+    fn by_family(self) -> HashMap<u16, Vec<(i64, Latest)>> {
+        let mut families: HashMap<u16, Vec<(i64, Latest)>> = HashMap::new();
+        for ((family, key), latest) in self.latest {
+            families.entry(family).or_default().push((key, latest));
         }
-        Ok((index, live_bytes))
+        families
     }
+}
 
-    /// The index of the replayed writes alone (a full replay), and the live bytes.
-    fn into_index(self) -> Result<(Alex<u64>, u64)> {
-        let mut live_bytes = 0;
-        let mut pairs: Vec<(i64, u64)> = self
-            .latest
-            .into_iter()
-            .filter_map(|(key, latest)| {
-                let (location, len) = latest.put?;
+/// A family's index from its checkpoint `section` with the replayed `writes` applied,
+/// and its live bytes.
+fn onto_checkpoint(log: &Log, section: FamilySection, writes: Vec<(i64, Latest)>) -> Result<(Alex<u64>, u64)> {
+    let mut index = Alex::bulk_load(&section.entries).map_err(invalid_checkpoint)?;
+    let mut live_bytes = section.live_bytes;
+    let superseded_len = |old: Option<u64>| {
+        let old = Location(old?);
+        record_len(log.segment(old.segment())?, old)
+    };
+    for (key, latest) in writes {
+        let old = match latest.put {
+            Some((location, len)) => {
                 live_bytes += u64::from(len);
-                Some((key, location.0))
-            })
-            .collect();
-        pairs.sort_unstable_by_key(|pair| pair.0);
-        Ok((Alex::bulk_load(&pairs).map_err(invalid_checkpoint)?, live_bytes))
+                index.insert(key, location.0)
+            }
+            None => index.remove(key),
+        };
+        live_bytes = live_bytes.saturating_sub(superseded_len(old).unwrap_or(0));
     }
+    Ok((index, live_bytes))
+}
+
+/// A family's index of the replayed `writes` alone (a full replay), and its live
+/// bytes.
+fn into_index(writes: Vec<(i64, Latest)>) -> Result<(Alex<u64>, u64)> {
+    let mut live_bytes = 0;
+    let mut pairs: Vec<(i64, u64)> = writes
+        .into_iter()
+        .filter_map(|(key, latest)| {
+            let (location, len) = latest.put?;
+            live_bytes += u64::from(len);
+            Some((key, location.0))
+        })
+        .collect();
+    pairs.sort_unstable_by_key(|pair| pair.0);
+    Ok((Alex::bulk_load(&pairs).map_err(invalid_checkpoint)?, live_bytes))
 }
 
 fn invalid_checkpoint(error: crate::index::BulkLoadError) -> Error {
@@ -249,6 +287,14 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
     let identity = path.join(IDENTITY_FILE);
     match io::read(&identity) {
         Ok(bytes) => match StoreHeader::decode(&bytes) {
+            Ok(header) if header.version < FORMAT_VERSION && !read_only => {
+                // This build may write what an older one would misread (other
+                // families' records, which it would skip and then compact away): the
+                // store is raised to this version, which older builds refuse.
+                let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
+                let header = StoreHeader { version: FORMAT_VERSION }.encode();
+                Ok(io::replace_file(path, &identity, &temporary, &header)?)
+            }
             Ok(_) => Ok(()),
             Err(HeaderError::NewerVersion(found)) => {
                 Err(Error::UnsupportedVersion { file: identity, found, supported: FORMAT_VERSION })

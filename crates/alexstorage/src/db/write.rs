@@ -15,6 +15,7 @@ use parking_lot::MutexGuard;
 use crate::batch::{BatchOperation, WriteBatch};
 use crate::checkpointer::Capture;
 use crate::engine::{Engine, View, Writer};
+use crate::family::FamilyRef;
 use crate::log::format::{BatchDescriptor, RecordHeader, RecordKind, BATCH_DESCRIPTOR_SIZE, RECORD_HEADER_SIZE};
 use crate::log::segment::{GroupCommit, Segment};
 use crate::log::Location;
@@ -67,39 +68,52 @@ impl std::ops::DerefMut for WriterGuard<'_> {
 impl Db {
     /// Inserts or overwrites `key`.
     pub fn put(&self, key: i64, value: impl AsRef<[u8]>) -> Result<()> {
-        let value = value.as_ref();
+        self.put_in(FamilyRef::default_family(), key, value.as_ref())
+    }
+
+    /// Deletes `key`; deleting an absent key is `Ok(())` and writes nothing.
+    pub fn delete(&self, key: i64) -> Result<()> {
+        self.delete_in(FamilyRef::default_family(), key)
+    }
+
+    /// Inserts or overwrites `key` of `family`.
+    pub(crate) fn put_in(&self, family: &FamilyRef, key: i64, value: &[u8]) -> Result<()> {
         self.check_value(value.len())?;
         let mut writer = self.lock_writer()?;
+        check_family(&writer, family)?;
         let sequence = writer.sequence + 1;
-        let header = RecordHeader::new(RecordKind::Put, 0, key, sequence, value.len() as u32);
-        let hint = self.engine.old_version(key);
+        let header = RecordHeader::new(RecordKind::Put, family.id, key, sequence, value.len() as u32);
+        let hint = self.engine.old_version(family.id, key);
         let location = writer.append(&[&header.encode(value), value])?;
         let len = (RECORD_HEADER_SIZE + value.len()) as u64;
         let superseded = self.publish(&mut writer, sequence, location, |view| {
-            apply(&self.engine, view, key, Some(location), sequence, |_| hint)
+            apply(&self.engine, view, family.id, key, Some(location), sequence, |_| hint)
         });
-        writer.live_bytes += len;
-        writer.supersede(superseded);
+        writer.add_live(family.id, len);
+        writer.supersede(family.id, superseded);
         writer.sequence = sequence;
         writer.counters.puts += 1;
         writer.counters.bytes_written += len;
         self.finish_write(writer, Appended { location, len })
     }
 
-    /// Deletes `key`; deleting an absent key is `Ok(())` and writes nothing.
-    pub fn delete(&self, key: i64) -> Result<()> {
+    /// Deletes `key` of `family`; deleting an absent key is `Ok(())` and writes
+    /// nothing.
+    pub(crate) fn delete_in(&self, family: &FamilyRef, key: i64) -> Result<()> {
         let mut writer = self.lock_writer()?;
+        check_family(&writer, family)?;
         // Only the writer changes the index, and it is this thread: no race.
-        if !self.engine.read_view().index.contains_key(key) {
+        if !self.engine.read_view().index_by_id(family.id).is_some_and(|index| index.contains_key(key)) {
             return Ok(());
         }
         let sequence = writer.sequence + 1;
-        let header = RecordHeader::new(RecordKind::Delete, 0, key, sequence, 0);
-        let hint = self.engine.old_version(key);
+        let header = RecordHeader::new(RecordKind::Delete, family.id, key, sequence, 0);
+        let hint = self.engine.old_version(family.id, key);
         let location = writer.append(&[&header.encode(&[])])?;
-        let superseded = self
-            .publish(&mut writer, sequence, location, |view| apply(&self.engine, view, key, None, sequence, |_| hint));
-        writer.supersede(superseded);
+        let superseded = self.publish(&mut writer, sequence, location, |view| {
+            apply(&self.engine, view, family.id, key, None, sequence, |_| hint)
+        });
+        writer.supersede(family.id, superseded);
         writer.sequence = sequence;
         writer.counters.deletes += 1;
         writer.counters.bytes_written += RECORD_HEADER_SIZE as u64;
@@ -134,19 +148,24 @@ impl Db {
         let count = u32::try_from(batch.len())
             .map_err(|_| Error::InvalidArgument(format!("a batch of {} writes is too large", batch.len())))?;
         let mut writer = self.lock_writer()?;
+        for family in &batch.families {
+            check_family(&writer, family)?;
+        }
         check(writer.sequence)?;
         let sequence = writer.sequence + 1;
         let encoded = EncodedBatch::new(&batch, count, sequence);
-        let hints = self.engine.old_versions(batch.operations.iter().filter_map(default_family_key));
+        let hints = self.engine.old_versions(batch.operations.iter().map(family_key));
         let start = writer.append(&encoded.parts(&batch))?;
         let appended = Appended { location: start, len: encoded.len() };
         // All of the batch becomes visible in one exclusive section.
         let applied = self.publish(&mut writer, sequence, start, |view| {
             apply_batch(&self.engine, view, &batch, appended, sequence, hints.as_ref())
         });
-        writer.live_bytes += applied.live_bytes;
-        for old in applied.superseded {
-            writer.supersede(Some(old));
+        for (family, len) in applied.live {
+            writer.add_live(family, len);
+        }
+        for (family, old) in applied.superseded {
+            writer.supersede(family, Some(old));
         }
         writer.sequence = sequence;
         writer.counters.batches += 1;
@@ -285,27 +304,42 @@ impl Db {
 fn apply(
     engine: &Engine,
     view: &mut View,
+    family: u16,
     key: i64,
     put: Option<Location>,
     sequence: u64,
     hint: impl FnOnce(u64) -> Option<Hint>,
 ) -> Option<u64> {
+    // The writer checked that the family exists, and families change only under the
+    // writer's section.
+    let index = view.index_by_id_mut(family)?;
     let old = match put {
-        Some(location) => view.index.insert(key, location.0),
-        None => view.index.remove(key),
+        Some(location) => index.insert(key, location.0),
+        None => index.remove(key),
     };
     if let Some(old) = old {
-        engine.retire(view, key, Location(old), sequence, hint(old));
+        engine.retire(view, family, key, Location(old), sequence, hint(old));
     }
     old
 }
 
+/// Fails with `Error::ColumnFamilyNotFound` if `family` no longer exists (under the
+/// writer's section, where families are created and dropped).
+#[inline]
+fn check_family(writer: &Writer, family: &FamilyRef) -> Result<()> {
+    if family.is_default() || writer.has_family(family.id, family.incarnation) {
+        Ok(())
+    } else {
+        Err(family.missing())
+    }
+}
+
 /// What publishing a batch changed, for the writer's accounting.
 struct BatchApplied {
-    /// Bytes of the batch's records that are now live.
-    live_bytes: u64,
-    /// Records the batch superseded.
-    superseded: Vec<u64>,
+    /// Bytes of the batch's records that are now live, by family (one entry per put).
+    live: Vec<(u16, u64)>,
+    /// Records the batch superseded, with their family.
+    superseded: Vec<(u16, u64)>,
 }
 
 /// In the exclusive section: applies every write of `batch`, appended as `appended`.
@@ -315,23 +349,21 @@ fn apply_batch(
     batch: &WriteBatch,
     appended: Appended,
     sequence: u64,
-    hints: Option<&HashMap<i64, Hint>>,
+    hints: Option<&HashMap<(u16, i64), Hint>>,
 ) -> BatchApplied {
     let start = appended.location;
-    let mut applied = BatchApplied { live_bytes: 0, superseded: Vec::new() };
+    let mut applied = BatchApplied { live: Vec::new(), superseded: Vec::new() };
     let mut offset = u64::from(start.offset()) + (RECORD_HEADER_SIZE + BATCH_DESCRIPTOR_SIZE) as u64;
     for operation in &batch.operations {
         let location = Location::new(start.segment(), offset as u32);
         let len = record_len(operation);
         offset += len;
-        let (key, put) = match *operation {
-            BatchOperation::Put { column_family: 0, key, .. } => (key, Some(location)),
-            BatchOperation::Delete { column_family: 0, key } => (key, None),
-            // Other families are not opened by this version.
-            BatchOperation::Put { .. } | BatchOperation::Delete { .. } => continue,
+        let (family, key, put) = match *operation {
+            BatchOperation::Put { column_family, key, .. } => (column_family, key, Some(location)),
+            BatchOperation::Delete { column_family, key } => (column_family, key, None),
         };
         if put.is_some() {
-            applied.live_bytes += len;
+            applied.live.push((family, len));
         }
         // A record of this very batch (a key written twice in it) was written at its
         // sequence; otherwise the hint, if the key has not moved since (compaction
@@ -340,11 +372,11 @@ fn apply_batch(
             if old >= start.0 && old < start.0 + appended.len {
                 Some((Location(old), sequence))
             } else {
-                hints.and_then(|hints| hints.get(&key).copied().filter(|(at, _)| at.0 == old))
+                hints.and_then(|hints| hints.get(&(family, key)).copied().filter(|(at, _)| at.0 == old))
             }
         };
-        if let Some(old) = apply(engine, view, key, put, sequence, hint) {
-            applied.superseded.push(old);
+        if let Some(old) = apply(engine, view, family, key, put, sequence, hint) {
+            applied.superseded.push((family, old));
         }
     }
     applied
@@ -412,12 +444,11 @@ fn record_len(operation: &BatchOperation) -> u64 {
     }
 }
 
-/// The key a batch write changes in the default family (the only one opened).
-fn default_family_key(operation: &BatchOperation) -> Option<i64> {
+/// The (family, key) a batch write changes.
+fn family_key(operation: &BatchOperation) -> (u16, i64) {
     match *operation {
-        BatchOperation::Put { column_family: 0, key, .. } | BatchOperation::Delete { column_family: 0, key } => {
-            Some(key)
+        BatchOperation::Put { column_family, key, .. } | BatchOperation::Delete { column_family, key } => {
+            (column_family, key)
         }
-        BatchOperation::Put { .. } | BatchOperation::Delete { .. } => None,
     }
 }

@@ -32,6 +32,7 @@
 //! section, holding nothing; the group commit's sync runs after the writer's section
 //! is released.
 
+mod family;
 mod pressure;
 mod record;
 mod versions;
@@ -44,12 +45,14 @@ use std::sync::{Arc, PoisonError};
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
 use parking_lot::Mutex;
 
+use crate::family::FamilyRef;
 use crate::index::Alex;
 use crate::log::segment::{GroupCommit, Segment};
 use crate::log::Location;
 use crate::value::{Lease, Leases, SegmentTable};
 use crate::{Options, Result};
 
+pub(crate) use family::{Families, Family};
 pub(crate) use pressure::{compaction_due, Pressure};
 pub(crate) use record::{checked_record, missing_segment, read_record, record_len, record_sequence};
 pub(crate) use versions::{range_is_empty, History, Registration, Versions};
@@ -79,8 +82,10 @@ pub(crate) struct Engine {
 
 /// The readers' side of the store, guarded by [`Engine`]'s view lock.
 pub(crate) struct View {
-    /// Key -> location of its latest version.
+    /// The default family: key -> location of its latest version.
     pub index: Alex<u64>,
+    /// The named column families, each with its own index.
+    pub families: Families,
     /// Every segment the index (or a kept version) may point into, with leases.
     pub segments: SegmentTable,
     /// The sequence of the last write readers can see.
@@ -96,10 +101,46 @@ impl View {
         Slot { location, lease: self.segments.get(&location.segment()).map(Leases::lease) }
     }
 
-    /// Where the latest version of `key` is, with a lease on its segment.
+    /// Where the latest version of `key` of the default family is, with a lease on
+    /// its segment.
     #[inline]
     pub fn locate(&self, key: i64) -> Option<Slot> {
         self.index.get(key).map(|location| self.slot(Location(location)))
+    }
+
+    /// The index of `family`, if it still exists.
+    #[inline]
+    pub fn index_of(&self, family: &FamilyRef) -> Option<&Alex<u64>> {
+        if family.is_default() {
+            return Some(&self.index);
+        }
+        self.families.get(family).map(|found| &found.index)
+    }
+
+    /// The index of the family with id `id` (the writer's own checks made sure it is
+    /// the one it means).
+    #[inline]
+    pub fn index_by_id_mut(&mut self, id: u16) -> Option<&mut Alex<u64>> {
+        if id == 0 {
+            return Some(&mut self.index);
+        }
+        self.families.by_id_mut(id).map(|found| &mut found.index)
+    }
+
+    /// The index of the family with id `id`.
+    #[inline]
+    pub fn index_by_id(&self, id: u16) -> Option<&Alex<u64>> {
+        if id == 0 {
+            return Some(&self.index);
+        }
+        self.families.by_id(id).map(|found| &found.index)
+    }
+
+    /// Where the latest version of `key` of `family` is: `Err` if the family is gone.
+    #[inline]
+    pub fn locate_in(&self, family: &FamilyRef, key: i64) -> crate::Result<Option<Slot>> {
+        let index = self.index_of(family).ok_or_else(|| family.missing())?;
+        Ok(index.get(key).map(|location| self.slot(Location(location))))
     }
 }
 
@@ -198,6 +239,29 @@ impl Engine {
         }
         self.syncs.segment_syncs.fetch_add(synced, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Syncs every segment of the log inside the writer's section (`writer` is its
+    /// guard): what must be durable before a step that cannot wait for the group
+    /// commit, such as dropping a column family. A failure poisons the store.
+    pub fn sync_in_section(&self, writer: &mut Writer) -> Result<()> {
+        let mut synced = 0;
+        let mut outcome = Ok(());
+        for segment in writer.log.segments() {
+            match segment.sync() {
+                Ok(true) => synced += 1,
+                Ok(false) => {}
+                Err(error) => {
+                    outcome = Err(error);
+                    break;
+                }
+            }
+        }
+        self.syncs.segment_syncs.fetch_add(synced, Ordering::Relaxed);
+        if let Err(error) = &outcome {
+            writer.poisoned = Some(error.to_string());
+        }
+        outcome
     }
 
     /// Every segment of the log, for a sync outside the writer's section.

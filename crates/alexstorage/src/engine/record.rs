@@ -25,16 +25,18 @@ pub(crate) fn record_sequence(segment: &Segment, location: Location) -> Option<u
     Some(u64::from_le_bytes(header.get(12..20)?.try_into().ok()?))
 }
 
-/// Reads and checks the record of `key` at `location`: its sequence and its value.
+/// Reads and checks the record of `key` of the family with id `family` at
+/// `location`: its sequence and its value.
 #[inline]
 pub(crate) fn read_record(
     store: &Path,
     location: Location,
     lease: Option<Arc<Lease>>,
+    family: u16,
     key: i64,
 ) -> Result<(u64, Value)> {
     let Some(lease) = lease else { return Err(missing_segment(store, location)) };
-    let (header, record) = checked_record(lease.segment(), location, key)?;
+    let (header, record) = checked_record(lease.segment(), location, family, key)?;
     let value_len = record.len() - RECORD_HEADER_SIZE;
     let offset = u64::from(location.offset()) + RECORD_HEADER_SIZE as u64;
     Ok((header.sequence, Value::mapped(lease, offset, value_len)))
@@ -46,10 +48,16 @@ pub(crate) fn missing_segment(store: &Path, location: Location) -> Error {
     Error::corruption(store, u64::from(location.offset()), reason)
 }
 
-/// The whole record of `key` at `location` of `segment` (header and value), checked:
-/// published, its checksum matching, a put of `key` with no unknown flags.
+/// The whole record of `key` of family `family` at `location` of `segment` (header
+/// and value), checked: published, its checksum matching, a put of that key in that
+/// family with no unknown flags.
 #[inline(always)]
-pub(crate) fn checked_record(segment: &Segment, location: Location, key: i64) -> Result<(RecordHeader, &[u8])> {
+pub(crate) fn checked_record(
+    segment: &Segment,
+    location: Location,
+    family: u16,
+    key: i64,
+) -> Result<(RecordHeader, &[u8])> {
     let offset = u64::from(location.offset());
     let corrupt = |reason: String| Error::corruption(segment.path(), offset, reason);
     let header =
@@ -59,15 +67,18 @@ pub(crate) fn checked_record(segment: &Segment, location: Location, key: i64) ->
         .read(offset, RECORD_HEADER_SIZE + value_len)
         .ok_or_else(|| corrupt(format!("value of {value_len} bytes runs past the written log")))?;
     match RecordHeader::decode(record) {
-        Decoded::Record { header, .. } if header.key == key && header.kind == RecordKind::Put => {
+        Decoded::Record { header, .. }
+            if header.key == key && header.kind == RecordKind::Put && header.column_family == family =>
+        {
             if header.flags != 0 {
                 return Err(corrupt(format!("unsupported record flags {:#04x}", header.flags)));
             }
             Ok((header, record))
         }
-        Decoded::Record { header, .. } => {
-            Err(corrupt(format!("index expects a put of key {key}, record is a {:?} of {}", header.kind, header.key)))
-        }
+        Decoded::Record { header, .. } => Err(corrupt(format!(
+            "index expects a put of key {key} in family {family}, record is a {:?} of {} in family {}",
+            header.kind, header.key, header.column_family
+        ))),
         Decoded::Invalid(reason) => Err(corrupt(reason)),
         Decoded::End => Err(corrupt("record is all zeros".into())),
     }

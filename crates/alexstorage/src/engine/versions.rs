@@ -45,23 +45,27 @@ pub(crate) struct OldVersion {
     pub lease: Option<Arc<Lease>>,
 }
 
-/// Superseded versions that live snapshots may read, by key.
+/// Superseded versions that live snapshots may read, by (family id, key).
 #[derive(Debug, Default)]
 pub(crate) struct History {
-    versions: BTreeMap<i64, Vec<OldVersion>>,
+    versions: BTreeMap<(u16, i64), Vec<OldVersion>>,
     count: usize,
 }
 
 impl History {
-    /// Keeps `version` of `key`.
-    pub fn keep(&mut self, key: i64, version: OldVersion) {
-        self.versions.entry(key).or_default().push(version);
+    /// Keeps `version` of `key` of the family with id `family`.
+    pub fn keep(&mut self, family: u16, key: i64, version: OldVersion) {
+        self.versions.entry((family, key)).or_default().push(version);
         self.count += 1;
     }
 
-    /// The version of `key` that was current at `sequence`, if one is kept.
-    pub fn at(&self, key: i64, sequence: u64) -> Option<Slot> {
-        let versions = self.versions.get(&key)?;
+    /// The version of `key` of family `family` that was current at `sequence`, if one
+    /// is kept.
+    pub fn at(&self, family: u16, key: i64, sequence: u64) -> Option<Slot> {
+        if self.count == 0 {
+            return None;
+        }
+        let versions = self.versions.get(&(family, key))?;
         versions
             .iter()
             .find(|version| version.from <= sequence && sequence < version.until)
@@ -89,12 +93,29 @@ impl History {
         std::mem::take(self)
     }
 
-    /// Keys with kept versions in `(lo, hi)`, ascending or descending, at most `limit`.
-    pub fn keys(&self, lo: Bound<i64>, hi: Bound<i64>, descending: bool, limit: usize) -> Vec<i64> {
-        if range_is_empty(lo, hi) {
+    /// Drops every version of the family with id `family` (it was dropped).
+    pub fn remove_family(&mut self, family: u16) {
+        let keys: Vec<(u16, i64)> =
+            self.versions.range((family, i64::MIN)..=(family, i64::MAX)).map(|(key, _)| *key).collect();
+        for key in keys {
+            if let Some(versions) = self.versions.remove(&key) {
+                self.count -= versions.len();
+            }
+        }
+    }
+
+    /// Keys of family `family` with kept versions in `(lo, hi)`, ascending or
+    /// descending, at most `limit`.
+    pub fn keys(&self, family: u16, lo: Bound<i64>, hi: Bound<i64>, descending: bool, limit: usize) -> Vec<i64> {
+        if range_is_empty(lo, hi) || self.count == 0 {
             return Vec::new();
         }
-        let range = self.versions.range((lo, hi)).map(|(key, _)| *key);
+        let within = |bound: Bound<i64>, unbounded: i64| match bound {
+            Bound::Included(key) => Bound::Included((family, key)),
+            Bound::Excluded(key) => Bound::Excluded((family, key)),
+            Bound::Unbounded => Bound::Included((family, unbounded)),
+        };
+        let range = self.versions.range((within(lo, i64::MIN), within(hi, i64::MAX))).map(|(key, _)| key.1);
         if descending {
             range.rev().take(limit).collect()
         } else {
@@ -135,6 +156,12 @@ impl Versions {
     #[inline]
     pub fn any_live(&self) -> bool {
         self.newest.load(Ordering::Acquire) != 0
+    }
+
+    /// Records how many versions the view keeps (after a change under the exclusive
+    /// view lock that removed some outside the usual paths: a dropped family's).
+    pub fn set_retained(&self, count: usize) {
+        self.retained.store(count, Ordering::SeqCst);
     }
 
     /// Number of live snapshots.
@@ -237,25 +264,33 @@ impl Engine {
     /// happens while readers are locked out), if snapshots are live. Called by the
     /// writer, so the index cannot change before the write is published.
     #[inline]
-    pub fn old_version(&self, key: i64) -> Option<Hint> {
+    pub fn old_version(&self, family: u16, key: i64) -> Option<Hint> {
         if !self.versions.any_live() {
             return None;
         }
-        let slot = self.read_view().locate(key)?;
+        let slot = {
+            let view = self.read_view();
+            let location = view.index_by_id(family)?.get(key)?;
+            view.slot(Location(location))
+        };
         Some((slot.location, record_sequence(slot.lease?.segment(), slot.location)?))
     }
 
     /// [`Engine::old_version`] for each of `keys` (one lookup under the shared lock,
     /// then the records read outside it); `None` if no snapshot is live.
-    pub fn old_versions(&self, keys: impl Iterator<Item = i64>) -> Option<HashMap<i64, Hint>> {
+    pub fn old_versions(&self, keys: impl Iterator<Item = (u16, i64)>) -> Option<HashMap<(u16, i64), Hint>> {
         if !self.versions.any_live() {
             return None;
         }
-        let slots: Vec<(i64, Slot)> = {
+        let slots: Vec<((u16, i64), Slot)> = {
             let view = self.read_view();
-            keys.filter_map(|key| view.locate(key).map(|slot| (key, slot))).collect()
+            keys.filter_map(|(family, key)| {
+                let location = view.index_by_id(family)?.get(key)?;
+                Some(((family, key), view.slot(Location(location))))
+            })
+            .collect()
         };
-        let read = |(key, slot): (i64, Slot)| {
+        let read = |(key, slot): ((u16, i64), Slot)| {
             Some((key, (slot.location, record_sequence(slot.lease?.segment(), slot.location)?)))
         };
         Some(slots.into_iter().filter_map(read).collect())
@@ -265,7 +300,7 @@ impl Engine {
     /// the version of `key` at `old`: keeps that version if a live snapshot sees it.
     /// `hint` is [`Engine::old_version`]'s answer, if it was asked.
     #[inline]
-    pub fn retire(&self, view: &mut View, key: i64, old: Location, sequence: u64, hint: Option<Hint>) {
+    pub fn retire(&self, view: &mut View, family: u16, key: i64, old: Location, sequence: u64, hint: Option<Hint>) {
         let newest = self.versions.newest.load(Ordering::SeqCst);
         if newest == 0 {
             if view.history.len() > 0 {
@@ -286,7 +321,7 @@ impl Engine {
         // `newest` is 1 + the newest live snapshot sequence.
         if newest > from {
             let lease = view.slot(old).lease;
-            view.history.keep(key, OldVersion { from, until: sequence, location: old, lease });
+            view.history.keep(family, key, OldVersion { from, until: sequence, location: old, lease });
             self.versions.retained.store(view.history.len(), Ordering::SeqCst);
         }
     }
@@ -311,10 +346,17 @@ mod tests {
     fn history_keeps_what_live_snapshots_see() {
         let mut history = History::default();
         let version = |from, until, location| OldVersion { from, until, location: Location(location), lease: None };
-        history.keep(1, version(1, 5, 10));
-        history.keep(1, version(5, 9, 11));
-        history.keep(2, version(2, 3, 12));
-        let at = |history: &History, key, sequence| history.at(key, sequence).map(|slot| slot.location);
+        history.keep(0, 1, version(1, 5, 10));
+        history.keep(0, 1, version(5, 9, 11));
+        history.keep(0, 2, version(2, 3, 12));
+        history.keep(3, 1, version(1, 9, 13));
+        let at = |history: &History, key, sequence| history.at(0, key, sequence).map(|slot| slot.location);
+        assert_eq!(history.at(3, 1, 4).map(|slot| slot.location), Some(Location(13)));
+        assert_eq!(history.keys(3, Bound::Unbounded, Bound::Unbounded, false, 10), [1]);
+        assert_eq!(history.keys(0, Bound::Unbounded, Bound::Unbounded, true, 10), [2, 1]);
+        history.remove_family(3);
+        assert_eq!(history.len(), 3);
+        assert_eq!(history.at(3, 1, 4).map(|slot| slot.location), None);
         assert_eq!(at(&history, 1, 4), Some(Location(10)));
         assert_eq!(at(&history, 1, 5), Some(Location(11)));
         assert_eq!(at(&history, 1, 9), None);

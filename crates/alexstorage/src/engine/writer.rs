@@ -1,7 +1,10 @@
 //! The writer's side of the store: what only the thread in the writer's section
 //! touches.
 
-use crate::log::checkpoint::Point;
+use std::collections::BTreeMap;
+
+use crate::log::catalog::Catalog;
+use crate::log::checkpoint::{Point, PointFamily};
 use crate::log::{Location, Log};
 use crate::{Error, Result};
 
@@ -13,8 +16,14 @@ pub(crate) struct Writer {
     pub log: Log,
     /// The last sequence number assigned.
     pub sequence: u64,
-    /// Bytes of the records of live keys (the rest of the log is garbage).
+    /// Bytes of the records of live keys, every family's (the rest of the log is
+    /// garbage).
     pub live_bytes: u64,
+    /// The part of `live_bytes` in each named family (the default family has the
+    /// rest), so that dropping one makes its bytes garbage at once.
+    pub family_live_bytes: BTreeMap<u16, u64>,
+    /// The column-family catalog as it is on disk (changed only with the file).
+    pub catalog: Catalog,
     /// Writes since open.
     pub counters: Counters,
     /// Set when what is durable is no longer known: writes fail until a reopen.
@@ -42,13 +51,15 @@ pub(crate) struct Counters {
 
 impl Writer {
     /// A writer over a recovered `log` whose last sequence is `sequence`.
-    pub fn new(log: Log, sequence: u64, live_bytes: u64) -> Writer {
+    pub fn new(log: Log, sequence: u64, catalog: Catalog, family_live_bytes: BTreeMap<u16, u64>) -> Writer {
         let checkpointed_rollovers = log.rollovers();
         let leased = log.segments().map(|segment| segment.id()).max().unwrap_or(0);
         Writer {
             log,
             sequence,
-            live_bytes,
+            live_bytes: family_live_bytes.values().sum(),
+            family_live_bytes: family_live_bytes.into_iter().filter(|(id, _)| *id != 0).collect(),
+            catalog,
             counters: Counters::default(),
             poisoned: None,
             checkpointed_rollovers,
@@ -77,24 +88,51 @@ impl Writer {
         })
     }
 
-    /// Accounts for the record at `old` (if any) no longer being live: a write
-    /// overwrote or deleted its key. Reads the record's header: the writer holds its
-    /// segment, and does this outside the view's lock.
+    /// Accounts for `len` bytes of a new live record of family `family`.
     #[inline]
-    pub fn supersede(&mut self, old: Option<u64>) {
+    pub fn add_live(&mut self, family: u16, len: u64) {
+        self.live_bytes += len;
+        if family != 0 {
+            *self.family_live_bytes.entry(family).or_default() += len;
+        }
+    }
+
+    /// Accounts for the record at `old` (if any) of family `family` no longer being
+    /// live: a write overwrote or deleted its key. Reads the record's header: the
+    /// writer holds its segment, and does this outside the view's lock.
+    #[inline]
+    pub fn supersede(&mut self, family: u16, old: Option<u64>) {
         let Some(old) = old.map(Location) else { return };
         if let Some(len) = self.log.segment(old.segment()).and_then(|segment| record_len(segment, old)) {
             self.live_bytes = self.live_bytes.saturating_sub(len);
+            if family != 0 {
+                if let Some(bytes) = self.family_live_bytes.get_mut(&family) {
+                    *bytes = bytes.saturating_sub(len);
+                }
+            }
         }
+    }
+
+    /// Whether the family with `id` and `incarnation` exists.
+    #[inline]
+    pub fn has_family(&self, id: u16, incarnation: u64) -> bool {
+        id == 0 && incarnation == 0 || self.catalog.entry(id).is_some_and(|entry| entry.incarnation == incarnation)
     }
 
     /// Where a checkpoint taken now stands.
     pub fn point(&self) -> Point {
+        let named: u64 = self.family_live_bytes.values().sum();
+        let default = PointFamily { id: 0, incarnation: 0, live_bytes: self.live_bytes.saturating_sub(named) };
+        let families = self.catalog.families.iter().map(|entry| PointFamily {
+            id: entry.id,
+            incarnation: entry.incarnation,
+            live_bytes: self.family_live_bytes.get(&entry.id).copied().unwrap_or(0),
+        });
         Point {
             sequence: self.sequence,
             generation: self.log.manifest().generation,
-            live_bytes: self.live_bytes,
             segments: self.log.segment_ends(),
+            families: std::iter::once(default).chain(families).collect(),
         }
     }
 

@@ -11,9 +11,11 @@ use crate::Result;
 pub const CHECKPOINT_FILE: &str = "CHECKPOINT";
 /// Magic number at the start of a checkpoint.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"ALEXCKPT";
-/// Format version of checkpoints this build writes and reads (version 1 checkpoints,
-/// which lack the manifest generation, are ignored: the next open replays the log).
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// Format version of checkpoints this build writes: version 3, a section per column
+/// family. Version 2 checkpoints (the default family alone) are read too; version 1
+/// checkpoints, which lack the manifest generation, are ignored (the next open
+/// replays the log).
+pub const CHECKPOINT_VERSION: u32 = 3;
 /// Size of the checkpoint header.
 pub const CHECKPOINT_HEADER_SIZE: usize = 64;
 const SEGMENT_ENTRY_SIZE: usize = 12;
@@ -60,12 +62,35 @@ pub struct Checkpoint {
     /// The manifest generation its locations belong to: a checkpoint is used only
     /// while the manifest still has it.
     pub generation: u64,
-    /// Bytes of the live keys' records at `sequence` (for compaction's accounting).
-    pub live_bytes: u64,
     /// Every segment at checkpoint time: (id, end of its records then).
     pub segments: Vec<(u32, u64)>,
+    /// Each column family's index, the default family's (id 0) first.
+    pub families: Vec<FamilySection>,
+}
+
+/// One column family's index in a checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FamilySection {
+    /// The family's id (0: the default family).
+    pub id: u16,
+    /// Its incarnation: recovery uses the section only for the family the catalog
+    /// lists with this id and this incarnation.
+    pub incarnation: u64,
+    /// Bytes of the family's live records at the checkpoint's sequence.
+    pub live_bytes: u64,
     /// (key, location) pairs in ascending key order.
     pub entries: Vec<(i64, u64)>,
+}
+
+/// A family as of a checkpoint's point: what its section's header holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PointFamily {
+    /// The family's id.
+    pub id: u16,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// Bytes of its live records.
+    pub live_bytes: u64,
 }
 
 /// What a checkpoint describes besides its entries: the log as of one sequence.
@@ -75,56 +100,104 @@ pub struct Point {
     pub sequence: u64,
     /// Manifest generation.
     pub generation: u64,
-    /// Bytes of live records.
-    pub live_bytes: u64,
     /// Every segment: (id, end of its records).
     pub segments: Vec<(u32, u64)>,
+    /// Every family then, the default family first.
+    pub families: Vec<PointFamily>,
 }
 
-/// Writes a checkpoint durably (temporary file, fsync, rename, directory fsync). An
-/// `Err` entry aborts before anything replaces the current checkpoint: a checkpoint
-/// that lacked keys would lose them at the next open.
-pub fn write(dir: &Path, at: &Point, entries: impl Iterator<Item = Result<(i64, u64)>>) -> Result<()> {
+/// Size of a family section's header.
+pub const FAMILY_SECTION_HEADER_SIZE: usize = 32;
+const _: () = assert!(FAMILY_SECTION_HEADER_SIZE == 2 + 2 + 4 + 8 + 8 + 8);
+
+/// One family's entries, as a checkpoint writer reads them.
+pub type Entries<'a> = Box<dyn Iterator<Item = Result<(i64, u64)>> + 'a>;
+
+/// Writes a checkpoint durably (temporary file, fsync, rename, directory fsync), with
+/// a section for each family of `at`, whose entries `entries` gives. An `Err` entry
+/// aborts before anything replaces the current checkpoint: a checkpoint that lacked
+/// keys would lose them at the next open.
+pub fn write<'a>(dir: &Path, at: &Point, mut entries: impl FnMut(&PointFamily) -> Entries<'a>) -> Result<()> {
     let segments = &at.segments;
-    let (count_hint, _) = entries.size_hint();
-    let capacity = CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + count_hint * ENTRY_SIZE_HINT + 4;
-    let mut bytes = Vec::with_capacity(capacity);
+    let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + 4);
+    let live_bytes: u64 = at.families.iter().map(|family| family.live_bytes).sum();
     bytes.extend_from_slice(&CHECKPOINT_MAGIC);
     bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&0u32.to_le_bytes());
     bytes.extend_from_slice(&at.sequence.to_le_bytes());
     bytes.extend_from_slice(&(segments.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&0u64.to_le_bytes()); // entry count, filled in below
+    bytes.extend_from_slice(&(at.families.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&at.generation.to_le_bytes());
-    bytes.extend_from_slice(&at.live_bytes.to_le_bytes());
+    bytes.extend_from_slice(&live_bytes.to_le_bytes());
     bytes.extend_from_slice(&[0u8; 8]);
     debug_assert_eq!(bytes.len(), CHECKPOINT_HEADER_SIZE);
     for &(id, end) in segments {
         bytes.extend_from_slice(&id.to_le_bytes());
         bytes.extend_from_slice(&end.to_le_bytes());
     }
-    // Entries: the key's distance from the previous key (the first: from i64::MIN),
-    // and the location's zigzag-encoded difference from the previous location, both
-    // as varints. After a compaction consecutive keys lie one record apart, so most
-    // entries take a few bytes instead of 16.
-    let mut count = 0u64;
-    let (mut previous_key, mut previous_location) = (0u64, 0u64);
-    for entry in entries {
-        let (key, location) = entry?;
-        let offset = key_offset(key);
-        put_varint(&mut bytes, offset.wrapping_sub(previous_key));
-        let difference = location.wrapping_sub(previous_location) as i64;
-        put_varint(&mut bytes, ((difference << 1) ^ (difference >> 63)) as u64);
-        (previous_key, previous_location) = (offset, location);
-        count += 1;
-    }
-    if let Some(field) = bytes.get_mut(32..40) {
-        field.copy_from_slice(&count.to_le_bytes());
+    for family in &at.families {
+        let section = bytes.len();
+        bytes.extend_from_slice(&family.id.to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 6]);
+        bytes.extend_from_slice(&family.incarnation.to_le_bytes());
+        bytes.extend_from_slice(&family.live_bytes.to_le_bytes());
+        bytes.extend_from_slice(&0u64.to_le_bytes()); // entry count, filled in below
+        let entries = entries(family);
+        let (count_hint, _) = entries.size_hint();
+        bytes.reserve(count_hint * ENTRY_SIZE_HINT);
+        let count = put_entries(&mut bytes, entries)?;
+        if let Some(field) = bytes.get_mut(section + 24..section + 32) {
+            field.copy_from_slice(&count.to_le_bytes());
+        }
     }
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     let temporary = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     Ok(io::replace_file(dir, &dir.join(CHECKPOINT_FILE), &temporary, &bytes)?)
+}
+
+/// Appends `entries`: the key's distance from the previous key (the first: from
+/// `i64::MIN`), and the location's zigzag-encoded difference from the previous
+/// location, both as varints. After a compaction consecutive keys lie one record
+/// apart, so most entries take a few bytes instead of 16. Returns how many.
+fn put_entries(bytes: &mut Vec<u8>, entries: impl Iterator<Item = Result<(i64, u64)>>) -> Result<u64> {
+    let mut count = 0u64;
+    let (mut previous_key, mut previous_location) = (0u64, 0u64);
+    for entry in entries {
+        let (key, location) = entry?;
+        let offset = key_offset(key);
+        put_varint(bytes, offset.wrapping_sub(previous_key));
+        let difference = location.wrapping_sub(previous_location) as i64;
+        put_varint(bytes, ((difference << 1) ^ (difference >> 63)) as u64);
+        (previous_key, previous_location) = (offset, location);
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Reads `count` entries at `*at` (see [`put_entries`]); `None` if they do not decode
+/// or do not strictly ascend.
+fn get_entries(body: &[u8], at: &mut usize, count: usize) -> Option<Vec<(i64, u64)>> {
+    // Every entry takes at least two bytes.
+    if count > body.len().saturating_sub(*at) / 2 {
+        return None;
+    }
+    let mut entries = Vec::with_capacity(count);
+    let (mut key, mut location) = (0u64, 0u64);
+    for index in 0..count {
+        let distance = get_varint(body, at)?;
+        // Keys strictly ascend: every distance but the first is at least 1, and
+        // none may run past the largest key.
+        if index > 0 && distance == 0 {
+            return None;
+        }
+        key = key.checked_add(distance)?;
+        let zigzag = get_varint(body, at)?;
+        let difference = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+        location = location.wrapping_add(difference as u64);
+        entries.push(((key ^ (1 << 63)) as i64, location));
+    }
+    Some(entries)
 }
 
 /// Reads the checkpoint in `dir`. A missing, damaged, unknown-version or inconsistent
@@ -137,56 +210,68 @@ pub fn read(dir: &Path) -> Result<Option<Checkpoint>> {
     }
 }
 
-/// Decodes checkpoint bytes; `None` if anything is off.
+/// Decodes checkpoint bytes (version 3, or version 2: the default family alone);
+/// `None` if anything is off.
 pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
     let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
     if u32::from_le_bytes(crc.try_into().ok()?) != crc32c::crc32c(body) {
         return None;
     }
     let header = body.get(..CHECKPOINT_HEADER_SIZE)?;
-    let u32_at = |at: usize| -> Option<u32> { Some(u32::from_le_bytes(header.get(at..at + 4)?.try_into().ok()?)) };
-    let u64_at = |at: usize| -> Option<u64> { Some(u64::from_le_bytes(header.get(at..at + 8)?.try_into().ok()?)) };
-    if header.get(..8)? != CHECKPOINT_MAGIC || u32_at(8)? != CHECKPOINT_VERSION {
+    let u16_at =
+        |bytes: &[u8], at: usize| -> Option<u16> { Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?)) };
+    let u32_at =
+        |bytes: &[u8], at: usize| -> Option<u32> { Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?)) };
+    let u64_at =
+        |bytes: &[u8], at: usize| -> Option<u64> { Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?)) };
+    let version = u32_at(header, 8)?;
+    if header.get(..8)? != CHECKPOINT_MAGIC || !(version == CHECKPOINT_VERSION || version == 2) {
         return None;
     }
-    let sequence = u64_at(16)?;
-    let generation = u64_at(40)?;
-    let live_bytes = u64_at(48)?;
-    let segment_count = usize::try_from(u64_at(24)?).ok()?;
-    let entry_count = usize::try_from(u64_at(32)?).ok()?;
+    let sequence = u64_at(header, 16)?;
+    let generation = u64_at(header, 40)?;
+    let live_bytes = u64_at(header, 48)?;
+    let segment_count = usize::try_from(u64_at(header, 24)?).ok()?;
+    let count = usize::try_from(u64_at(header, 32)?).ok()?;
     let segments_bytes = segment_count.checked_mul(SEGMENT_ENTRY_SIZE)?;
     let table_end = CHECKPOINT_HEADER_SIZE.checked_add(segments_bytes)?;
-    // Every entry takes at least two bytes.
-    if table_end > body.len() || entry_count > (body.len() - table_end) / 2 {
-        return None;
-    }
-    let segment_table = body.get(CHECKPOINT_HEADER_SIZE..CHECKPOINT_HEADER_SIZE + segments_bytes)?;
+    let segment_table = body.get(CHECKPOINT_HEADER_SIZE..table_end)?;
     let mut segments = Vec::with_capacity(segment_count);
     for chunk in segment_table.chunks_exact(SEGMENT_ENTRY_SIZE) {
-        let id = u32::from_le_bytes(chunk.get(0..4)?.try_into().ok()?);
-        let end = u64::from_le_bytes(chunk.get(4..12)?.try_into().ok()?);
-        segments.push((id, end));
+        segments.push((u32_at(chunk, 0)?, u64_at(chunk, 4)?));
     }
-    let mut entries = Vec::with_capacity(entry_count);
     let mut at = table_end;
-    let (mut key, mut location) = (0u64, 0u64);
-    for index in 0..entry_count {
-        let distance = get_varint(body, &mut at)?;
-        // Keys strictly ascend: every distance but the first is at least 1, and
-        // none may run past the largest key.
-        if index > 0 && distance == 0 {
+    let mut families: Vec<FamilySection> = Vec::new();
+    if version == 2 {
+        // One index, the default family's; the header's count is its entry count.
+        let entries = get_entries(body, &mut at, count)?;
+        families.push(FamilySection { id: 0, incarnation: 0, live_bytes, entries });
+    } else {
+        if count > body.len().saturating_sub(at) / FAMILY_SECTION_HEADER_SIZE {
             return None;
         }
-        key = key.checked_add(distance)?;
-        let zigzag = get_varint(body, &mut at)?;
-        let difference = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-        location = location.wrapping_add(difference as u64);
-        entries.push(((key ^ (1 << 63)) as i64, location));
+        for index in 0..count {
+            let section = body.get(at..at.checked_add(FAMILY_SECTION_HEADER_SIZE)?)?;
+            let id = u16_at(section, 0)?;
+            let ordered = families.last().is_none_or(|previous| previous.id < id);
+            if (index == 0) != (id == 0) || !ordered || section.get(2..8)? != [0u8; 6] {
+                return None;
+            }
+            let incarnation = u64_at(section, 8)?;
+            let family_live_bytes = u64_at(section, 16)?;
+            let entry_count = usize::try_from(u64_at(section, 24)?).ok()?;
+            at += FAMILY_SECTION_HEADER_SIZE;
+            let entries = get_entries(body, &mut at, entry_count)?;
+            families.push(FamilySection { id, incarnation, live_bytes: family_live_bytes, entries });
+        }
+        if families.first().is_none_or(|first| first.id != 0) {
+            return None;
+        }
     }
     if at != body.len() {
         return None;
     }
-    Some(Checkpoint { sequence, generation, live_bytes, segments, entries })
+    Some(Checkpoint { sequence, generation, segments, families })
 }
 
 #[cfg(test)]
@@ -198,11 +283,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read(dir.path()).unwrap(), None);
         let entries = vec![(i64::MIN, 0), (-5i64, 7u64), (3, 9), (4, u64::MAX), (i64::MAX, 1)];
-        let at = Point { sequence: 42, generation: 5, live_bytes: 777, segments: vec![(1, 100), (2, 64)] };
-        write(dir.path(), &at, entries.iter().copied().map(Ok)).unwrap();
+        let named = vec![(-1i64, 5u64), (1, 4)];
+        let families = vec![
+            PointFamily { id: 0, incarnation: 0, live_bytes: 777 },
+            PointFamily { id: 2, incarnation: 9, live_bytes: 0 },
+            PointFamily { id: 7, incarnation: 3, live_bytes: 50 },
+        ];
+        let at = Point { sequence: 42, generation: 5, segments: vec![(1, 100), (2, 64)], families };
+        let sections = |family: &PointFamily| -> Entries<'_> {
+            match family.id {
+                0 => Box::new(entries.clone().into_iter().map(Ok)),
+                7 => Box::new(named.clone().into_iter().map(Ok)),
+                _ => Box::new(std::iter::empty()),
+            }
+        };
+        write(dir.path(), &at, sections).unwrap();
         let checkpoint = read(dir.path()).unwrap().unwrap();
-        let expected =
-            Checkpoint { sequence: 42, generation: 5, live_bytes: 777, segments: vec![(1, 100), (2, 64)], entries };
+        let section = |id, incarnation, live_bytes, entries| FamilySection { id, incarnation, live_bytes, entries };
+        let expected = Checkpoint {
+            sequence: 42,
+            generation: 5,
+            segments: vec![(1, 100), (2, 64)],
+            families: vec![section(0, 0, 777, entries), section(2, 9, 0, Vec::new()), section(7, 3, 50, named)],
+        };
         assert_eq!(checkpoint, expected);
         let mut bytes = std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap();
         for index in 0..bytes.len() {

@@ -2,12 +2,16 @@
 //! specification, with diagrams, is `docs/FORMAT.md`; the constants and `const`
 //! assertions here pin the same sizes and offsets. All integers are little-endian.
 
-/// Current format version of every file this build writes. Version 3 added durable
+/// Current format version of every file this build writes. Version 4 added column
+/// families: the `FAMILIES` catalog, checkpoint sections per family, manifest entries
+/// that name families (a writable open of an older store raises its identity file to
+/// 4, so that an older build, which would skip other families' records, refuses it).
+/// Version 3 added durable
 /// marks ([`RecordKind::Durable`]) to log segments, which let recovery tell bytes
 /// that never reached the disk from bytes that did and were damaged; version 2 added
 /// compacted segments (segment header flag [`SEGMENT_COMPACTED`]) and the `MANIFEST`
-/// that lists them. Version 1 and 2 files are still read.
-pub const FORMAT_VERSION: u32 = 3;
+/// that lists them. Version 1 to 3 files are still read.
+pub const FORMAT_VERSION: u32 = 4;
 /// The first version whose log segments carry durable marks.
 pub const DURABLE_MARKS_VERSION: u32 = 3;
 

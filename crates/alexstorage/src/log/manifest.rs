@@ -24,8 +24,9 @@ use crate::{Error, Result};
 pub const MANIFEST_FILE: &str = "MANIFEST";
 /// Magic number at the start of a manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"ALEXMANF";
-/// Format version of manifests this build writes and reads.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Format version of manifests this build writes (version 1, which predates column
+/// families and holds zeros where version 2 names them, is read too).
+pub const MANIFEST_VERSION: u32 = 2;
 /// Size of the manifest header.
 pub const MANIFEST_HEADER_SIZE: usize = 40;
 /// Size of one compacted segment's entry.
@@ -38,12 +39,29 @@ pub struct CompactedSegment {
     pub id: u32,
     /// End of its records (the file's length).
     pub end: u64,
-    /// Its first and last key (its records are in strictly ascending key order).
+    /// The column family of its first record (records are in strictly ascending
+    /// (family, key) order).
+    pub first_family: u16,
+    /// The column family of its last record.
+    pub last_family: u16,
+    /// Its first and last key (within their families).
     pub first_key: i64,
     /// See `first_key`.
     pub last_key: i64,
     /// Number of records.
     pub records: u64,
+}
+
+impl CompactedSegment {
+    /// Its first record's (family, key).
+    pub fn first(&self) -> (u16, i64) {
+        (self.first_family, self.first_key)
+    }
+
+    /// Its last record's (family, key).
+    pub fn last(&self) -> (u16, i64) {
+        (self.last_family, self.last_key)
+    }
 }
 
 /// A decoded manifest. The default (no file) means: no compacted segments, every
@@ -89,7 +107,8 @@ impl Manifest {
         bytes.extend_from_slice(&(self.compacted.len() as u32).to_le_bytes());
         for entry in &self.compacted {
             bytes.extend_from_slice(&entry.id.to_le_bytes());
-            bytes.extend_from_slice(&0u32.to_le_bytes());
+            bytes.extend_from_slice(&entry.first_family.to_le_bytes());
+            bytes.extend_from_slice(&entry.last_family.to_le_bytes());
             bytes.extend_from_slice(&entry.end.to_le_bytes());
             bytes.extend_from_slice(&entry.first_key.to_le_bytes());
             bytes.extend_from_slice(&entry.last_key.to_le_bytes());
@@ -120,7 +139,7 @@ impl Manifest {
             u64::from_le_bytes(word)
         };
         let version = u32_at(header, 8);
-        if version != MANIFEST_VERSION {
+        if version != MANIFEST_VERSION && version != 1 {
             return Err((8, format!("unsupported manifest version {version}")));
         }
         let count = u32_at(header, 36) as usize;
@@ -129,16 +148,22 @@ impl Manifest {
         }
         let mut compacted: Vec<CompactedSegment> = Vec::with_capacity(count);
         for (index, entry) in body[MANIFEST_HEADER_SIZE..].chunks_exact(MANIFEST_ENTRY_SIZE).enumerate() {
+            let families = u32_at(entry, 4);
             let entry = CompactedSegment {
                 id: u32_at(entry, 0),
+                first_family: families as u16,
+                last_family: (families >> 16) as u16,
                 end: u64_at(entry, 8),
                 first_key: u64_at(entry, 16) as i64,
                 last_key: u64_at(entry, 24) as i64,
                 records: u64_at(entry, 32),
             };
             let offset = MANIFEST_HEADER_SIZE + index * MANIFEST_ENTRY_SIZE;
-            if compacted.last().is_some_and(|previous| previous.id >= entry.id) || entry.first_key > entry.last_key {
+            if compacted.last().is_some_and(|previous| previous.id >= entry.id) || entry.first() > entry.last() {
                 return Err((offset, format!("manifest entry {index} is out of order")));
+            }
+            if version == 1 && families != 0 {
+                return Err((offset + 4, format!("manifest entry {index}: reserved bytes are not zero")));
             }
             compacted.push(entry);
         }
@@ -182,8 +207,24 @@ mod tests {
             sequence: 1000,
             log_start: 9,
             compacted: vec![
-                CompactedSegment { id: 7, end: 4096, first_key: -50, last_key: 10, records: 30 },
-                CompactedSegment { id: 10, end: 999, first_key: 11, last_key: 11, records: 1 },
+                CompactedSegment {
+                    id: 7,
+                    end: 4096,
+                    first_family: 0,
+                    last_family: 2,
+                    first_key: -50,
+                    last_key: -60,
+                    records: 30,
+                },
+                CompactedSegment {
+                    id: 10,
+                    end: 999,
+                    first_family: 3,
+                    last_family: 3,
+                    first_key: 11,
+                    last_key: 11,
+                    records: 1,
+                },
             ],
         }
     }

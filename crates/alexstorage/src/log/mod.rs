@@ -4,6 +4,7 @@
 //! record to a callback, oldest first; [`Log::append`] writes records and returns where
 //! they landed. See `docs/FORMAT.md` for the bytes.
 
+pub mod catalog;
 pub mod checkpoint;
 pub mod format;
 pub mod io;

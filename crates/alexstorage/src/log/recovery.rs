@@ -298,7 +298,7 @@ fn checkpoint_starts<'a>(
 }
 
 /// Replays a compacted segment's records, checking what compaction guarantees: puts
-/// only, keys strictly ascending within the entry's key range, sequences at most
+/// only, (family, key) strictly ascending within the entry's range, sequences at most
 /// `sequence`, exactly `entry.records` records ending at `entry.end`. Returns the
 /// records read, or the offset and reason of the first violation.
 pub fn scan_compacted(
@@ -310,7 +310,7 @@ pub fn scan_compacted(
     let end = usize::try_from(entry.end).map_err(|_| (0, "implausible end of records".to_string()))?;
     let contents = contents.get(..end).ok_or((contents.len(), "file shorter than the manifest says".to_string()))?;
     let mut at = SEGMENT_HEADER_SIZE;
-    let mut previous: Option<i64> = None;
+    let mut previous: Option<(u16, i64)> = None;
     let mut records = 0u64;
     while at < end {
         let (header, len) = match RecordHeader::decode(&contents[at..]) {
@@ -318,11 +318,15 @@ pub fn scan_compacted(
             Decoded::End => return Err((at, "zero bytes before the end the manifest gives".into())),
             Decoded::Invalid(reason) => return Err((at, reason)),
         };
-        let in_order = previous.is_none_or(|previous| previous < header.key);
+        let at_key = (header.column_family, header.key);
+        let in_order = previous.is_none_or(|previous| previous < at_key);
         let problem = if header.kind != RecordKind::Put {
             Some(format!("a {:?} record in a compacted segment", header.kind))
-        } else if !in_order || header.key < entry.first_key || header.key > entry.last_key {
-            Some(format!("key {} out of order or outside the segment's range", header.key))
+        } else if !in_order || at_key < entry.first() || at_key > entry.last() {
+            Some(format!(
+                "key {} of family {} out of order or outside the segment's range",
+                header.key, header.column_family
+            ))
         } else if header.sequence > sequence {
             Some(format!("sequence {} is newer than the compaction ({sequence})", header.sequence))
         } else {
@@ -332,7 +336,7 @@ pub fn scan_compacted(
             return Err((at, reason));
         }
         apply(replayed(&header, Location::new(entry.id, at as u32), len));
-        previous = Some(header.key);
+        previous = Some(at_key);
         records += 1;
         at += len;
     }

@@ -49,7 +49,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::engine::range_is_empty;
-use crate::{Db, Error, Range, Result, Snapshot, Value, WriteBatch};
+use crate::family::FamilyRef;
+use crate::{ColumnFamily, Db, Error, Range, Result, Snapshot, Value, WriteBatch};
 
 use merge::Merged;
 use reads::Reads;
@@ -89,8 +90,10 @@ pub const DEFAULT_ATTEMPTS: u32 = 16;
 pub struct Transaction {
     db: Db,
     snapshot: Snapshot,
-    /// Its own writes: a value, or `None` for a delete.
-    writes: BTreeMap<i64, Option<Arc<[u8]>>>,
+    /// Its own writes, by (family incarnation, key): a value, or `None` for a delete.
+    writes: BTreeMap<(u64, i64), Option<Arc<[u8]>>>,
+    /// The named families it wrote, by incarnation (those it read are in `reads`).
+    families: BTreeMap<u64, FamilyRef>,
     /// What it read; ranges it made update it as they are iterated.
     reads: Arc<Mutex<Reads>>,
     /// Dropped with the transaction: its ranges that outlive it then end (with an
@@ -115,6 +118,7 @@ impl Db {
             db: self.clone(),
             snapshot: self.snapshot(),
             writes: BTreeMap::new(),
+            families: BTreeMap::new(),
             reads: Arc::new(Mutex::new(Reads::default())),
             alive: Arc::new(()),
         }
@@ -168,11 +172,7 @@ impl Db {
 impl Transaction {
     /// The value of `key`: its own write if it wrote it, else the value at begin.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
-        if let Some(write) = self.writes.get(&key) {
-            return Ok(write.clone().map(Value::owned));
-        }
-        self.reads.lock().key(key);
-        self.snapshot.get(key)
+        self.get_in(FamilyRef::default_family(), key)
     }
 
     /// Whether `key` has a value, as [`Transaction::get`] sees it.
@@ -183,12 +183,60 @@ impl Transaction {
     /// Sets `key` to `value` when the transaction commits (checked against
     /// `max_value_size` then).
     pub fn put(&mut self, key: i64, value: impl AsRef<[u8]>) {
-        self.writes.insert(key, Some(Arc::from(value.as_ref())));
+        self.writes.insert((0, key), Some(Arc::from(value.as_ref())));
     }
 
     /// Deletes `key` when the transaction commits.
     pub fn delete(&mut self, key: i64) {
-        self.writes.insert(key, None);
+        self.writes.insert((0, key), None);
+    }
+
+    /// The value of `key` of `family`: its own write if it wrote it, else the value at
+    /// begin (none for a family created since). Fails with
+    /// [`Error::ColumnFamilyNotFound`] once the family is dropped.
+    pub fn get_cf(&self, family: &ColumnFamily, key: i64) -> Result<Option<Value>> {
+        self.get_in(family.family(), key)
+    }
+
+    /// Whether `key` of `family` has a value, as [`Transaction::get_cf`] sees it.
+    pub fn contains_key_cf(&self, family: &ColumnFamily, key: i64) -> Result<bool> {
+        self.get_cf(family, key).map(|value| value.is_some())
+    }
+
+    /// Sets `key` of `family` to `value` when the transaction commits. A commit
+    /// writing a family dropped meanwhile fails with [`Error::ColumnFamilyNotFound`]
+    /// and writes nothing.
+    pub fn put_cf(&mut self, family: &ColumnFamily, key: i64, value: impl AsRef<[u8]>) {
+        let family = self.note(family);
+        self.writes.insert((family.incarnation, key), Some(Arc::from(value.as_ref())));
+    }
+
+    /// Deletes `key` of `family` when the transaction commits.
+    pub fn delete_cf(&mut self, family: &ColumnFamily, key: i64) {
+        let family = self.note(family);
+        self.writes.insert((family.incarnation, key), None);
+    }
+
+    /// [`Transaction::range`] over the keys of `family`.
+    pub fn range_cf(&self, family: &ColumnFamily, range: impl RangeBounds<i64>) -> Range {
+        self.range_in(family.family(), range.start_bound().cloned(), range.end_bound().cloned())
+    }
+
+    /// Notes that the transaction writes `family`.
+    fn note(&mut self, family: &ColumnFamily) -> FamilyRef {
+        let family = family.family();
+        if !family.is_default() {
+            self.families.entry(family.incarnation).or_insert_with(|| family.clone());
+        }
+        family.clone()
+    }
+
+    fn get_in(&self, family: &FamilyRef, key: i64) -> Result<Option<Value>> {
+        if let Some(write) = self.writes.get(&(family.incarnation, key)) {
+            return Ok(write.clone().map(Value::owned));
+        }
+        self.reads.lock().key(family, key);
+        self.snapshot.get_in(family, key)
     }
 
     /// The keys in `range` as of begin with the transaction's own writes on top,
@@ -197,16 +245,29 @@ impl Transaction {
     /// the whole range once it is exhausted. Writes the transaction makes after
     /// calling `range` do not show in it.
     pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
-        let (lo, hi) = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.range_in(FamilyRef::default_family(), range.start_bound().cloned(), range.end_bound().cloned())
+    }
+
+    fn range_in(&self, family: &FamilyRef, lo: Bound<i64>, hi: Bound<i64>) -> Range {
+        let incarnation = family.incarnation;
         // (`BTreeMap::range` panics on bounds that cross; such a range is empty.)
         let writes = if range_is_empty(lo, hi) {
             VecDeque::new()
         } else {
-            self.writes.range((lo, hi)).map(|(key, write)| (*key, write.clone())).collect()
+            let within = |bound: Bound<i64>, unbounded: i64| match bound {
+                Bound::Included(key) => Bound::Included((incarnation, key)),
+                Bound::Excluded(key) => Bound::Excluded((incarnation, key)),
+                Bound::Unbounded => Bound::Included((incarnation, unbounded)),
+            };
+            self.writes
+                .range((within(lo, i64::MIN), within(hi, i64::MAX)))
+                .map(|(key, write)| (key.1, write.clone()))
+                .collect()
         };
-        let part = self.reads.lock().range(lo, hi);
+        let part = self.reads.lock().range(family, lo, hi);
         let alive = Arc::downgrade(&self.alive);
-        Range::layered(Merged::new(self.snapshot.range((lo, hi)), writes, Arc::clone(&self.reads), alive, part))
+        let snapshot = self.snapshot.range_in(family, lo, hi);
+        Range::layered(Merged::new(snapshot, writes, Arc::clone(&self.reads), alive, part))
     }
 
     /// [`Transaction::range`] over every key.
@@ -241,25 +302,33 @@ impl Transaction {
         if self.writes.is_empty() {
             return Ok(None);
         }
+        let default = FamilyRef::default_family();
         let mut batch = WriteBatch::new();
-        for (key, write) in &self.writes {
+        for (&(incarnation, key), write) in &self.writes {
+            let family = self.families.get(&incarnation).unwrap_or(default);
             match write {
-                Some(value) => batch.put(*key, value),
-                None => batch.delete(*key),
+                Some(value) => batch.put_in(family, key, value),
+                None => batch.delete_in(family, key),
             };
         }
         // From here on the transaction's ranges read no further: what they returned
         // later would go unchecked.
         let reads = self.reads.lock().end();
+        // A family it read must still exist when the batch applies (a drop takes no
+        // sequence number, so the check below would not see it).
+        for family in reads.families().values() {
+            batch.require_family(family);
+        }
+        let families = reads.families().clone();
         // Checked first outside the writer's section, against the state as of
         // `observed` (a conflict found there is final: what was written after begin
         // stays written after begin). Inside the section it needs checking again only
         // if writes landed since.
         let observed = self.db.visible_sequence();
-        check(&self.snapshot, &reads)?;
+        check(&self.snapshot, &reads, &families)?;
         let snapshot = self.snapshot;
         self.db.write_checked(batch, move |last| {
-            let checked = if last == observed { Ok(()) } else { check(&snapshot, &reads) };
+            let checked = if last == observed { Ok(()) } else { check(&snapshot, &reads, &families) };
             // The snapshot is let go before the batch is published, so that the
             // versions it overwrites are not kept for the committing transaction itself.
             drop(snapshot);
@@ -271,17 +340,21 @@ impl Transaction {
     pub fn rollback(self) {}
 }
 
-/// The commit check: nothing `reads` holds was written after `snapshot`.
-fn check(snapshot: &Snapshot, reads: &Reads) -> Result<()> {
-    let conflict = |key, range| Error::Conflict { family: "default".to_owned(), key, range };
-    for &key in reads.keys() {
-        if snapshot.written_since(key)? {
-            return Err(conflict(key, None));
+/// The commit check: nothing `reads` holds was written after `snapshot`. `families`
+/// names the families the reads' incarnations stand for.
+fn check(snapshot: &Snapshot, reads: &Reads, families: &BTreeMap<u64, FamilyRef>) -> Result<()> {
+    let family_of = |incarnation: u64| families.get(&incarnation).unwrap_or(FamilyRef::default_family());
+    let conflict = |family: &FamilyRef, key, range| Error::Conflict { family: family.name.to_string(), key, range };
+    for &(incarnation, key) in reads.keys() {
+        let family = family_of(incarnation);
+        if snapshot.written_since(family, key)? {
+            return Err(conflict(family, key, None));
         }
     }
-    for (lo, hi) in reads.parts() {
-        if let Some(key) = snapshot.first_written_since(lo, hi)? {
-            return Err(conflict(key, Some((lo, hi))));
+    for (incarnation, (lo, hi)) in reads.parts() {
+        let family = family_of(incarnation);
+        if let Some(key) = snapshot.first_written_since(family, lo, hi)? {
+            return Err(conflict(family, key, Some((lo, hi))));
         }
     }
     Ok(())

@@ -1,15 +1,18 @@
 //! What a transaction read: the keys it looked up, and for each range it made, the
 //! parts it iterated. The commit check walks exactly these.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use super::Interval;
+use crate::family::FamilyRef;
 
-/// The keys looked up and the ranges read.
+/// The keys looked up and the ranges read, each with its family's incarnation.
 #[derive(Debug, Default)]
 pub(super) struct Reads {
-    keys: BTreeSet<i64>,
+    keys: BTreeSet<(u64, i64)>,
+    /// The named families read, by incarnation.
+    families: BTreeMap<u64, FamilyRef>,
     ranges: Vec<RangeRead>,
     /// The transaction committed or was dropped: its ranges read no further.
     ended: bool,
@@ -18,6 +21,8 @@ pub(super) struct Reads {
 /// One range a transaction made, and how far it was iterated from each end.
 #[derive(Debug)]
 struct RangeRead {
+    /// The incarnation of the family it reads.
+    family: u64,
     lo: Bound<i64>,
     hi: Bound<i64>,
     /// Read from `lo` through this key (from the low end).
@@ -29,14 +34,18 @@ struct RangeRead {
 }
 
 impl Reads {
-    /// `key` was looked up (found or not).
-    pub(super) fn key(&mut self, key: i64) {
-        self.keys.insert(key);
+    /// `key` of `family` was looked up (found or not).
+    pub(super) fn key(&mut self, family: &FamilyRef, key: i64) {
+        self.note(family);
+        self.keys.insert((family.incarnation, key));
     }
 
-    /// A range over `(lo, hi)` was made; returns its number for the calls below.
-    pub(super) fn range(&mut self, lo: Bound<i64>, hi: Bound<i64>) -> usize {
-        self.ranges.push(RangeRead { lo, hi, front: None, back: None, whole: false });
+    /// A range over `(lo, hi)` of `family` was made; returns its number for the calls
+    /// below.
+    pub(super) fn range(&mut self, family: &FamilyRef, lo: Bound<i64>, hi: Bound<i64>) -> usize {
+        self.note(family);
+        let family = family.incarnation;
+        self.ranges.push(RangeRead { family, lo, hi, front: None, back: None, whole: false });
         self.ranges.len() - 1
     }
 
@@ -58,6 +67,17 @@ impl Reads {
         }
     }
 
+    fn note(&mut self, family: &FamilyRef) {
+        if !family.is_default() && !self.families.contains_key(&family.incarnation) {
+            self.families.insert(family.incarnation, family.clone());
+        }
+    }
+
+    /// The named families read, by incarnation.
+    pub(super) fn families(&self) -> &BTreeMap<u64, FamilyRef> {
+        &self.families
+    }
+
     /// Ends the transaction's reading; returns what it read.
     pub(super) fn end(&mut self) -> Reads {
         let reads = std::mem::take(self);
@@ -70,24 +90,24 @@ impl Reads {
         self.ended
     }
 
-    /// The keys looked up.
-    pub(super) fn keys(&self) -> impl Iterator<Item = &i64> {
+    /// The keys looked up: (family incarnation, key).
+    pub(super) fn keys(&self) -> impl Iterator<Item = &(u64, i64)> {
         self.keys.iter()
     }
 
-    /// The intervals of keys the ranges read.
-    pub(super) fn parts(&self) -> Vec<Interval> {
+    /// The intervals of keys the ranges read, each with its family's incarnation.
+    pub(super) fn parts(&self) -> Vec<(u64, Interval)> {
         let mut parts = Vec::new();
         for range in &self.ranges {
             if range.whole {
-                parts.push((range.lo, range.hi));
+                parts.push((range.family, (range.lo, range.hi)));
                 continue;
             }
             if let Some(front) = range.front {
-                parts.push((range.lo, Bound::Included(front)));
+                parts.push((range.family, (range.lo, Bound::Included(front))));
             }
             if let Some(back) = range.back {
-                parts.push((Bound::Included(back), range.hi));
+                parts.push((range.family, (Bound::Included(back), range.hi)));
             }
         }
         parts
@@ -102,22 +122,26 @@ mod tests {
     #[test]
     fn a_range_counts_as_read_as_far_as_it_was_iterated() {
         let mut reads = Reads::default();
-        let untouched = reads.range(Included(0), Excluded(100));
-        let both_ends = reads.range(Unbounded, Unbounded);
+        let default = FamilyRef::default_family();
+        let other = FamilyRef { id: 3, incarnation: 4, name: "other".into() };
+        let untouched = reads.range(default, Included(0), Excluded(100));
+        let both_ends = reads.range(default, Unbounded, Unbounded);
         reads.reached(both_ends, 10, false);
         reads.reached(both_ends, 12, false);
         reads.reached(both_ends, 90, true);
         reads.reached(both_ends, 80, true);
-        let whole = reads.range(Excluded(5), Included(7));
+        let whole = reads.range(&other, Excluded(5), Included(7));
         reads.reached(whole, 6, false);
         reads.exhausted(whole);
         assert_eq!(
             reads.parts(),
-            [(Unbounded, Included(12)), (Included(80), Unbounded), (Excluded(5), Included(7))],
+            [(0, (Unbounded, Included(12))), (0, (Included(80), Unbounded)), (4, (Excluded(5), Included(7)))],
             "range {untouched} read nothing"
         );
-        reads.key(3);
-        reads.key(3);
-        assert_eq!(reads.keys().copied().collect::<Vec<_>>(), [3]);
+        reads.key(default, 3);
+        reads.key(default, 3);
+        reads.key(&other, 3);
+        assert_eq!(reads.keys().copied().collect::<Vec<_>>(), [(0, 3), (4, 3)]);
+        assert_eq!(reads.families().keys().copied().collect::<Vec<_>>(), [4]);
     }
 }

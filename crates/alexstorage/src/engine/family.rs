@@ -1,0 +1,85 @@
+//! Column families as the engine sees them: each named family is its own ordered
+//! index in the view, known by a small id (the one its records carry) and an
+//! incarnation (unique to one creation of it), so that a handle to a family that was
+//! dropped, or dropped and created again under the same name (possibly with the same
+//! id), finds nothing instead of acting on its successor.
+//!
+//! The default family (id 0, incarnation 0) is the store's own keys; it always exists
+//! and its index is [`super::View::index`]. Handles name a family by a
+//! [`FamilyRef`] (`family.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::family::FamilyRef;
+use crate::index::Alex;
+
+/// A named family in the view.
+pub(crate) struct Family {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Unique to this creation of it.
+    pub incarnation: u64,
+    /// Key -> location of its latest version.
+    pub index: Alex<u64>,
+}
+
+/// The named families of the view, by id and by name.
+#[derive(Default)]
+pub(crate) struct Families {
+    by_id: BTreeMap<u16, Family>,
+    by_name: HashMap<Arc<str>, u16>,
+}
+
+impl Families {
+    /// The family `family` names, if it still exists (same id and incarnation).
+    #[inline]
+    pub fn get(&self, family: &FamilyRef) -> Option<&Family> {
+        self.by_id.get(&family.id).filter(|found| found.incarnation == family.incarnation)
+    }
+
+    /// The family with id `id`.
+    #[inline]
+    pub fn by_id(&self, id: u16) -> Option<&Family> {
+        self.by_id.get(&id)
+    }
+
+    /// The family with id `id`, mutably.
+    #[inline]
+    pub fn by_id_mut(&mut self, id: u16) -> Option<&mut Family> {
+        self.by_id.get_mut(&id)
+    }
+
+    /// A reference to the family called `name`.
+    pub fn named(&self, name: &str) -> Option<FamilyRef> {
+        let id = *self.by_name.get(name)?;
+        let family = self.by_id.get(&id)?;
+        Some(FamilyRef { id, incarnation: family.incarnation, name: Arc::clone(&family.name) })
+    }
+
+    /// Adds a family (its id and name are free).
+    pub fn insert(&mut self, id: u16, family: Family) {
+        self.by_name.insert(Arc::clone(&family.name), id);
+        self.by_id.insert(id, family);
+    }
+
+    /// Removes the family `family` names, if it exists.
+    pub fn remove(&mut self, family: &FamilyRef) -> Option<Family> {
+        self.get(family)?;
+        let removed = self.by_id.remove(&family.id)?;
+        self.by_name.remove(&removed.name);
+        Some(removed)
+    }
+
+    /// Every named family, by ascending id.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, &Family)> {
+        self.by_id.iter().map(|(id, family)| (*id, family))
+    }
+
+    /// References to every named family, by ascending id.
+    pub fn refs(&self) -> Vec<FamilyRef> {
+        self.iter()
+            .map(|(id, family)| FamilyRef { id, incarnation: family.incarnation, name: Arc::clone(&family.name) })
+            .collect()
+    }
+}
