@@ -68,6 +68,10 @@ pub enum Error {
         /// The newest version this build understands.
         supported: u32,
     },
+    /// The store was closed (its last `Db` handle dropped) while a handle on one of
+    /// its column families was still in use.
+    #[error("the store was closed")]
+    Closed,
     /// An earlier write failed part-way; the store refuses writes until reopened.
     #[error("an earlier write failed ({0}); reopen the store to recover")]
     Poisoned(String),

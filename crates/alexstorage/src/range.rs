@@ -113,6 +113,11 @@ impl Range {
         Range(Source::Snapshot(SnapshotRange::new(registration, family, lo, hi)))
     }
 
+    /// A range that yields `error` once and ends.
+    pub(crate) fn failed(error: crate::Error) -> Range {
+        Range(Source::Layered(Box::new(std::iter::once(Err(error)))))
+    }
+
     /// A range whose entries a higher layer produces (merging snapshot ranges with
     /// something of its own).
     pub(crate) fn layered(

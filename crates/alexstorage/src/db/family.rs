@@ -5,15 +5,16 @@
 //! id. Which families exist is the catalog (`log/catalog.rs`), one small file
 //! replaced atomically by every creation and every drop, under the writer's section
 //! (families change nowhere else). A family's records are written only once the
-//! catalog naming it is durable. A drop first makes the log durable (so that a power
-//! cut cannot keep the drop and lose writes acknowledged before it), then replaces
-//! the catalog, then removes the family's index and kept versions from the view: after
-//! any crash the family is wholly there or wholly gone. Its records become garbage at
+//! catalog naming it is durable. A creation or a drop first makes the log durable (so
+//! that a power cut cannot keep the change and lose writes acknowledged before it),
+//! then replaces the catalog, then changes the view (a drop removes the family's index
+//! and kept versions): after any crash the family is wholly there or wholly gone, and
+//! the store holds a prefix of its history. Its records become garbage at
 //! once (the live-bytes accounting drops them), and compaction, which copies only the
 //! families in the view, reclaims their space.
 
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::engine::{read_record, Family};
 use crate::family::{check_name, FamilyRef, DEFAULT_FAMILY_NAME};
@@ -21,16 +22,18 @@ use crate::index::Alex;
 use crate::log::catalog::{self, CatalogEntry};
 use crate::{Error, Range, Result, Snapshot, Value, WriteBatch};
 
-use super::Db;
+use super::{Db, Handle};
 
 /// A handle on one column family: an independent, ordered keyspace in the store,
 /// with its own `len`, ranges and snapshots' view of it.
 ///
 /// Made by [`Db::column_family`] (which creates the family on first use). Cheap to
-/// clone, `Send + Sync + 'static`; like a [`Db`] clone it keeps the store open while
-/// it lives. Once the family is dropped ([`Db::drop_column_family`]) every operation
-/// through the handle fails with [`Error::ColumnFamilyNotFound`], even after a family
-/// of the same name is created again (which starts empty and needs a new handle).
+/// clone, `Send + Sync + 'static`. It does not keep the store open: once the last
+/// [`Db`] handle is dropped, operations through it fail with [`Error::Closed`] (and
+/// `len` is 0). Once the family is dropped ([`Db::drop_column_family`]) every
+/// operation through the handle fails with [`Error::ColumnFamilyNotFound`], even
+/// after a family of the same name is created again (which starts empty and needs a
+/// new handle).
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -46,7 +49,8 @@ use super::Db;
 /// ```
 #[derive(Clone)]
 pub struct ColumnFamily {
-    db: Db,
+    /// The store's handle, held weakly: a family handle does not keep it open.
+    handle: Weak<Handle>,
     family: FamilyRef,
 }
 
@@ -67,14 +71,16 @@ impl Db {
     /// friends). A name is 1 to 255 bytes; others fail with
     /// [`Error::InvalidArgument`]. A store holds at most 65,535 named families at once.
     pub fn column_family(&self, name: &str) -> Result<ColumnFamily> {
+        let handle = |family| ColumnFamily { handle: Arc::downgrade(&self._handle), family };
         if name == DEFAULT_FAMILY_NAME {
-            return Ok(ColumnFamily { db: self.clone(), family: FamilyRef::default_family().clone() });
+            return Ok(handle(FamilyRef::default_family().clone()));
         }
         check_name(name)?;
-        if let Some(family) = self.engine.read_view().families.named(name) {
-            return Ok(ColumnFamily { db: self.clone(), family });
+        let existing = self.engine.read_view().families.named(name);
+        match existing {
+            Some(family) => Ok(handle(family)),
+            None => self.create_family(name).map(handle),
         }
-        self.create_family(name).map(|family| ColumnFamily { db: self.clone(), family })
     }
 
     /// The names of the named column families (not the default one), sorted.
@@ -138,11 +144,16 @@ impl Db {
         if self.engine.options.read_only {
             return Err(Error::ReadOnly);
         }
+        // Like a drop, a creation is durable when it returns, so the writes
+        // acknowledged before it are made durable first: a power cut then leaves a
+        // prefix of the store's history, never the family without earlier writes.
+        self.flush()?;
         let mut writer = self.engine.writer.lock();
         writer.check_usable()?;
         if let Some(family) = self.engine.read_view().families.named(name) {
             return Ok(family);
         }
+        self.engine.sync_in_section(&mut writer)?;
         let id = writer.catalog.free_id().ok_or_else(|| {
             Error::InvalidArgument(format!("the store holds {} column families, the most it can", u16::MAX))
         })?;
@@ -167,38 +178,51 @@ impl ColumnFamily {
         &self.family.name
     }
 
+    /// The store, while it is open.
+    fn db(&self) -> Result<Db> {
+        let handle = self.handle.upgrade().ok_or(Error::Closed)?;
+        let store = Arc::clone(&handle.0);
+        Ok(Db { engine: Arc::clone(&store.engine), store, _handle: handle })
+    }
+
     /// Inserts or overwrites `key`.
     pub fn put(&self, key: i64, value: impl AsRef<[u8]>) -> Result<()> {
-        self.db.put_in(&self.family, key, value.as_ref())
+        self.db()?.put_in(&self.family, key, value.as_ref())
     }
 
     /// The latest value of `key`.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
-        let slot = self.db.engine.read_view().locate_in(&self.family, key)?;
+        let db = self.db()?;
+        let slot = db.engine.read_view().locate_in(&self.family, key)?;
         match slot {
             None => Ok(None),
-            Some(slot) => read_record(&self.db.engine.path, slot.location, slot.lease, self.family.id, key)
+            Some(slot) => read_record(&db.engine.path, slot.location, slot.lease, self.family.id, key)
                 .map(|(_, value)| Some(value)),
         }
     }
 
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: i64) -> Result<bool> {
-        let view = self.db.engine.read_view();
+        let db = self.db()?;
+        let view = db.engine.read_view();
         let index = view.index_of(&self.family).ok_or_else(|| self.family.missing())?;
         Ok(index.contains_key(key))
     }
 
     /// Deletes `key`; deleting an absent key is `Ok(())` and writes nothing.
     pub fn delete(&self, key: i64) -> Result<()> {
-        self.db.delete_in(&self.family, key)
+        self.db()?.delete_in(&self.family, key)
     }
 
     /// The keys in `range` with their values, ascending (`.rev()` for descending), as
     /// of this call: a lazy iterator over a snapshot taken now. Once the family is
-    /// dropped it yields one `Err(Error::ColumnFamilyNotFound)`.
+    /// dropped it yields one `Err(Error::ColumnFamilyNotFound)`; once the store is
+    /// closed, one `Err(Error::Closed)`.
     pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
-        self.db.snapshot().range_in(&self.family, range.start_bound().cloned(), range.end_bound().cloned())
+        match self.db() {
+            Ok(db) => db.snapshot().range_in(&self.family, range.start_bound().cloned(), range.end_bound().cloned()),
+            Err(error) => Range::failed(error),
+        }
     }
 
     /// Every key with its value, ascending: `range(..)`.
@@ -206,9 +230,9 @@ impl ColumnFamily {
         self.range(..)
     }
 
-    /// Number of live keys (exact); 0 once the family is dropped.
+    /// Number of live keys (exact); 0 once the family is dropped or the store closed.
     pub fn len(&self) -> usize {
-        self.db.engine.read_view().index_of(&self.family).map_or(0, Alex::len)
+        self.db().map_or(0, |db| db.engine.read_view().index_of(&self.family).map_or(0, Alex::len))
     }
 
     /// Whether the family holds no keys.

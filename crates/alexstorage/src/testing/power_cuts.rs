@@ -3,9 +3,10 @@
 //! whole) that includes every write acknowledged as durable (a `Sync` write that
 //! returned, everything before a `flush()` that returned), and it goes on working.
 //!
-//! - `run_operations` (feature `fault-injection`): random puts, deletes, batches,
-//!   flushes, compactions, snapshots, clean reopens, process crashes and power cuts
-//!   against a `BTreeMap` model, on a store of small segments (so roll-overs and the
+//! - `run_operations` (feature `fault-injection`): random puts, deletes, batches
+//!   (across column families), creations and drops of column families, flushes,
+//!   compactions, snapshots, clean reopens, process crashes and power cuts against a
+//!   `BTreeMap` model of every family, on a store of small segments (so roll-overs and the
 //!   checkpoints they write happen every few dozen writes). Its power cuts come from
 //!   the simulated disk of the I/O seam (`testing::disk`): every file's unsynced pages
 //!   kept, lost or torn at a sector independently, unsynced directory entries undone,
@@ -33,12 +34,36 @@ mod model {
 
     use crate::log::io::faults::{self, Fault, Plan};
     use crate::log::io::power;
-    use crate::{Db, Durability, Error, Options, Snapshot, WriteBatch};
+    use crate::{ColumnFamily, Db, Durability, Error, Options, Snapshot, WriteBatch};
 
     /// Writes per run at most.
     const MAX_WRITES: usize = 400;
 
-    type Model = BTreeMap<i64, Vec<u8>>;
+    /// One family's keys.
+    type Keys = BTreeMap<i64, Vec<u8>>;
+    /// Every family's keys, by name; the default family is `""` (always there).
+    type Model = BTreeMap<String, Keys>;
+
+    /// The families a run writes: the default one, and two named ones it creates on
+    /// first use and drops.
+    const FAMILIES: [&str; 3] = ["", "a", "b"];
+
+    /// The family an operation byte names: mostly the default one.
+    fn family_of(op: u8) -> &'static str {
+        match (op / 12) % 5 {
+            3 => FAMILIES[1],
+            4 => FAMILIES[2],
+            _ => FAMILIES[0],
+        }
+    }
+
+    /// Handles on named families, with their names.
+    type Handles = Vec<(String, ColumnFamily)>;
+
+    /// A model with only the empty default family.
+    fn empty_model() -> Model {
+        BTreeMap::from([(String::new(), Keys::new())])
+    }
 
     /// What a run did.
     #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -67,6 +92,8 @@ mod model {
         pub writes_lost_to_cuts: usize,
         /// Runs in `Sync` mode (the rest were `Buffered`).
         pub sync_runs: usize,
+        /// Column families created and dropped (acknowledged).
+        pub family_changes: usize,
     }
 
     impl Outcome {
@@ -84,6 +111,7 @@ mod model {
             self.faults += other.faults;
             self.writes_lost_to_cuts += other.writes_lost_to_cuts;
             self.sync_runs += other.sync_runs;
+            self.family_changes += other.family_changes;
         }
     }
 
@@ -106,8 +134,9 @@ mod model {
         states: Vec<Model>,
         /// How many writes are durable.
         durable: usize,
-        /// An open snapshot and the write count it was taken at.
-        snapshot: Option<(Snapshot, usize)>,
+        /// An open snapshot, the write count it was taken at, and handles on the
+        /// named families then.
+        snapshot: Option<(Snapshot, usize, Handles)>,
         /// Whether a fault plan is armed for `dir`.
         armed: bool,
         outcome: Outcome,
@@ -146,7 +175,7 @@ mod model {
             disk,
             durability,
             db: Some(db),
-            states: vec![Model::new()],
+            states: vec![empty_model()],
             durable: 0,
             snapshot: None,
             armed: false,
@@ -192,56 +221,156 @@ mod model {
             Some(Fired { sync: op == crate::log::io::Op::Sync })
         }
 
-        /// Checks that the live store reads `key` as `model` has it.
-        fn check_key(&self, model: &Model, key: i64, after: &str) {
-            match (self.db().get(key), model.get(&key)) {
+        /// Checks that the live store reads `key` of `family` as `model` has it.
+        fn check_key(&self, model: &Model, family: &str, key: i64, after: &str) {
+            let read = match family {
+                "" => self.db().get(key),
+                _ => self.db().column_family(family).and_then(|handle| handle.get(key)),
+            };
+            match (read, model.get(family).and_then(|keys| keys.get(&key))) {
                 (Ok(Some(read)), Some(value)) if read[..] == value[..] => {}
                 (Ok(None), None) => {}
-                (read, _) => panic!("after {after} the store reads key {key} as {read:?}"),
+                (read, _) => panic!("after {after} the store reads key {key} of family {family:?} as {read:?}"),
+            }
+        }
+
+        /// A handle on `family`, created first if the model has no such family: a
+        /// creation is a step of the store's history of its own, durable once it
+        /// returns. `None` if a fault fired in it (the process then crashed, and the
+        /// operation ends).
+        fn handle(&mut self, family: &str, bytes: &mut impl Iterator<Item = u8>) -> Option<ColumnFamily> {
+            let mut model = self.states.last().cloned().unwrap_or_default();
+            if model.contains_key(family) {
+                return match self.db().column_family(family) {
+                    Ok(handle) => Some(handle),
+                    Err(error) => panic!("the existing family {family:?} has no handle: {error}"),
+                };
+            }
+            self.note(|| format!("create family {family:?}"));
+            let created = self.db().column_family(family);
+            let fired = self.fault_fired();
+            model.insert(family.to_owned(), Keys::new());
+            let acknowledged = self.states.len() - 1 + usize::from(created.is_ok());
+            self.states.push(model);
+            match (created, fired) {
+                (Ok(handle), None) => {
+                    self.durable = self.states.len() - 1;
+                    self.outcome.family_changes += 1;
+                    Some(handle)
+                }
+                (created, Some(fired)) => {
+                    if created.is_ok() {
+                        self.durable = self.states.len() - 1;
+                    }
+                    self.crash_after_fault(fired, acknowledged, bytes);
+                    None
+                }
+                (Err(error), None) => panic!("creating family {family:?} failed on a healthy store: {error}"),
+            }
+        }
+
+        /// Drops `family`, a step of the store's history durable once it returns.
+        fn drop_family(&mut self, family: &str, bytes: &mut impl Iterator<Item = u8>) {
+            let mut model = self.states.last().cloned().unwrap_or_default();
+            let dropped = self.db().drop_column_family(family);
+            let fired = self.fault_fired();
+            if model.remove(family).is_none() {
+                match (dropped, fired) {
+                    (Err(Error::ColumnFamilyNotFound(_)), None) => return,
+                    (_, Some(fired)) => return self.crash_after_fault(fired, self.states.len() - 1, bytes),
+                    (other, None) => panic!("dropping the absent family {family:?} gave {other:?}"),
+                }
+            }
+            self.note(|| format!("drop family {family:?}"));
+            let acknowledged = self.states.len() - 1 + usize::from(dropped.is_ok());
+            self.states.push(model);
+            if dropped.is_ok() {
+                self.durable = self.states.len() - 1;
+                self.outcome.family_changes += 1;
+            }
+            match (dropped, fired) {
+                (_, Some(fired)) => self.crash_after_fault(fired, acknowledged, bytes),
+                (Ok(()), None) => {}
+                (Err(error), None) => panic!("dropping family {family:?} failed on a healthy store: {error}"),
             }
         }
 
         /// One operation, `op`, with its arguments from `bytes`.
         fn step(&mut self, op: u8, bytes: &mut impl Iterator<Item = u8>) {
-            let mut model = self.states.last().cloned().unwrap_or_default();
+            let family = family_of(op);
             let key = i64::from(bytes.next().unwrap_or(0) % 32) - 8;
+            // A write to a named family creates it first, if need be.
+            let handle = match (op % 12, family) {
+                (0..=4, "") | (5..=11, _) => None,
+                (_, named) => match self.handle(named, bytes) {
+                    Some(handle) => Some(handle),
+                    None => return,
+                },
+            };
+            let mut model = self.states.last().cloned().unwrap_or_default();
             let write = self.states.len();
-            let mut keys = vec![key];
-            self.note(|| format!("op {} key {key} (writes {write}, durable {})", op % 12, self.durable));
+            let mut keys = vec![(family, key)];
+            self.note(|| {
+                format!("op {} family {family:?} key {key} (writes {write}, durable {})", op % 12, self.durable)
+            });
             let wrote = match op % 12 {
                 0..=2 => {
                     let value = value_of(key, write);
-                    model.insert(key, value.clone());
-                    self.db().put(key, &value).is_ok()
+                    model.entry(family.to_owned()).or_default().insert(key, value.clone());
+                    match &handle {
+                        Some(handle) => handle.put(key, &value).is_ok(),
+                        None => self.db().put(key, &value).is_ok(),
+                    }
                 }
                 3 => {
-                    if model.remove(&key).is_none() {
+                    let delete = |db: &Db| match &handle {
+                        Some(handle) => handle.delete(key),
+                        None => db.delete(key),
+                    };
+                    if model.entry(family.to_owned()).or_default().remove(&key).is_none() {
                         // Deleting an absent key writes nothing.
-                        let deleted = self.db().delete(key);
+                        let deleted = delete(self.db());
                         if let Some(fired) = self.fault_fired() {
                             return self.crash_after_fault(fired, self.states.len() - 1, bytes);
                         }
                         assert!(deleted.is_ok(), "deleting an absent key failed");
                         return;
                     }
-                    self.db().delete(key).is_ok()
+                    delete(self.db()).is_ok()
                 }
                 4 => {
+                    // Alternate writes go to the default family and, when the operation
+                    // names one, to a named family: one batch across both.
                     let mut batch = WriteBatch::new();
                     keys.clear();
                     for offset in 0..=(op / 12 % 4) {
                         let key = key + i64::from(offset);
-                        keys.push(key);
-                        if offset % 2 == 1 && model.contains_key(&key) {
-                            batch.delete(key);
-                            model.remove(&key);
+                        let (in_family, target) = match (&handle, offset % 2) {
+                            (Some(handle), 0) => (family, Some(handle)),
+                            _ => ("", None),
+                        };
+                        keys.push((in_family, key));
+                        let keys_in = model.entry(in_family.to_owned()).or_default();
+                        if offset % 3 == 1 && keys_in.contains_key(&key) {
+                            match target {
+                                Some(handle) => batch.delete_cf(handle, key),
+                                None => batch.delete(key),
+                            };
+                            keys_in.remove(&key);
                         } else {
                             let value = value_of(key, write);
-                            batch.put(key, &value);
-                            model.insert(key, value);
+                            match target {
+                                Some(handle) => batch.put_cf(handle, key, &value),
+                                None => batch.put(key, &value),
+                            };
+                            keys_in.insert(key, value);
                         }
                     }
                     self.db().write(batch).is_ok()
+                }
+                5 if !family.is_empty() => {
+                    self.drop_family(family, bytes);
+                    return;
                 }
                 5 => {
                     let flushed = self.db().flush();
@@ -265,7 +394,7 @@ mod model {
                     if let Err(error) = compacted {
                         panic!("compaction failed on a healthy store: {error}");
                     }
-                    let found = read_all(self.db().iter(), "the store after a compaction");
+                    let found = read_store(self.db(), "the store after a compaction");
                     assert!(found == *model_of(&self.states), "a compaction changed what the store reads");
                     self.outcome.compactions += 1;
                     return;
@@ -277,7 +406,15 @@ mod model {
                             self.snapshot = Some(taken);
                             self.close_snapshot();
                         }
-                        None => self.snapshot = Some((self.db().snapshot(), self.states.len() - 1)),
+                        None => {
+                            let handles = self
+                                .db()
+                                .column_families()
+                                .into_iter()
+                                .filter_map(|name| Some((name.clone(), self.db().column_family(&name).ok()?)))
+                                .collect();
+                            self.snapshot = Some((self.db().snapshot(), self.states.len() - 1, handles));
+                        }
                     }
                     return;
                 }
@@ -321,8 +458,8 @@ mod model {
             self.states.push(model);
             if wrote {
                 let model = model_of(&self.states).clone();
-                for key in keys {
-                    self.check_key(&model, key, &format!("write {write}"));
+                for (family, key) in keys {
+                    self.check_key(&model, family, key, &format!("write {write}"));
                 }
                 if self.durability == Durability::Sync {
                     self.durable = self.states.len() - 1;
@@ -402,12 +539,18 @@ mod model {
             // A fault that fired in a recovery that still succeeded (a failed removal
             // of a leftover, say) is spent here; one that did not fire stays armed.
             let _ = self.fault_fired();
-            let found = read_all(db.iter(), "the recovered store");
-            assert_eq!(db.len(), found.len(), "len() disagrees with the keys read");
-            for (key, value) in &found {
-                match db.get(*key) {
-                    Ok(Some(read)) if read[..] == value[..] => {}
-                    other => panic!("the recovered store reads key {key} as {other:?}, its range as {value:?}"),
+            let found = read_store(&db, "the recovered store");
+            for (family, keys) in &found {
+                let handle = match db.column_family(if family.is_empty() { "default" } else { family }) {
+                    Ok(handle) => handle,
+                    Err(error) => panic!("the recovered family {family:?} has no handle: {error}"),
+                };
+                assert_eq!(handle.len(), keys.len(), "len() of family {family:?} disagrees with the keys read");
+                for (key, value) in keys {
+                    match handle.get(*key) {
+                        Ok(Some(read)) if read[..] == value[..] => {}
+                        other => panic!("the recovered store reads key {key} as {other:?}, its range as {value:?}"),
+                    }
                 }
             }
             if let Err(error) = db.verify() {
@@ -416,10 +559,10 @@ mod model {
             // The latest matching state: equal states are indistinguishable, and the
             // latest keeps the most writes counted as durable.
             let states = &self.states;
-            self.note(|| format!("reopened: {} keys, least {least}", found.len()));
+            self.note(|| format!("reopened: {found:?}, least {least}"));
             let Some(kept) = (least..states.len()).rev().find(|&index| states[index] == found) else {
                 panic!(
-                    "the recovered store ({} keys) is no state between write {least} (durable) and write {}",
+                    "the recovered store ({} families) is no state between write {least} (durable) and write {}",
                     found.len(),
                     states.len() - 1
                 );
@@ -433,8 +576,8 @@ mod model {
 
         /// Checks the open snapshot, if any, and lets it go.
         fn close_snapshot(&mut self) {
-            if let Some((taken, at)) = self.snapshot.take() {
-                check_snapshot(&taken, &self.states[at], at);
+            if let Some((taken, at, handles)) = self.snapshot.take() {
+                check_snapshot(&taken, &handles, &self.states[at], at);
                 self.outcome.snapshots += 1;
             }
         }
@@ -465,11 +608,30 @@ mod model {
     }
 
     /// Checks that `snapshot` reads exactly `expected` (the state after write `at`),
-    /// whole and key by key.
-    fn check_snapshot(snapshot: &Snapshot, expected: &Model, at: usize) {
-        let found = read_all(snapshot.iter(), "a snapshot");
-        assert!(found == *expected, "a snapshot taken after write {at} reads another state");
-        for (key, value) in expected {
+    /// whole and key by key: the default family, and each named family of `handles`
+    /// (taken with it) unless it was dropped since (then its reads must say so).
+    fn check_snapshot(snapshot: &Snapshot, handles: &[(String, ColumnFamily)], expected: &Model, at: usize) {
+        let mut found = BTreeMap::from([(String::new(), read_all(snapshot.iter(), "a snapshot"))]);
+        for (name, handle) in handles {
+            if matches!(handle.get(0), Err(Error::ColumnFamilyNotFound(_))) {
+                assert!(
+                    matches!(snapshot.get_cf(handle, 0), Err(Error::ColumnFamilyNotFound(_))),
+                    "a snapshot reads the dropped family {name:?}"
+                );
+                found.insert(name.clone(), expected.get(name).cloned().unwrap_or_default());
+                continue;
+            }
+            let keys = read_all(snapshot.range_cf(handle, ..), "a snapshot's family");
+            for (key, value) in &keys {
+                match snapshot.get_cf(handle, *key) {
+                    Ok(Some(read)) if read[..] == value[..] => {}
+                    other => panic!("a snapshot taken after write {at} reads key {key} of {name:?} as {other:?}"),
+                }
+            }
+            found.insert(name.clone(), keys);
+        }
+        assert!(found == *expected, "a snapshot taken after write {at} reads another state: {found:?}");
+        for (key, value) in expected.get("").into_iter().flatten() {
             match snapshot.get(*key) {
                 Ok(Some(read)) if read[..] == value[..] => {}
                 other => panic!("a snapshot taken after write {at} reads key {key} as {other:?}"),
@@ -477,9 +639,22 @@ mod model {
         }
     }
 
+    /// Every family's entries, or a panic naming `what` on an error.
+    fn read_store(db: &Db, what: &str) -> Model {
+        let mut found = BTreeMap::from([(String::new(), read_all(db.iter(), what))]);
+        for name in db.column_families() {
+            let handle = match db.column_family(&name) {
+                Ok(handle) => handle,
+                Err(error) => panic!("reading {what}: family {name:?} has no handle: {error}"),
+            };
+            found.insert(name, read_all(handle.iter(), what));
+        }
+        found
+    }
+
     /// Every entry of `range`, or a panic naming `what` on an error.
-    fn read_all(range: crate::Range, what: &str) -> Model {
-        let mut found = Model::new();
+    fn read_all(range: crate::Range, what: &str) -> Keys {
+        let mut found = Keys::new();
         for entry in range {
             match entry {
                 Ok((key, value)) => {
