@@ -63,10 +63,28 @@
 //! public function panics on any input, file contents or I/O failure. After a failed
 //! sync the store refuses writes ([`Error::Poisoned`]) until it is reopened.
 //!
+//! # Column families
+//!
+//! [`Db::column_family`] gives a [`ColumnFamily`]: an independent keyspace in the same
+//! store, created on first use. Batches ([`WriteBatch::put_cf`]), snapshots
+//! ([`Snapshot::get_cf`]) and transactions ([`Transaction::get_cf`]) span families;
+//! [`Db::drop_column_family`] removes one durably and atomically.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = alexstorage::Db::open(dir.path())?;
+//! let users = db.column_family("users")?;
+//! users.put(1, b"ada")?;
+//! assert_eq!(users.get(1)?.unwrap(), b"ada");
+//! assert!(db.get(1)?.is_none(), "the default family is another keyspace");
+//! # Ok::<(), alexstorage::Error>(())
+//! ```
+//!
 //! # Handles and lifetimes
 //!
-//! [`Value`], [`Snapshot`] and [`Range`] borrow nothing from the [`Db`]: they can move
-//! to other threads and outlive the handle they came from. Dropping the last `Db`
+//! [`Value`], [`Snapshot`], [`Range`], [`Transaction`] and [`ColumnFamily`] borrow
+//! nothing from the [`Db`]: they can move to other threads and outlive the handle they
+//! came from (a `ColumnFamily` then fails with [`Error::Closed`]). Dropping the last `Db`
 //! clone closes the store cleanly (everything acknowledged made durable, the index
 //! checkpointed, the lock released); another process may then open it. A read-only
 //! open ([`Options::read_only`]) works beside a running writer.
