@@ -41,6 +41,45 @@ fn median(mut runs: Vec<f64>) -> f64 {
     runs[runs.len() / 2]
 }
 
+/// What the column-family run measured.
+struct Families {
+    count: usize,
+    get_ns: f64,
+    reopen_ms: f64,
+}
+
+/// The keys spread over many column families (key `i` of the list into family
+/// `i % count`): gets through the families' handles in random order, and a reopen from
+/// the checkpoint a clean close writes.
+fn families(key_list: &[i64], values: &[Vec<u8>], size: usize) -> Families {
+    let count = key_list.len().clamp(1, 1000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let handles: Vec<_> = (0..count).map(|index| db.column_family(&format!("family-{index}")).unwrap()).collect();
+    for (index, (&key, value)) in key_list.iter().zip(values).enumerate() {
+        handles[index % count].put(key, value).unwrap();
+    }
+    let mut order: Vec<usize> = (0..key_list.len()).collect();
+    SplitMix64::new(11).shuffle(&mut order);
+    let start = Instant::now();
+    for &index in &order {
+        let key = key_list[index];
+        let value = handles[index % count].get(key).unwrap().unwrap();
+        check(key, &value, size);
+    }
+    let get_ns = start.elapsed().as_nanos() as f64 / key_list.len() as f64;
+    drop(handles);
+    drop(db);
+    let start = Instant::now();
+    let db = Db::open(dir.path()).unwrap();
+    let last = db.column_family(&format!("family-{}", count - 1)).unwrap();
+    assert!(!last.is_empty() || key_list.len() < count);
+    let reopen_ms = start.elapsed().as_secs_f64() * 1e3;
+    assert!(db.stats().opened_from_checkpoint);
+    assert_eq!(db.column_families().len(), count);
+    Families { count, get_ns, reopen_ms }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| args.iter().position(|arg| arg == name).and_then(|at| args.get(at + 1)).cloned();
@@ -193,6 +232,7 @@ fn main() {
             (threads, rate, db.stats().syncs)
         })
         .collect();
+    let families = families(&key_list, &values, size);
     let (put, btree, get, hash) = (median(put_ns), median(btree_ns), median(get_ns), median(hash_ns));
     let (tx_get, rmw) = (median(tx_get_ns), median(rmw_rate));
     let (reopen, replay) = (median(reopen_ms), median(replay_ms));
@@ -214,7 +254,9 @@ fn main() {
          | index heap, bytes per key | {:.1} | | | |\n\
          | log bytes / raw bytes (key + value) | {:.3} | | | |\n\
          | Sync puts/s, 1 thread ({} syncs for 2000 puts) | {:.0} | | | |\n\
-         | Sync puts/s, 8 threads ({} syncs for 2000 puts) | {:.0} | | {:.2}x the 1-thread rate | |\n",
+         | Sync puts/s, 8 threads ({} syncs for 2000 puts) | {:.0} | | {:.2}x the 1-thread rate | |\n\
+         | the same keys over {} column families: get through a handle, ns/op | {:.0} | get: {get:.0} | {:.2}x | |\n\
+         | reopen with {} column families (checkpoint), ms | {:.0} | one family: {reopen:.0} | {:.2}x | |\n",
         get / hash,
         verdict(get <= 2.0 * hash),
         tx_get / get,
@@ -229,6 +271,12 @@ fn main() {
         sync_rates[1].2,
         sync_rates[1].1,
         sync_rates[1].1 / sync_rates[0].1,
+        families.count,
+        families.get_ns,
+        families.get_ns / get,
+        families.count,
+        families.reopen_ms,
+        families.reopen_ms / reopen,
     );
     println!("{table}");
     if let Some(path) = markdown {

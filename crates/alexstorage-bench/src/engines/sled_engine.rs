@@ -1,10 +1,12 @@
 //! sled.
 
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 
 use anyhow::Result;
+use sled::transaction::{abort, ConflictableTransactionError, TransactionError};
 
-use super::{Class, EngineKind, Feature, Found, Latest, Reader, Store, Visit};
+use super::{Class, EngineKind, Feature, Found, Latest, Modify, Reader, Store, Visit};
 use crate::data::{key_bytes, key_from_bytes};
 
 /// sled's page cache: larger than the data at 1M x 100 B.
@@ -39,11 +41,17 @@ impl EngineKind for Sled {
         format!("{sync}; 1 GiB cache, default mode")
     }
 
+    fn transaction_settings(&self) -> String {
+        "Tree::transaction(): gets, inserts, commit, then Db::flush() in the Sync class (sled re-runs the closure \
+         after a conflict: the re-run aborts instead, so that the workload counts the conflict and retries as for \
+         every engine)"
+            .to_owned()
+    }
+
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
             Feature::Compaction => Some("sled has no compaction call (its log is cleaned in the background)"),
-            Feature::Transactions => Some("sled's transactions are not measured (its closure API retries by itself)"),
-            Feature::Scan | Feature::Persistence => None,
+            Feature::Transactions | Feature::Scan | Feature::Persistence => None,
         }
     }
 }
@@ -85,5 +93,40 @@ impl Store for SledStore {
 
     fn compact(&mut self) -> Result<()> {
         anyhow::bail!("sled has no compaction call")
+    }
+
+    fn read_modify_write(&self, keys: &[i64], modify: Modify<'_>) -> Result<bool> {
+        /// Why the transaction closure gave up.
+        enum Aborted {
+            /// sled re-ran it after a conflict.
+            Conflicted,
+            /// `modify` failed.
+            Failed(anyhow::Error),
+        }
+        let modify = RefCell::new(modify);
+        let runs = Cell::new(0u32);
+        let outcome = self.db.transaction(|tx| {
+            runs.set(runs.get() + 1);
+            if runs.get() > 1 {
+                return abort(Aborted::Conflicted);
+            }
+            for &key in keys {
+                let current = tx.get(key_bytes(key))?;
+                let new = (modify.borrow_mut())(key, current.as_deref())
+                    .map_err(|error| ConflictableTransactionError::Abort(Aborted::Failed(error)))?;
+                tx.insert(&key_bytes(key)[..], new)?;
+            }
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => {}
+            Err(TransactionError::Abort(Aborted::Conflicted)) => return Ok(false),
+            Err(TransactionError::Abort(Aborted::Failed(error))) => return Err(error),
+            Err(TransactionError::Storage(error)) => return Err(error.into()),
+        }
+        if self.sync {
+            self.db.flush()?;
+        }
+        Ok(true)
     }
 }

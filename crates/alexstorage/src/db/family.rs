@@ -14,9 +14,10 @@
 //! families in the view, reclaims their space.
 
 use std::ops::RangeBounds;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::engine::{read_record, Family};
+use crate::engine::{read_record, Engine, Family};
 use crate::family::{check_name, FamilyRef, DEFAULT_FAMILY_NAME};
 use crate::index::Alex;
 use crate::log::catalog::{self, CatalogEntry};
@@ -28,9 +29,10 @@ use super::{Db, Handle};
 /// with its own `len`, ranges and snapshots' view of it.
 ///
 /// Made by [`Db::column_family`] (which creates the family on first use). Cheap to
-/// clone, `Send + Sync + 'static`. It does not keep the store open: once the last
-/// [`Db`] handle is dropped, operations through it fail with [`Error::Closed`] (and
-/// `len` is 0). Once the family is dropped ([`Db::drop_column_family`]) every
+/// clone, `Send + Sync + 'static`. It does not keep the store open (nor locked): once
+/// the last [`Db`] handle is dropped, operations through it fail with
+/// [`Error::Closed`] (and `len` is 0), though, like a snapshot, it keeps the store's
+/// shared state in memory until it is dropped. Once the family is dropped ([`Db::drop_column_family`]) every
 /// operation through the handle fails with [`Error::ColumnFamilyNotFound`], even
 /// after a family of the same name is created again (which starts empty and needs a
 /// new handle).
@@ -49,6 +51,8 @@ use super::{Db, Handle};
 /// ```
 #[derive(Clone)]
 pub struct ColumnFamily {
+    /// What reads go through (no shared counter is touched per read).
+    engine: Arc<Engine>,
     /// The store's handle, held weakly: a family handle does not keep it open.
     handle: Weak<Handle>,
     family: FamilyRef,
@@ -71,7 +75,8 @@ impl Db {
     /// friends). A name is 1 to 255 bytes; others fail with
     /// [`Error::InvalidArgument`]. A store holds at most 65,535 named families at once.
     pub fn column_family(&self, name: &str) -> Result<ColumnFamily> {
-        let handle = |family| ColumnFamily { handle: Arc::downgrade(&self._handle), family };
+        let handle =
+            |family| ColumnFamily { engine: Arc::clone(&self.engine), handle: Arc::downgrade(&self._handle), family };
         if name == DEFAULT_FAMILY_NAME {
             return Ok(handle(FamilyRef::default_family().clone()));
         }
@@ -178,11 +183,20 @@ impl ColumnFamily {
         &self.family.name
     }
 
-    /// The store, while it is open.
+    /// The store, while it is open: for writes.
     fn db(&self) -> Result<Db> {
         let handle = self.handle.upgrade().ok_or(Error::Closed)?;
         let store = Arc::clone(&handle.0);
         Ok(Db { engine: Arc::clone(&store.engine), store, _handle: handle })
+    }
+
+    /// The engine, while the store is open: for reads.
+    #[inline]
+    fn engine(&self) -> Result<&Engine> {
+        if self.engine.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(&self.engine)
     }
 
     /// Inserts or overwrites `key`.
@@ -192,19 +206,19 @@ impl ColumnFamily {
 
     /// The latest value of `key`.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
-        let db = self.db()?;
-        let slot = db.engine.read_view().locate_in(&self.family, key)?;
+        let engine = self.engine()?;
+        let slot = engine.read_view().locate_in(&self.family, key)?;
         match slot {
             None => Ok(None),
-            Some(slot) => read_record(&db.engine.path, slot.location, slot.lease, self.family.id, key)
-                .map(|(_, value)| Some(value)),
+            Some(slot) => {
+                read_record(&engine.path, slot.location, slot.lease, self.family.id, key).map(|(_, value)| Some(value))
+            }
         }
     }
 
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: i64) -> Result<bool> {
-        let db = self.db()?;
-        let view = db.engine.read_view();
+        let view = self.engine()?.read_view();
         let index = view.index_of(&self.family).ok_or_else(|| self.family.missing())?;
         Ok(index.contains_key(key))
     }
@@ -219,10 +233,11 @@ impl ColumnFamily {
     /// dropped it yields one `Err(Error::ColumnFamilyNotFound)`; once the store is
     /// closed, one `Err(Error::Closed)`.
     pub fn range(&self, range: impl RangeBounds<i64>) -> Range {
-        match self.db() {
-            Ok(db) => db.snapshot().range_in(&self.family, range.start_bound().cloned(), range.end_bound().cloned()),
-            Err(error) => Range::failed(error),
+        if let Err(error) = self.engine() {
+            return Range::failed(error);
         }
+        let snapshot = Snapshot::new(self.engine.register_snapshot());
+        snapshot.range_in(&self.family, range.start_bound().cloned(), range.end_bound().cloned())
     }
 
     /// Every key with its value, ascending: `range(..)`.
@@ -232,7 +247,7 @@ impl ColumnFamily {
 
     /// Number of live keys (exact); 0 once the family is dropped or the store closed.
     pub fn len(&self) -> usize {
-        self.db().map_or(0, |db| db.engine.read_view().index_of(&self.family).map_or(0, Alex::len))
+        self.engine().map_or(0, |engine| engine.read_view().index_of(&self.family).map_or(0, Alex::len))
     }
 
     /// Whether the family holds no keys.

@@ -146,6 +146,7 @@ impl Store {
     fn close(&self) {
         // A background checkpoint must not outlive the lock (a reopened store would
         // race it on the checkpoint file); it stops early, for the one below.
+        self.engine.closed.store(true, Ordering::Release);
         self.workers.stop_all();
         let lock_file = self.lock_file.lock().take();
         if self.engine.options.read_only {

@@ -39,7 +39,7 @@ mod versions;
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
@@ -78,6 +78,9 @@ pub(crate) struct Engine {
     pub syncs: Syncs,
     /// How the store was opened.
     pub recovery: Recovery,
+    /// Set once the store is closed (its last `Db` handle dropped): handles that
+    /// outlive it (column families) then refuse to work.
+    pub closed: AtomicBool,
 }
 
 /// The readers' side of the store, guarded by [`Engine`]'s view lock.
@@ -186,6 +189,7 @@ impl Engine {
             pressure: Pressure::default(),
             syncs: Syncs::default(),
             recovery,
+            closed: AtomicBool::new(false),
         }
     }
 
