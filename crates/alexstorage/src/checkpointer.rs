@@ -106,7 +106,8 @@ impl Checkpointer {
         engine.settle_or_poison(&capture.segments)?;
         let snapshot = &capture.snapshot;
         let entries = |family: &PointFamily| -> Entries<'_> {
-            let family = FamilyRef { id: family.id, incarnation: family.incarnation, name: Arc::from("") };
+            let family =
+                FamilyRef { id: family.id, incarnation: family.incarnation, store: engine.store, name: Arc::from("") };
             Box::new(snapshot.locations(family).map(|entry| match stop.load(Ordering::Acquire) {
                 true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
                 false => entry,

@@ -17,14 +17,23 @@ pub(crate) const DEFAULT_FAMILY_NAME: &str = "default";
 pub(crate) struct FamilyRef {
     /// The id its records carry.
     pub id: u16,
-    /// Unique to one creation of the family (0 for the default family).
+    /// Unique to one creation of the family in its store (0 for the default family).
     pub incarnation: u64,
+    /// The open store it belongs to (see [`next_store_id`]; 0 for the default family,
+    /// which every store has): a handle of another store names no family here.
+    pub store: u64,
     /// Its name.
     pub name: Arc<str>,
 }
 
 static DEFAULT_FAMILY: LazyLock<FamilyRef> =
-    LazyLock::new(|| FamilyRef { id: 0, incarnation: 0, name: Arc::from(DEFAULT_FAMILY_NAME) });
+    LazyLock::new(|| FamilyRef { id: 0, incarnation: 0, store: 0, name: Arc::from(DEFAULT_FAMILY_NAME) });
+
+/// A number no other store opened by this process has, for [`FamilyRef::store`].
+pub(crate) fn next_store_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
 
 impl FamilyRef {
     /// The default family.

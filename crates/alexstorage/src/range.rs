@@ -19,7 +19,7 @@ use crate::family::FamilyRef;
 use crate::index::Alex;
 use crate::log::Location;
 use crate::value::Lease;
-use crate::{Error, Result, Value};
+use crate::{Result, Value};
 
 /// Keys read under the lock by a range's first chunk; each later chunk doubles, up to
 /// [`MAX_CHUNK`], so that short scans read little ahead and long ones lock seldom.
@@ -79,8 +79,8 @@ pub(crate) struct SnapshotRange {
     registration: Arc<Registration>,
     /// The column family it reads.
     family: FamilyRef,
-    /// The family was found dropped: returned once, then the range ends.
-    missing: Option<Error>,
+    /// The family was found dropped: an error is returned once, then the range ends.
+    missing: bool,
     /// Keys not yet read into a buffer lie within `(lo, hi)`.
     lo: Bound<i64>,
     hi: Bound<i64>,
@@ -137,7 +137,7 @@ impl SnapshotRange {
         SnapshotRange {
             registration,
             family,
-            missing: None,
+            missing: false,
             lo,
             hi,
             front: VecDeque::new(),
@@ -164,7 +164,7 @@ impl SnapshotRange {
             match view.index_of(&self.family) {
                 None => {
                     // The family was dropped: one error, then nothing.
-                    self.missing = Some(self.family.missing());
+                    self.missing = true;
                     None
                 }
                 // No kept versions: each key's version is its latest one.
@@ -225,8 +225,8 @@ impl SnapshotRange {
                 }
                 None => {
                     self.refill(BACK);
-                    if let Some(missing) = self.missing.take() {
-                        return Some(Err(missing));
+                    if std::mem::take(&mut self.missing) {
+                        return Some(Err(self.family.missing()));
                     }
                     continue;
                 }

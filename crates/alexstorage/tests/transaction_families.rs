@@ -442,3 +442,39 @@ fn transfers_between_families_conserve_the_total_under_contention_and_across_reo
     assert_eq!(db.column_families(), BANK);
     assert!(bank.iter().all(|family| family.len() == ACCOUNTS as usize));
 }
+
+/// A family the transaction only began to read (a range made, nothing returned yet),
+/// dropped before commit: the commit check finds nothing read that changed, and only
+/// the requirement that read families still exist refuses the commit.
+#[test]
+fn a_commit_requires_the_families_it_read_to_exist() {
+    let (_dir, db) = store();
+    let (kept, doomed) = families(&db);
+    doomed.put(1, b"one").unwrap();
+    let mut tx = db.transaction();
+    let unread = tx.range_cf(&doomed, ..);
+    tx.put_cf(&kept, 1, b"written");
+    db.drop_column_family(doomed.name()).unwrap();
+    assert_not_found(tx.commit());
+    drop(unread);
+    assert_eq!(kept.get(1).unwrap(), None, "the refused commit wrote nothing");
+}
+
+/// Reads in three families, a write into one of them: the conflict names that one.
+#[test]
+fn a_conflict_among_several_families_read_names_the_right_one() {
+    let (_dir, db) = store();
+    let (a, b) = families(&db);
+    for family in [&a, &b] {
+        family.put(5, b"five").unwrap();
+    }
+    db.put(5, b"five").unwrap();
+    let mut tx = db.transaction();
+    tx.get_cf(&a, 5).unwrap();
+    tx.get_cf(&b, 5).unwrap();
+    tx.get(5).unwrap();
+    tx.put(6, b"six");
+    b.put(5, b"changed").unwrap();
+    let (family, key, range) = conflict(tx.commit());
+    assert_eq!((family.as_str(), key, range), (b.name(), 5, None));
+}

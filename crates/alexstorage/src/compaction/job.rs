@@ -32,6 +32,9 @@ pub(super) struct Seal {
     pub sequence: u64,
     /// The manifest in force at the seal.
     pub manifest: Manifest,
+    /// The writer's `dropped_bytes` at the seal: records of dropped families that all
+    /// lie below the boundary, gone once the compaction ends.
+    pub dropped_bytes: u64,
 }
 
 /// An output segment being filled.
@@ -57,6 +60,8 @@ pub(super) struct Job<'a> {
     sequence: u64,
     /// The manifest in force.
     manifest: Manifest,
+    /// See [`Seal::dropped_bytes`].
+    dropped_bytes: u64,
     /// The previous compacted segments not yet retired.
     remaining: Vec<CompactedSegment>,
     /// Outputs committed so far.
@@ -78,6 +83,7 @@ impl<'a> Job<'a> {
             boundary: seal.boundary,
             sequence: seal.sequence,
             remaining: seal.manifest.compacted.clone(),
+            dropped_bytes: seal.dropped_bytes,
             manifest: seal.manifest,
             committed: Vec::new(),
             output: None,
@@ -254,7 +260,15 @@ impl Job<'_> {
         self.committed.extend(entry);
         self.remaining = kept;
         self.fails_at(Failpoint::Committed)?;
-        self.engine.writer.lock().log.set_manifest(next);
+        {
+            let mut writer = self.engine.writer.lock();
+            writer.log.set_manifest(next);
+            if last {
+                // The inputs go now, and with them every dropped family's records below
+                // the boundary.
+                writer.dropped_bytes = writer.dropped_bytes.saturating_sub(self.dropped_bytes);
+            }
+        }
         if let Some(output) = output {
             self.install(output);
         }

@@ -223,7 +223,12 @@ fn seal(engine: &Engine) -> Result<Option<Seal>> {
             writer.poisoned = Some(error.to_string());
         }
     })?;
-    Ok(Some(Seal { boundary, sequence: writer.sequence, manifest: writer.log.manifest().clone() }))
+    Ok(Some(Seal {
+        boundary,
+        sequence: writer.sequence,
+        manifest: writer.log.manifest().clone(),
+        dropped_bytes: writer.dropped_bytes,
+    }))
 }
 
 /// The error a failpoint returns.

@@ -17,10 +17,10 @@ use std::ops::RangeBounds;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::engine::{read_record, Engine, Family};
+use crate::engine::{read_record, Engine, Family, Writer};
 use crate::family::{check_name, FamilyRef, DEFAULT_FAMILY_NAME};
 use crate::index::Alex;
-use crate::log::catalog::{self, CatalogEntry};
+use crate::log::catalog::{self, Catalog, CatalogEntry};
 use crate::{Error, Range, Result, Snapshot, Value, WriteBatch};
 
 use super::{Db, Handle};
@@ -122,20 +122,22 @@ impl Db {
         self.engine.sync_in_section(&mut writer)?;
         let mut next = writer.catalog.clone();
         next.families.retain(|other| other.id != entry.id);
-        catalog::write(&self.engine.path, &next)?;
-        writer.catalog = next;
+        write_catalog(&self.engine.path, &mut writer, next)?;
         let dropped_bytes = writer.family_live_bytes.remove(&entry.id).unwrap_or(0);
         writer.live_bytes = writer.live_bytes.saturating_sub(dropped_bytes);
-        let family = FamilyRef { id: entry.id, incarnation: entry.incarnation, name: Arc::from(name) };
+        writer.dropped_bytes = writer.dropped_bytes.saturating_add(dropped_bytes);
+        let store = self.engine.store;
+        let family = FamilyRef { id: entry.id, incarnation: entry.incarnation, store, name: Arc::from(name) };
         let removed = {
             let mut view = self.engine.write_view();
-            view.history.remove_family(entry.id);
+            let versions = view.history.remove_family(entry.id);
             self.engine.versions.set_retained(view.history.len());
-            view.families.remove(&family)
+            (view.families.remove(&family), versions)
         };
         let wake = self.engine.pressure.assess(&self.engine.options, &writer);
         drop(writer);
-        // The index is freed outside every lock.
+        // The index and the kept versions (whose leases may be the last holders of
+        // retired segments) are freed outside every lock.
         drop(removed);
         if wake {
             self.store.workers.wake_compactor();
@@ -147,7 +149,8 @@ impl Db {
     /// incarnation, the catalog replaced durably, then the empty index published.
     fn create_family(&self, name: &str) -> Result<FamilyRef> {
         if self.engine.options.read_only {
-            return Err(Error::ReadOnly);
+            // Nothing by that name, and none can be made.
+            return Err(Error::ColumnFamilyNotFound(name.to_owned()));
         }
         // Like a drop, a creation is durable when it returns, so the writes
         // acknowledged before it are made durable first: a power cut then leaves a
@@ -165,16 +168,31 @@ impl Db {
         let incarnation = writer.catalog.next_incarnation.max(1);
         let created_after = writer.sequence;
         let mut next = writer.catalog.clone();
-        next.next_incarnation = incarnation + 1;
+        next.next_incarnation = incarnation
+            .checked_add(1)
+            .ok_or_else(|| Error::InvalidArgument("the store has created all the column families it can".into()))?;
         next.families.push(CatalogEntry { id, incarnation, created_after, name: name.to_owned() });
         next.families.sort_unstable_by_key(|entry| entry.id);
-        catalog::write(&self.engine.path, &next)?;
-        writer.catalog = next;
+        write_catalog(&self.engine.path, &mut writer, next)?;
         let name: Arc<str> = Arc::from(name);
         let family = Family { name: Arc::clone(&name), incarnation, index: Alex::new() };
         self.engine.write_view().families.insert(id, family);
-        Ok(FamilyRef { id, incarnation, name })
+        Ok(FamilyRef { id, incarnation, store: self.engine.store, name })
     }
+}
+
+/// Replaces the catalog with `next` (under the writer's section, `writer`). If that
+/// fails, whether the new catalog took the old one's place is unknown (the rename may
+/// have happened without the directory sync): the store refuses writes until a reopen
+/// reads what is on disk, since writes to a family the disk may no longer list would
+/// be lost.
+fn write_catalog(path: &std::path::Path, writer: &mut Writer, next: Catalog) -> Result<()> {
+    if let Err(error) = catalog::write(path, &next) {
+        writer.poisoned = Some(format!("replacing the column-family catalog failed: {error}"));
+        return Err(error);
+    }
+    writer.catalog = next;
+    Ok(())
 }
 
 impl ColumnFamily {

@@ -15,6 +15,7 @@ use crate::background::{Next, Worker};
 use crate::checkpointer::Checkpointer;
 use crate::compaction::{start_compactor, Compaction};
 use crate::engine::{record_len, Engine, Families, Family, History, Recovery, View, Writer};
+use crate::family::next_store_id;
 use crate::index::Alex;
 use crate::log::catalog::{self, Catalog};
 use crate::log::checkpoint::{self, FamilySection};
@@ -53,8 +54,15 @@ impl Db {
         check_options(&options)?;
         prepare_directory(path, options.read_only)?;
         let lock = if options.read_only { None } else { Some(lock_store(path)?) };
-        check_identity(path, options.read_only)?;
+        let version = check_identity(path, options.read_only)?;
         let recovered = recover(path, &options)?;
+        if version < FORMAT_VERSION && !options.read_only {
+            // This build may write what an older one would misread (other families'
+            // records, which it would skip and then compact away): once recovery has
+            // succeeded, the store is raised to this version, which older builds
+            // refuse.
+            write_identity(path)?;
+        }
         let engine =
             Arc::new(Engine::new(path.to_path_buf(), options, recovered.view, recovered.writer, recovered.recovery));
         let store = Arc::new(Store {
@@ -102,7 +110,33 @@ struct Recovered {
 /// Replays the log (after the checkpoint, if one is usable) and rebuilds every
 /// family's index.
 fn recover(path: &Path, options: &Options) -> Result<Recovered> {
-    let catalog = catalog::read(path)?;
+    // A read-only open may race a writer that creates and drops families: the catalog
+    // it replays against must be the one in force for the whole replay, or it could
+    // file a new family's records under a dropped one that had the same id. Catalogs
+    // only move forward (each change takes a new incarnation), so one that reads the
+    // same before and after the replay was in force throughout.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let catalog = catalog::read(path)?;
+        let recovered = recover_with(path, options, catalog.clone())?;
+        if !options.read_only || catalog::read(path)? == catalog {
+            return Ok(recovered);
+        }
+        if attempts >= CATALOG_ATTEMPTS {
+            return Err(Error::InvalidArgument(format!(
+                "the column-family catalog kept changing during {CATALOG_ATTEMPTS} read-only opens"
+            )));
+        }
+    }
+}
+
+/// How many times a read-only open replays the log while a writer keeps changing the
+/// catalog.
+const CATALOG_ATTEMPTS: u32 = 16;
+
+/// [`recover`] against `catalog`.
+fn recover_with(path: &Path, options: &Options, catalog: Catalog) -> Result<Recovered> {
     let checkpoint = checkpoint::read(path)?;
     let mut replay = Replay { catalog: &catalog, latest: HashMap::new() };
     let (log, sequence, from_checkpoint) =
@@ -128,7 +162,7 @@ fn recover(path: &Path, options: &Options) -> Result<Recovered> {
         indexes.insert(id, index);
         family_live_bytes.insert(id, live_bytes);
     }
-    let mut families = Families::default();
+    let mut families = Families::new(next_store_id());
     for entry in &catalog.families {
         let index = indexes.remove(&entry.id).unwrap_or_default();
         let family = Family { name: Arc::from(entry.name.as_str()), incarnation: entry.incarnation, index };
@@ -282,20 +316,20 @@ fn lock_store(path: &Path) -> Result<File> {
     }
 }
 
-/// Checks the identity file, creating it in an empty directory.
-fn check_identity(path: &Path, read_only: bool) -> Result<()> {
+/// Writes the identity file of this build's format version, durably.
+fn write_identity(path: &Path) -> Result<()> {
+    let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
+    let header = StoreHeader { version: FORMAT_VERSION }.encode();
+    Ok(io::replace_file(path, &path.join(IDENTITY_FILE), &temporary, &header)?)
+}
+
+/// Checks the identity file, creating it in an empty directory; returns the store's
+/// format version.
+fn check_identity(path: &Path, read_only: bool) -> Result<u32> {
     let identity = path.join(IDENTITY_FILE);
     match io::read(&identity) {
         Ok(bytes) => match StoreHeader::decode(&bytes) {
-            Ok(header) if header.version < FORMAT_VERSION && !read_only => {
-                // This build may write what an older one would misread (other
-                // families' records, which it would skip and then compact away): the
-                // store is raised to this version, which older builds refuse.
-                let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
-                let header = StoreHeader { version: FORMAT_VERSION }.encode();
-                Ok(io::replace_file(path, &identity, &temporary, &header)?)
-            }
-            Ok(_) => Ok(()),
+            Ok(header) => Ok(header.version),
             Err(HeaderError::NewerVersion(found)) => {
                 Err(Error::UnsupportedVersion { file: identity, found, supported: FORMAT_VERSION })
             }
@@ -318,9 +352,7 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
             if read_only {
                 return Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())));
             }
-            let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
-            let header = StoreHeader { version: FORMAT_VERSION }.encode();
-            io::replace_file(path, &identity, &temporary, &header)?;
+            write_identity(path)?;
             // The store directory's own entry must outlive a power cut as much as the
             // files in it: sync its parent (on every attempt until the store exists,
             // in case an earlier one made the directory and died).
@@ -330,9 +362,9 @@ fn check_identity(path: &Path, read_only: bool) -> Result<()> {
                     // A parent we may not open for reading: its entry is the file
                     // system's to keep, as it was before this store.
                     tracing::warn!(dir = %parent.display(), "could not sync the store's parent directory: {error}");
-                    Ok(())
+                    Ok(FORMAT_VERSION)
                 }
-                synced => Ok(synced?),
+                synced => synced.map(|()| FORMAT_VERSION).map_err(Error::from),
             }
         }
         Err(error) => Err(error.into()),

@@ -80,7 +80,7 @@ impl Db {
     pub(crate) fn put_in(&self, family: &FamilyRef, key: i64, value: &[u8]) -> Result<()> {
         self.check_value(value.len())?;
         let mut writer = self.lock_writer()?;
-        check_family(&writer, family)?;
+        check_family(&writer, self.engine.store, family)?;
         let sequence = writer.sequence + 1;
         let header = RecordHeader::new(RecordKind::Put, family.id, key, sequence, value.len() as u32);
         let hint = self.engine.old_version(family.id, key);
@@ -101,7 +101,7 @@ impl Db {
     /// nothing.
     pub(crate) fn delete_in(&self, family: &FamilyRef, key: i64) -> Result<()> {
         let mut writer = self.lock_writer()?;
-        check_family(&writer, family)?;
+        check_family(&writer, self.engine.store, family)?;
         // Only the writer changes the index, and it is this thread: no race.
         if !self.engine.read_view().index_by_id(family.id).is_some_and(|index| index.contains_key(key)) {
             return Ok(());
@@ -149,7 +149,7 @@ impl Db {
             .map_err(|_| Error::InvalidArgument(format!("a batch of {} writes is too large", batch.len())))?;
         let mut writer = self.lock_writer()?;
         for family in &batch.families {
-            check_family(&writer, family)?;
+            check_family(&writer, self.engine.store, family)?;
         }
         check(writer.sequence)?;
         let sequence = writer.sequence + 1;
@@ -326,8 +326,8 @@ fn apply(
 /// Fails with `Error::ColumnFamilyNotFound` if `family` no longer exists (under the
 /// writer's section, where families are created and dropped).
 #[inline]
-fn check_family(writer: &Writer, family: &FamilyRef) -> Result<()> {
-    if family.is_default() || writer.has_family(family.id, family.incarnation) {
+fn check_family(writer: &Writer, store: u64, family: &FamilyRef) -> Result<()> {
+    if family.is_default() || (family.store == store && writer.has_family(family.id, family.incarnation)) {
         Ok(())
     } else {
         Err(family.missing())

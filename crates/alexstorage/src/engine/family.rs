@@ -25,16 +25,31 @@ pub(crate) struct Family {
 }
 
 /// The named families of the view, by id and by name.
-#[derive(Default)]
 pub(crate) struct Families {
     by_id: BTreeMap<u16, Family>,
     by_name: HashMap<Arc<str>, u16>,
+    /// The store's [`FamilyRef::store`].
+    store: u64,
 }
 
 impl Families {
-    /// The family `family` names, if it still exists (same id and incarnation).
+    /// No named families yet, in the store numbered `store`.
+    pub fn new(store: u64) -> Families {
+        Families { by_id: BTreeMap::new(), by_name: HashMap::new(), store }
+    }
+
+    /// The store's number, which its handles carry.
+    pub fn store(&self) -> u64 {
+        self.store
+    }
+
+    /// The family `family` names, if it still exists (same store, id and
+    /// incarnation).
     #[inline]
     pub fn get(&self, family: &FamilyRef) -> Option<&Family> {
+        if family.store != self.store {
+            return None;
+        }
         self.by_id.get(&family.id).filter(|found| found.incarnation == family.incarnation)
     }
 
@@ -54,7 +69,7 @@ impl Families {
     pub fn named(&self, name: &str) -> Option<FamilyRef> {
         let id = *self.by_name.get(name)?;
         let family = self.by_id.get(&id)?;
-        Some(FamilyRef { id, incarnation: family.incarnation, name: Arc::clone(&family.name) })
+        Some(FamilyRef { id, incarnation: family.incarnation, store: self.store, name: Arc::clone(&family.name) })
     }
 
     /// Adds a family (its id and name are free).
@@ -79,7 +94,12 @@ impl Families {
     /// References to every named family, by ascending id.
     pub fn refs(&self) -> Vec<FamilyRef> {
         self.iter()
-            .map(|(id, family)| FamilyRef { id, incarnation: family.incarnation, name: Arc::clone(&family.name) })
+            .map(|(id, family)| FamilyRef {
+                id,
+                incarnation: family.incarnation,
+                store: self.store,
+                name: Arc::clone(&family.name),
+            })
             .collect()
     }
 }

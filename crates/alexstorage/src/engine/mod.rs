@@ -78,6 +78,8 @@ pub(crate) struct Engine {
     pub syncs: Syncs,
     /// How the store was opened.
     pub recovery: Recovery,
+    /// This open store's number: the `store` of its families' handles.
+    pub store: u64,
     /// Set once the store is closed (its last `Db` handle dropped): handles that
     /// outlive it (column families) then refuse to work.
     pub closed: AtomicBool,
@@ -180,6 +182,7 @@ pub(crate) struct Syncs {
 impl Engine {
     /// The engine over a recovered `view` and `writer`.
     pub fn new(path: PathBuf, options: Options, view: View, writer: Writer, recovery: Recovery) -> Engine {
+        let store = view.families.store();
         Engine {
             path,
             options,
@@ -189,6 +192,7 @@ impl Engine {
             pressure: Pressure::default(),
             syncs: Syncs::default(),
             recovery,
+            store,
             closed: AtomicBool::new(false),
         }
     }

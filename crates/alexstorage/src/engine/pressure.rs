@@ -79,7 +79,9 @@ impl Pressure {
         // Everything counts, the running compaction's outputs included: the limit
         // bounds the disk. So when a compaction's outputs push the store over it (the
         // first compaction of a large, unsorted log can), writers wait for it.
-        let total = writer.log.bytes();
+        // A dropped family's records are garbage that no copy has to catch up with: a
+        // large drop must not stall every writer until the next compaction ends.
+        let total = writer.log.bytes().saturating_sub(writer.dropped_bytes);
         let live = writer.live_bytes;
         let slack = options.segment_size.max(live / 16);
         let limit = (live as f64 / (1.0 - options.compaction_threshold)) as u64 + slack;

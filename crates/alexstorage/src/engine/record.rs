@@ -83,3 +83,25 @@ pub(crate) fn checked_record(
         Decoded::End => Err(corrupt("record is all zeros".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::format::SEGMENT_HEADER_SIZE;
+
+    #[test]
+    fn a_record_is_read_only_as_the_family_and_key_it_belongs_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 1, 1 << 16, false).unwrap();
+        let header = RecordHeader::new(RecordKind::Put, 2, 5, 1, 3);
+        let offset = segment.append(&[&header.encode(b"abc"), b"abc"]).unwrap().unwrap();
+        assert_eq!(offset, SEGMENT_HEADER_SIZE as u64);
+        let location = Location::new(1, offset as u32);
+        let (found, record) = checked_record(&segment, location, 2, 5).unwrap();
+        assert_eq!((found.column_family, found.key, &record[RECORD_HEADER_SIZE..]), (2, 5, &b"abc"[..]));
+        for (family, key) in [(1, 5), (0, 5), (2, 6)] {
+            let error = checked_record(&segment, location, family, key).unwrap_err();
+            assert!(matches!(error, Error::Corruption { .. }), "read as ({family}, {key}): {error}");
+        }
+    }
+}

@@ -93,15 +93,19 @@ impl History {
         std::mem::take(self)
     }
 
-    /// Drops every version of the family with id `family` (it was dropped).
-    pub fn remove_family(&mut self, family: u16) {
+    /// Takes out every version of the family with id `family` (it was dropped), for
+    /// the caller to free outside the lock.
+    pub fn remove_family(&mut self, family: u16) -> Vec<Vec<OldVersion>> {
         let keys: Vec<(u16, i64)> =
             self.versions.range((family, i64::MIN)..=(family, i64::MAX)).map(|(key, _)| *key).collect();
+        let mut removed = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(versions) = self.versions.remove(&key) {
                 self.count -= versions.len();
+                removed.push(versions);
             }
         }
+        removed
     }
 
     /// Keys of family `family` with kept versions in `(lo, hi)`, ascending or

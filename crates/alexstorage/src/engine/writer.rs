@@ -24,6 +24,10 @@ pub(crate) struct Writer {
     pub family_live_bytes: BTreeMap<u16, u64>,
     /// The column-family catalog as it is on disk (changed only with the file).
     pub catalog: Catalog,
+    /// Bytes of records of families dropped since open (or since the compaction that
+    /// removed them began): garbage that compaction reclaims without copying, which
+    /// therefore does not hold writers back (`Pressure::assess`).
+    pub dropped_bytes: u64,
     /// Writes since open.
     pub counters: Counters,
     /// Set when what is durable is no longer known: writes fail until a reopen.
@@ -57,7 +61,8 @@ impl Writer {
         Writer {
             log,
             sequence,
-            live_bytes: family_live_bytes.values().sum(),
+            live_bytes: family_live_bytes.values().fold(0, |sum, bytes| sum.saturating_add(*bytes)),
+            dropped_bytes: 0,
             family_live_bytes: family_live_bytes.into_iter().filter(|(id, _)| *id != 0).collect(),
             catalog,
             counters: Counters::default(),

@@ -11,6 +11,7 @@
 //! family's `created_after` (records of a reused id at or below it belong to a family
 //! dropped before).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::io;
@@ -120,6 +121,7 @@ impl Catalog {
         let next_incarnation = reader.u64()?;
         reader.u64()?;
         let mut families: Vec<CatalogEntry> = Vec::with_capacity(count.min(body.len() / CATALOG_ENTRY_SIZE));
+        let (mut names, mut incarnations) = (HashSet::new(), HashSet::new());
         for index in 0..count {
             let offset = reader.at;
             let id = reader.u16()?;
@@ -139,7 +141,9 @@ impl Catalog {
                 Some("bad name length")
             } else if incarnation == 0 || incarnation >= next_incarnation {
                 Some("incarnation not below the next one")
-            } else if families.iter().any(|other| other.name == name || other.incarnation == incarnation) {
+            } else if name == crate::family::DEFAULT_FAMILY_NAME {
+                Some("the default family is not listed")
+            } else if !names.insert(name.clone()) || !incarnations.insert(incarnation) {
                 Some("name or incarnation repeated")
             } else {
                 None
@@ -256,5 +260,126 @@ mod tests {
             .collect();
         let catalog = Catalog { next_incarnation: 1 << 20, families };
         assert_eq!(catalog.free_id(), None);
+    }
+
+    /// Replaces the trailing CRC-32C with the one of the bytes before it.
+    fn fix_crc(bytes: &mut [u8]) {
+        let body_len = bytes.len() - 4;
+        let crc = crc32c::crc32c(&bytes[..body_len]);
+        bytes[body_len..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes `bytes` expecting a structural error (not the checksum's) with
+    /// `reason` in its message, at `offset`.
+    fn assert_refused(bytes: &[u8], offset: usize, reason: &str, context: &str) {
+        match Catalog::decode(bytes) {
+            Err((at, message)) => {
+                assert!(!message.contains("checksum"), "{context}: refused by the checksum: {message}");
+                assert!(message.contains(reason), "{context}: {message}");
+                assert_eq!(at, offset, "{context}: {message}");
+            }
+            Ok(catalog) => panic!("{context}: decoded {catalog:?}"),
+        }
+    }
+
+    /// Offset of entry `index` of `sample()` (entry 0 holds a 5-byte name).
+    fn entry_at(index: usize) -> usize {
+        CATALOG_HEADER_SIZE + index * (CATALOG_ENTRY_SIZE + 5)
+    }
+
+    #[test]
+    fn a_fixed_up_checksum_without_other_changes_decodes() {
+        // The fix-up the structural tests below rely on reaches the checks past the CRC.
+        let mut bytes = sample().encode();
+        fix_crc(&mut bytes);
+        assert_eq!(Catalog::decode(&bytes), Ok(sample()));
+        // A field no check constrains (created after) changed: still decodes, changed.
+        bytes[entry_at(1) + 16..entry_at(1) + 24].copy_from_slice(&5u64.to_le_bytes());
+        fix_crc(&mut bytes);
+        let decoded = Catalog::decode(&bytes).unwrap();
+        assert_eq!(decoded.families[1].created_after, 5);
+    }
+
+    #[test]
+    fn structural_damage_behind_a_valid_checksum_is_refused() {
+        let original = sample().encode();
+        let mutate = |context: &str, change: &dyn Fn(&mut Vec<u8>), offset: usize, reason: &str| {
+            let mut bytes = original.clone();
+            change(&mut bytes);
+            fix_crc(&mut bytes);
+            assert_refused(&bytes, offset, reason, context);
+        };
+        let set_u16 = |bytes: &mut Vec<u8>, at: usize, value: u16| {
+            bytes[at..at + 2].copy_from_slice(&value.to_le_bytes());
+        };
+        let set_u64 = |bytes: &mut Vec<u8>, at: usize, value: u64| {
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        };
+        let (first, second) = (entry_at(0), entry_at(1));
+        // Ids: 0 (the default family's), equal, descending.
+        mutate("id 0", &|bytes| set_u16(bytes, first, 0), first, "ids out of order");
+        mutate("repeated id", &|bytes| set_u16(bytes, second, 1), second, "ids out of order");
+        mutate("descending ids", &|bytes| set_u16(bytes, first, 5), second, "ids out of order");
+        // Reserved bytes of an entry.
+        mutate("reserved", &|bytes| bytes[second + 4] = 1, second, "reserved bytes are not zero");
+        mutate("reserved high", &|bytes| bytes[first + 7] = 0x80, first, "reserved bytes are not zero");
+        // Incarnations: 0, the next one, past it, and one repeated.
+        mutate("incarnation 0", &|bytes| set_u64(bytes, first + 8, 0), first, "incarnation not below");
+        mutate("incarnation = next", &|bytes| set_u64(bytes, second + 8, 9), second, "incarnation not below");
+        mutate("incarnation > next", &|bytes| set_u64(bytes, first + 8, u64::MAX), first, "incarnation not below");
+        mutate("next incarnation lowered", &|bytes| set_u64(bytes, 16, 8), second, "incarnation not below");
+        mutate("repeated incarnation", &|bytes| set_u64(bytes, second + 8, 4), second, "repeated");
+        // A name that is not UTF-8.
+        mutate("bad UTF-8", &|bytes| bytes[first + CATALOG_ENTRY_SIZE] = 0xff, first, "not UTF-8");
+        // An entry count that disagrees with the entries.
+        let mut bytes = original.clone();
+        bytes[12..16].copy_from_slice(&1u32.to_le_bytes());
+        fix_crc(&mut bytes);
+        assert_refused(&bytes, second, "bytes after the last entry", "count too small");
+        let mut bytes = original.clone();
+        bytes[12..16].copy_from_slice(&3u32.to_le_bytes());
+        fix_crc(&mut bytes);
+        assert!(Catalog::decode(&bytes).is_err(), "count too large");
+        // Magic and version.
+        let mut bytes = original.clone();
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        fix_crc(&mut bytes);
+        assert_refused(&bytes, 8, "unsupported catalog version", "version 2");
+        let mut bytes = original.clone();
+        bytes[0] = b'X';
+        fix_crc(&mut bytes);
+        assert_refused(&bytes, 0, "bad magic", "magic");
+    }
+
+    #[test]
+    fn invalid_catalogs_encoded_with_a_valid_checksum_are_refused() {
+        // `encode` checks nothing: each catalog below gets a correct CRC, and decoding
+        // must refuse it for what it says.
+        let entry = |id, incarnation, name: &str| CatalogEntry { id, incarnation, created_after: 0, name: name.into() };
+        let cases: Vec<(&str, Vec<CatalogEntry>, &str)> = vec![
+            ("id 0", vec![entry(0, 1, "a")], "ids out of order"),
+            ("ids descending", vec![entry(2, 1, "a"), entry(1, 2, "b")], "ids out of order"),
+            ("ids repeated", vec![entry(2, 1, "a"), entry(2, 2, "b")], "ids out of order"),
+            ("empty name", vec![entry(1, 1, "")], "bad name length"),
+            ("name too long", vec![entry(1, 1, &"n".repeat(MAX_NAME_LEN + 1))], "bad name length"),
+            ("repeated name", vec![entry(1, 1, "a"), entry(2, 2, "a")], "repeated"),
+            ("repeated incarnation", vec![entry(1, 3, "a"), entry(2, 3, "b")], "repeated"),
+            ("incarnation 0", vec![entry(1, 0, "a")], "incarnation not below"),
+            ("incarnation = next", vec![entry(1, 5, "a")], "incarnation not below"),
+        ];
+        for (context, families, reason) in cases {
+            let catalog = Catalog { next_incarnation: 5, families };
+            let bytes = catalog.encode();
+            match Catalog::decode(&bytes) {
+                Err((_, message)) => assert!(message.contains(reason), "{context}: {message}"),
+                Ok(decoded) => panic!("{context}: decoded {decoded:?}"),
+            }
+        }
+        // The longest name is fine, and so is a catalog with no family and any next
+        // incarnation.
+        let longest = Catalog { next_incarnation: 2, families: vec![entry(1, 1, &"n".repeat(MAX_NAME_LEN))] };
+        assert_eq!(Catalog::decode(&longest.encode()), Ok(longest));
+        let empty = Catalog { next_incarnation: 0, families: Vec::new() };
+        assert_eq!(Catalog::decode(&empty.encode()), Ok(empty));
     }
 }

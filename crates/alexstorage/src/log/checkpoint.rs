@@ -120,7 +120,7 @@ pub type Entries<'a> = Box<dyn Iterator<Item = Result<(i64, u64)>> + 'a>;
 pub fn write<'a>(dir: &Path, at: &Point, mut entries: impl FnMut(&PointFamily) -> Entries<'a>) -> Result<()> {
     let segments = &at.segments;
     let mut bytes = Vec::with_capacity(CHECKPOINT_HEADER_SIZE + segments.len() * SEGMENT_ENTRY_SIZE + 4);
-    let live_bytes: u64 = at.families.iter().map(|family| family.live_bytes).sum();
+    let live_bytes = at.families.iter().fold(0u64, |sum, family| sum.saturating_add(family.live_bytes));
     bytes.extend_from_slice(&CHECKPOINT_MAGIC);
     bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&0u32.to_le_bytes());
@@ -315,5 +315,151 @@ mod tests {
         }
         assert_eq!(decode(&bytes[..10]), None);
         assert_eq!(decode(&[]), None);
+    }
+
+    /// Replaces the trailing CRC-32C with the one of the bytes before it.
+    fn fix_crc(bytes: &mut [u8]) {
+        let body_len = bytes.len() - 4;
+        let crc = crc32c::crc32c(&bytes[..body_len]);
+        bytes[body_len..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// The bytes `write` produces for `families` (ids and incarnations), each
+    /// family's entries being `entries_of(id)`.
+    fn encoded(families: &[(u16, u64)], entries_of: impl Fn(u16) -> Vec<(i64, u64)>) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let families =
+            families.iter().map(|&(id, incarnation)| PointFamily { id, incarnation, live_bytes: 10 }).collect();
+        let at = Point { sequence: 9, generation: 1, segments: vec![(3, 4096)], families };
+        write(dir.path(), &at, |family| -> Entries<'_> { Box::new(entries_of(family.id).into_iter().map(Ok)) })
+            .unwrap();
+        std::fs::read(dir.path().join(CHECKPOINT_FILE)).unwrap()
+    }
+
+    fn some_entries(id: u16) -> Vec<(i64, u64)> {
+        (0..5).map(|key| (key * 3 - 4, (1 << 32) | (64 + 40 * key as u64 + u64::from(id)))).collect()
+    }
+
+    /// Where the section after the segment table starts (one segment in `encoded`).
+    const FIRST_SECTION: usize = CHECKPOINT_HEADER_SIZE + SEGMENT_ENTRY_SIZE;
+
+    #[test]
+    fn sections_out_of_order_behind_a_valid_checksum_are_refused() {
+        // Control: the layouts below differ from this one only in their sections.
+        let good = encoded(&[(0, 0), (2, 5), (7, 3)], some_entries);
+        let decoded = decode(&good).unwrap();
+        assert_eq!(decoded.families.iter().map(|section| section.id).collect::<Vec<_>>(), [0, 2, 7]);
+        // `write` checks nothing: each of these has a correct CRC.
+        let cases: [(&str, &[(u16, u64)]); 6] = [
+            ("default family not first", &[(2, 5), (0, 0)]),
+            ("no default family", &[(2, 5), (7, 3)]),
+            ("no section at all", &[]),
+            ("ids descending", &[(0, 0), (7, 3), (2, 5)]),
+            ("id repeated", &[(0, 0), (2, 5), (2, 6)]),
+            ("default family twice", &[(0, 0), (0, 0)]),
+        ];
+        for (context, families) in cases {
+            let bytes = encoded(families, some_entries);
+            assert_eq!(decode(&bytes), None, "{context}");
+        }
+    }
+
+    #[test]
+    fn damaged_section_headers_behind_a_valid_checksum_are_refused() {
+        let original = encoded(&[(0, 0), (2, 5)], some_entries);
+        let second = {
+            // The first section's entries end where the second section's header starts.
+            let mut at = FIRST_SECTION + FAMILY_SECTION_HEADER_SIZE;
+            get_entries(&original, &mut at, 5).unwrap();
+            at
+        };
+        let check = |context: &str, change: &dyn Fn(&mut Vec<u8>), accepted: bool| {
+            let mut bytes = original.clone();
+            change(&mut bytes);
+            fix_crc(&mut bytes);
+            assert_eq!(decode(&bytes).is_some(), accepted, "{context}");
+        };
+        // Control: a fixed-up CRC alone, and a live-bytes change (no check constrains
+        // it), are accepted.
+        check("nothing changed", &|_| {}, true);
+        check("live bytes changed", &|bytes| bytes[second + 16] ^= 1, true);
+        for byte in 2..8 {
+            check(&format!("first section's reserved byte {byte}"), &|bytes| bytes[FIRST_SECTION + byte] = 1, false);
+            check(&format!("second section's reserved byte {byte}"), &|bytes| bytes[second + byte] = 0x80, false);
+        }
+        check("default family's id made 1", &|bytes| bytes[FIRST_SECTION] = 1, false);
+        check("second id made 0", &|bytes| bytes[second] = 0, false);
+        check("family count 1", &|bytes| bytes[32] = 1, false);
+        check("family count 3", &|bytes| bytes[32] = 3, false);
+        check("an entry count one less", &|bytes| bytes[second + 24] = 4, false);
+        check("an entry count one more", &|bytes| bytes[second + 24] = 6, false);
+        check("a byte appended", &|bytes| bytes.insert(bytes.len() - 4, 0), false);
+        check("version 1", &|bytes| bytes[8] = 1, false);
+        check("version 4", &|bytes| bytes[8] = 4, false);
+    }
+
+    /// A version-2 checkpoint (`docs/FORMAT.md`): the header with the entry count at
+    /// bytes 32..40, the segment table, and the default family's entries with no
+    /// section header.
+    fn version_2(at: &Point, live_bytes: u64, entries: &[(i64, u64)]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&CHECKPOINT_MAGIC);
+        bytes.extend_from_slice(&2u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&at.sequence.to_le_bytes());
+        bytes.extend_from_slice(&(at.segments.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&at.generation.to_le_bytes());
+        bytes.extend_from_slice(&live_bytes.to_le_bytes());
+        bytes.extend_from_slice(&[0u8; 8]);
+        for &(id, end) in &at.segments {
+            bytes.extend_from_slice(&id.to_le_bytes());
+            bytes.extend_from_slice(&end.to_le_bytes());
+        }
+        put_entries(&mut bytes, entries.iter().copied().map(Ok)).unwrap();
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_version_2_checkpoint_decodes_into_one_default_family_section() {
+        let entries = vec![(i64::MIN, 7u64), (-1, (2 << 32) | 64), (0, (2 << 32) | 100), (i64::MAX, 3)];
+        let at = Point { sequence: 77, generation: 4, segments: vec![(2, 4096), (5, 64)], families: Vec::new() };
+        let bytes = version_2(&at, 1234, &entries);
+        let expected = Checkpoint {
+            sequence: 77,
+            generation: 4,
+            segments: vec![(2, 4096), (5, 64)],
+            families: vec![FamilySection { id: 0, incarnation: 0, live_bytes: 1234, entries: entries.clone() }],
+        };
+        assert_eq!(decode(&bytes), Some(expected));
+        // No entries at all: one empty default section.
+        let empty = decode(&version_2(&at, 0, &[])).unwrap();
+        assert_eq!(empty.families, [FamilySection::default()]);
+        // Its entry count is the header's (bytes 32..40): one more or one less, or a
+        // byte after the entries, and it no longer decodes.
+        for count in [entries.len() - 1, entries.len() + 1] {
+            let mut damaged = bytes.clone();
+            damaged[32..40].copy_from_slice(&(count as u64).to_le_bytes());
+            fix_crc(&mut damaged);
+            assert_eq!(decode(&damaged), None, "entry count {count}");
+        }
+        let mut longer = bytes.clone();
+        longer.insert(longer.len() - 4, 0);
+        fix_crc(&mut longer);
+        assert_eq!(decode(&longer), None);
+        // The same bytes as version 1 (unknown to this build) or 3 (whose sections
+        // these are not) are refused.
+        for version in [1u8, 3] {
+            let mut other = bytes.clone();
+            other[8] = version;
+            fix_crc(&mut other);
+            assert_eq!(decode(&other), None, "version {version}");
+        }
+        // A version-2 checkpoint holding keys out of order is refused like any.
+        let mut unordered = version_2(&at, 0, &[(5, 1), (5, 2)]);
+        fix_crc(&mut unordered);
+        assert_eq!(decode(&unordered), None);
     }
 }

@@ -250,4 +250,150 @@ mod tests {
         std::fs::write(dir.path().join(MANIFEST_FILE), &bytes[..20]).unwrap();
         assert!(matches!(read(dir.path()), Err(Error::Corruption { .. })));
     }
+
+    /// Replaces the trailing CRC-32C with the one of the bytes before it.
+    fn fix_crc(bytes: &mut [u8]) {
+        let body_len = bytes.len() - 4;
+        let crc = crc32c::crc32c(&bytes[..body_len]);
+        bytes[body_len..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// `manifest` encoded as version 1 (which holds zeros where version 2 has the
+    /// families), with a valid CRC.
+    fn version_1(manifest: &Manifest) -> Vec<u8> {
+        let mut bytes = manifest.encode();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        fix_crc(&mut bytes);
+        bytes
+    }
+
+    /// `sample()` with every family 0, as a store before column families has it.
+    fn default_family_only() -> Manifest {
+        let mut manifest = sample();
+        for entry in &mut manifest.compacted {
+            (entry.first_family, entry.last_family) = (0, 0);
+        }
+        // Entry 7 ran from family 0 to family 2 with a lower last key: make it ascend.
+        manifest.compacted[0].last_key = 60;
+        manifest
+    }
+
+    #[test]
+    fn a_version_1_manifest_with_zero_families_decodes() {
+        let manifest = default_family_only();
+        let decoded = Manifest::decode(&version_1(&manifest)).unwrap();
+        assert_eq!(decoded, manifest);
+        assert!(decoded.compacted.iter().all(|entry| entry.first_family == 0 && entry.last_family == 0));
+        // Read from a file too.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), version_1(&manifest)).unwrap();
+        assert_eq!(read(dir.path()).unwrap(), manifest);
+        // An empty version-1 manifest (no compacted segment listed).
+        let empty = Manifest { generation: 1, sequence: 5, log_start: 3, compacted: Vec::new() };
+        assert_eq!(Manifest::decode(&version_1(&empty)), Ok(empty));
+        // Versions 0 and 3 are refused.
+        for version in [0u32, 3] {
+            let mut bytes = manifest.encode();
+            bytes[8..12].copy_from_slice(&version.to_le_bytes());
+            fix_crc(&mut bytes);
+            let error = Manifest::decode(&bytes).unwrap_err();
+            assert_eq!(error.0, 8, "version {version}: {}", error.1);
+        }
+    }
+
+    #[test]
+    fn a_version_1_manifest_with_nonzero_family_bytes_is_refused() {
+        let manifest = default_family_only();
+        let zero = version_1(&manifest);
+        // Every byte of bytes 4..8 of each entry, set alone (with the CRC fixed up).
+        for entry in 0..manifest.compacted.len() {
+            let at = MANIFEST_HEADER_SIZE + entry * MANIFEST_ENTRY_SIZE;
+            for byte in 4..8 {
+                let mut bytes = zero.clone();
+                bytes[at + byte] = 1;
+                fix_crc(&mut bytes);
+                match Manifest::decode(&bytes) {
+                    Err((offset, reason)) => {
+                        assert!(!reason.contains("checksum"), "entry {entry} byte {byte}: {reason}");
+                        // A first family above the last is out of order; otherwise the
+                        // bytes are reserved.
+                        assert!(offset == at || offset == at + 4, "entry {entry} byte {byte}: {offset} {reason}");
+                    }
+                    Ok(decoded) => panic!("entry {entry} byte {byte}: decoded {decoded:?}"),
+                }
+            }
+            // Families that ascend (0 then 1, and 1 then 1): only the version tells.
+            for families in [0x0001_0000u32, 0x0001_0001] {
+                let mut bytes = zero.clone();
+                bytes[at + 4..at + 8].copy_from_slice(&families.to_le_bytes());
+                fix_crc(&mut bytes);
+                let (offset, reason) = Manifest::decode(&bytes).unwrap_err();
+                assert_eq!(offset, at + 4, "{reason}");
+                assert!(reason.contains("reserved bytes are not zero"), "{reason}");
+                // The same bytes in version 2 name families.
+                bytes[8..12].copy_from_slice(&MANIFEST_VERSION.to_le_bytes());
+                fix_crc(&mut bytes);
+                let decoded = Manifest::decode(&bytes).unwrap();
+                let decoded = decoded.compacted[entry];
+                assert_eq!((decoded.first_family, decoded.last_family), (families as u16, (families >> 16) as u16));
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = zero.clone();
+        bytes[MANIFEST_HEADER_SIZE + 6] = 3;
+        fix_crc(&mut bytes);
+        std::fs::write(dir.path().join(MANIFEST_FILE), &bytes).unwrap();
+        match read(dir.path()) {
+            Err(Error::Corruption { file, offset, .. }) => {
+                assert!(file.ends_with(MANIFEST_FILE));
+                assert_eq!(offset, (MANIFEST_HEADER_SIZE + 4) as u64);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_entry_whose_first_record_is_above_its_last_is_refused() {
+        let entry = |first_family, first_key, last_family, last_key| CompactedSegment {
+            id: 4,
+            end: 100,
+            first_family,
+            last_family,
+            first_key,
+            last_key,
+            records: 2,
+        };
+        let decode = |entry: CompactedSegment| {
+            let manifest = Manifest { generation: 1, sequence: 9, log_start: 5, compacted: vec![entry] };
+            Manifest::decode(&manifest.encode())
+        };
+        // Ascending by (family, key): a higher family may have a lower key.
+        for fine in [entry(0, 5, 0, 5), entry(0, 5, 0, 6), entry(0, 5, 1, -9), entry(3, i64::MIN, 3, i64::MAX)] {
+            assert_eq!(decode(fine).unwrap().compacted, [fine]);
+        }
+        for bad in [
+            entry(0, 6, 0, 5),
+            entry(1, 5, 0, 5),
+            entry(1, -9, 0, 5),
+            entry(2, 0, 1, i64::MAX),
+            entry(0, i64::MAX, 0, i64::MIN),
+            entry(u16::MAX, 0, 0, 0),
+        ] {
+            let (offset, reason) = decode(bad).unwrap_err();
+            assert_eq!(offset, MANIFEST_HEADER_SIZE, "{bad:?}: {reason}");
+            assert!(reason.contains("out of order"), "{bad:?}: {reason}");
+        }
+        // Version 1 (families 0): the keys alone.
+        let manifest = Manifest { generation: 1, sequence: 9, log_start: 5, compacted: vec![entry(0, 6, 0, 5)] };
+        assert!(Manifest::decode(&version_1(&manifest)).is_err());
+        // Ids that do not ascend are refused the same way.
+        let manifest = Manifest {
+            generation: 1,
+            sequence: 9,
+            log_start: 5,
+            compacted: vec![entry(0, 1, 0, 2), entry(0, 3, 0, 4)],
+        };
+        let (offset, reason) = Manifest::decode(&manifest.encode()).unwrap_err();
+        assert_eq!(offset, MANIFEST_HEADER_SIZE + MANIFEST_ENTRY_SIZE, "{reason}");
+    }
 }

@@ -123,7 +123,7 @@ mod tests {
     fn a_range_counts_as_read_as_far_as_it_was_iterated() {
         let mut reads = Reads::default();
         let default = FamilyRef::default_family();
-        let other = FamilyRef { id: 3, incarnation: 4, name: "other".into() };
+        let other = FamilyRef { id: 3, incarnation: 4, store: 1, name: "other".into() };
         let untouched = reads.range(default, Included(0), Excluded(100));
         let both_ends = reads.range(default, Unbounded, Unbounded);
         reads.reached(both_ends, 10, false);
