@@ -23,7 +23,7 @@
 //! |---|---|---|---|
 //! | 1 | `Compaction::lock` (`compaction/`) | one compaction at a time | yes: a whole compaction |
 //! | 2 | `Checkpointer::newest` (`checkpointer.rs`) | the checkpoint file; which state it covers | yes: a checkpoint's write (a compaction holds it throughout, so no checkpoint reads a half-switched index) |
-//! | 3 | `Engine::writer` | [`Writer`]: the log's tail, sequence numbers, accounting, `poisoned` | roll-overs only (sealing a segment syncs it; creating one allocates) |
+//! | 3 | `Engine::writer` | [`Writer`]: the log's tail, sequence numbers, accounting, `poisoned`, the family catalog | roll-overs (sealing a segment syncs it; creating one allocates); a family's creation or drop (a sync, the catalog's replacement) |
 //! | 4 | `Engine::view` (sharded: a reader locks its own shard, a writer all of them) | [`View`] | never: in-memory steps only |
 //! | 5 | `Versions::live` | the live snapshots' sequences | never |
 //! | 6 | leaves: `Checkpointer::pending`, the store's worker slots, `Pressure`'s condition variable, a segment's tail and sync locks (`log/segment.rs`), a transaction's reads (`transaction/reads.rs`) | their own field | a segment's sync lock: its `msync` |
