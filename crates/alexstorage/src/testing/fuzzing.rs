@@ -15,6 +15,14 @@ pub fn expected_value(key: i64) -> Vec<u8> {
     (0..len).map(|index| (key as usize).wrapping_mul(13).wrapping_add(index) as u8).collect()
 }
 
+/// The value the valid store's column family `f` holds for `key` (never one of the
+/// default family's: reading one where the other belongs is caught).
+pub fn expected_family_value(key: i64) -> Vec<u8> {
+    let mut value = expected_value(key);
+    value.push(0xF0);
+    value
+}
+
 /// Builds a store from arbitrary bytes: `data` is cut into a segment file, an optional
 /// checkpoint, and an optional identity file (else a valid one), then opened and read.
 pub fn open_arbitrary_store(dir: &Path, data: &[u8]) -> Result<()> {
@@ -36,7 +44,8 @@ pub fn open_arbitrary_store(dir: &Path, data: &[u8]) -> Result<()> {
     read_everything(dir, control & 8 == 8)
 }
 
-/// Writes a valid store (puts, overwrites, deletes, a batch, a clean close), applies
+/// Writes a valid store (puts, overwrites, deletes, a batch, a column family `f` beside
+/// the default one, a family `g` written and dropped, a clean close), applies
 /// `damage` (pairs of offset and xor mask, or truncations), opens it and reads every
 /// key: any value returned must be the one written.
 pub fn damage_valid_store(dir: &Path, damage: &[u8]) -> Result<()> {
@@ -48,11 +57,19 @@ pub fn damage_valid_store(dir: &Path, damage: &[u8]) -> Result<()> {
         for key in (-40..40).step_by(3) {
             db.delete(key)?;
         }
+        let family = db.column_family("f")?;
+        let dropped = db.column_family("g")?;
         let mut batch = crate::WriteBatch::new();
         for key in (-40..40).step_by(3) {
             batch.put(key, expected_value(key));
+            batch.put_cf(&family, key, expected_family_value(key));
+            batch.put_cf(&dropped, key, b"dropped");
         }
         db.write(batch)?;
+        for key in (-40..40).step_by(2) {
+            family.put(key, expected_family_value(key))?;
+        }
+        db.drop_column_family("g")?;
         if damage.first().is_some_and(|first| first & 1 == 1) {
             db.simulate_crash();
         }
@@ -92,6 +109,11 @@ fn read_everything(dir: &Path, write_after: bool) -> Result<()> {
             let _ = value.len();
         }
     }
+    for name in db.column_families() {
+        if let Ok(family) = db.column_family(&name) {
+            let _ = family.iter().count();
+        }
+    }
     if write_after {
         db.put(1_000, b"after")?;
         drop(db);
@@ -108,6 +130,14 @@ pub fn damage_valid_store_checked(dir: &Path, damage: &[u8]) {
         for key in -40..40 {
             if let Ok(Some(value)) = db.get(key) {
                 assert_eq!(value.to_vec(), expected_value(key), "key {key}: wrong bytes returned");
+            }
+        }
+        let names = db.column_families();
+        assert!(names.iter().all(|name| name == "f"), "families {names:?}: only f was left");
+        if let Some(family) = names.first().and_then(|name| db.column_family(name).ok()) {
+            for entry in family.iter().flatten() {
+                let (key, value) = entry;
+                assert_eq!(value.to_vec(), expected_family_value(key), "key {key} of f: wrong bytes returned");
             }
         }
     }
