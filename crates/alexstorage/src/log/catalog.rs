@@ -366,6 +366,7 @@ mod tests {
             ("repeated incarnation", vec![entry(1, 3, "a"), entry(2, 3, "b")], "repeated"),
             ("incarnation 0", vec![entry(1, 0, "a")], "incarnation not below"),
             ("incarnation = next", vec![entry(1, 5, "a")], "incarnation not below"),
+            ("the default family listed", vec![entry(1, 1, "default")], "the default family is not listed"),
         ];
         for (context, families, reason) in cases {
             let catalog = Catalog { next_incarnation: 5, families };
