@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 
-use alexstorage::{ColumnFamily, Db, Durability, Error, Failpoint, Options, Range, Snapshot, Value, WriteBatch};
+use alexstorage::{ColumnFamily, Db, Durability, Error, Failpoint, Options, Snapshot, WriteBatch};
 use proptest::prelude::*;
 
 /// The families the operations pick from: `""` is the default family.
@@ -86,41 +86,6 @@ fn bound_of((kind, at): (u8, i64)) -> Bound<i64> {
     }
 }
 
-fn owned(entry: alexstorage::Result<(i64, Value)>) -> (i64, Vec<u8>) {
-    let (key, value) = entry.unwrap();
-    (key, value.to_vec())
-}
-
-/// Reads `range` forward (`how` 0), backward (1), or alternately from both ends (2),
-/// returning the entries in ascending order.
-fn read(mut range: Range, how: u8) -> Vec<(i64, Vec<u8>)> {
-    match how {
-        0 => range.map(owned).collect(),
-        1 => {
-            let mut entries: Vec<_> = range.rev().map(owned).collect();
-            entries.reverse();
-            entries
-        }
-        _ => {
-            let (mut front, mut back) = (Vec::new(), Vec::new());
-            let mut from_front = true;
-            loop {
-                let next = if from_front { range.next() } else { range.next_back() };
-                match next {
-                    None => break,
-                    Some(entry) if from_front => front.push(owned(entry)),
-                    Some(entry) => back.push(owned(entry)),
-                }
-                from_front = !from_front;
-            }
-            assert!(range.next().is_none() && range.next_back().is_none(), "a finished range must stay finished");
-            back.reverse();
-            front.extend(back);
-            front
-        }
-    }
-}
-
 fn expected(family: &Family, lo: Bound<i64>, hi: Bound<i64>) -> Vec<(i64, Vec<u8>)> {
     family.iter().filter(|(key, _)| (lo, hi).contains(*key)).map(|(key, value)| (*key, value.clone())).collect()
 }
@@ -185,9 +150,9 @@ impl Families {
             let model = &self.model[&name];
             assert_eq!(family.len(), model.len(), "family {name:?}");
             let all = expected(model, Bound::Unbounded, Bound::Unbounded);
-            assert_eq!(read(family.iter(), 0), all, "family {name:?}");
+            assert_eq!(common::read_range(family.iter(), 0), all, "family {name:?}");
             if full {
-                assert_eq!(read(family.iter(), 1), all, "family {name:?}, backwards");
+                assert_eq!(common::read_range(family.iter(), 1), all, "family {name:?}, backwards");
                 for key in KEYS {
                     let got = family.get(key).unwrap().map(|value| value.to_vec());
                     assert_eq!(got.as_ref(), model.get(&key), "family {name:?}, key {key}");
@@ -228,7 +193,7 @@ impl Families {
             }
             let frozen = &taken.model[name];
             let all = expected(frozen, Bound::Unbounded, Bound::Unbounded);
-            assert_eq!(read(snapshot.range_cf(family, ..), 0), all, "snapshot of family {name:?}");
+            assert_eq!(common::read_range(snapshot.range_cf(family, ..), 0), all, "snapshot of family {name:?}");
             for key in KEYS {
                 let got = snapshot.get_cf(family, key).unwrap().map(|value| value.to_vec());
                 assert_eq!(got.as_ref(), frozen.get(&key), "snapshot of family {name:?}, key {key}");
@@ -236,7 +201,7 @@ impl Families {
             }
             if name.is_empty() {
                 assert_eq!(snapshot.len(), frozen.len());
-                assert_eq!(read(snapshot.range(..), 2), all, "snapshot of the default family");
+                assert_eq!(common::read_range(snapshot.range(..), 2), all, "snapshot of the default family");
             }
         }
     }
@@ -349,9 +314,13 @@ fn run(durability: Durability, ops: Vec<Op>) {
                     let handle = families.handle(&db, name);
                     let (lo, hi) = (bound_of(lo), bound_of(hi));
                     let want = expected(&families.model[name], lo, hi);
-                    assert_eq!(read(handle.range((lo, hi)), how), want, "family {name:?}, {lo:?}..{hi:?}");
+                    assert_eq!(
+                        common::read_range(handle.range((lo, hi)), how),
+                        want,
+                        "family {name:?}, {lo:?}..{hi:?}"
+                    );
                     if name.is_empty() {
-                        assert_eq!(read(db.range((lo, hi)), how), want, "the Db, {lo:?}..{hi:?}");
+                        assert_eq!(common::read_range(db.range((lo, hi)), how), want, "the Db, {lo:?}..{hi:?}");
                     }
                 }
             }

@@ -65,41 +65,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Reads `range` forward (`how` 0), backward (1), or alternately from both ends (2),
-/// returning the entries in ascending order.
-fn read(range: Range, how: u8) -> Vec<(i64, Vec<u8>)> {
-    let mut range = range;
-    let owned = |entry: alexstorage::Result<(i64, alexstorage::Value)>| {
-        let (key, value) = entry.unwrap();
-        (key, value.to_vec())
-    };
-    match how {
-        0 => range.map(owned).collect(),
-        1 => {
-            let mut entries: Vec<_> = range.rev().map(owned).collect();
-            entries.reverse();
-            entries
-        }
-        _ => {
-            let (mut front, mut back) = (Vec::new(), Vec::new());
-            let mut from_front = true;
-            loop {
-                let next = if from_front { range.next() } else { range.next_back() };
-                match next {
-                    None => break,
-                    Some(entry) if from_front => front.push(owned(entry)),
-                    Some(entry) => back.push(owned(entry)),
-                }
-                from_front = !from_front;
-            }
-            assert!(range.next().is_none() && range.next_back().is_none(), "a finished range must stay finished");
-            back.reverse();
-            front.extend(back);
-            front
-        }
-    }
-}
-
 fn expected(model: &Model, lo: Bound<i64>, hi: Bound<i64>) -> Vec<(i64, Vec<u8>)> {
     model.iter().filter(|(key, _)| (lo, hi).contains(*key)).map(|(key, value)| (*key, value.clone())).collect()
 }
@@ -164,12 +129,16 @@ fn run(ops: Vec<Op>) {
                 if let Some((snapshot, frozen)) = snapshots.get(at) {
                     check_snapshot(snapshot, frozen);
                     let (lo, hi) = (bound_of(lo), bound_of(hi));
-                    assert_eq!(read(snapshot.range((lo, hi)), how), expected(frozen, lo, hi), "{lo:?}..{hi:?}");
+                    assert_eq!(
+                        common::read_range(snapshot.range((lo, hi)), how),
+                        expected(frozen, lo, hi),
+                        "{lo:?}..{hi:?}"
+                    );
                 }
             }
             Op::CheckLatest(lo, hi, how) => {
                 let (lo, hi) = (bound_of(lo), bound_of(hi));
-                assert_eq!(read(db.range((lo, hi)), how), expected(&model, lo, hi), "{lo:?}..{hi:?}");
+                assert_eq!(common::read_range(db.range((lo, hi)), how), expected(&model, lo, hi), "{lo:?}..{hi:?}");
             }
             Op::Reopen => {
                 snapshots.clear();
@@ -211,12 +180,12 @@ fn run(ops: Vec<Op>) {
     }
     for (snapshot, frozen) in &snapshots {
         check_snapshot(snapshot, frozen);
-        assert_eq!(read(snapshot.iter(), 0), expected(frozen, Bound::Unbounded, Bound::Unbounded));
+        assert_eq!(common::read_range(snapshot.iter(), 0), expected(frozen, Bound::Unbounded, Bound::Unbounded));
     }
     snapshots.clear();
     let stats = db.stats();
     assert!(stats.snapshots > 0 || stats.retained_versions == 0, "{stats:?}");
-    assert_eq!(read(db.iter(), 2), expected(&model, Bound::Unbounded, Bound::Unbounded));
+    assert_eq!(common::read_range(db.iter(), 2), expected(&model, Bound::Unbounded, Bound::Unbounded));
 }
 
 proptest! {

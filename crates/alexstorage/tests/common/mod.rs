@@ -59,3 +59,38 @@ pub fn run_and_kill(child: &str, envs: &[(&str, String)], run: std::time::Durati
     lines.extend(receiver.try_iter());
     lines
 }
+
+/// Reads `range` forward (`how` 0), backward (1), or alternately from both ends (2),
+/// returning the entries in ascending order.
+pub fn read_range(range: alexstorage::Range, how: u8) -> Vec<(i64, Vec<u8>)> {
+    let mut range = range;
+    let owned = |entry: alexstorage::Result<(i64, alexstorage::Value)>| {
+        let (key, value) = entry.unwrap();
+        (key, value.to_vec())
+    };
+    match how {
+        0 => range.map(owned).collect(),
+        1 => {
+            let mut entries: Vec<_> = range.rev().map(owned).collect();
+            entries.reverse();
+            entries
+        }
+        _ => {
+            let (mut front, mut back) = (Vec::new(), Vec::new());
+            let mut from_front = true;
+            loop {
+                let next = if from_front { range.next() } else { range.next_back() };
+                match next {
+                    None => break,
+                    Some(entry) if from_front => front.push(owned(entry)),
+                    Some(entry) => back.push(owned(entry)),
+                }
+                from_front = !from_front;
+            }
+            assert!(range.next().is_none() && range.next_back().is_none(), "a finished range must stay finished");
+            back.reverse();
+            front.extend(back);
+            front
+        }
+    }
+}
