@@ -27,9 +27,14 @@ pub struct Stats {
     pub batch_writes: u64,
     /// Record bytes appended since open (compaction's writes not included).
     pub bytes_written: u64,
-    /// Bytes of the records of live keys; `log_bytes - live_bytes` is the garbage
-    /// compaction would reclaim.
+    /// Bytes of the records of live keys, every family's; `log_bytes - live_bytes` is
+    /// the garbage compaction would reclaim.
     pub live_bytes: u64,
+    /// Named column families.
+    pub column_families: usize,
+    /// Live keys of the named column families, all together (`keys` counts the
+    /// default family's).
+    pub column_family_keys: usize,
     /// Compactions completed since open (background and [`crate::Db::compact`]).
     pub compactions: u64,
     /// Record bytes those compactions wrote.

@@ -233,6 +233,8 @@ fn racing_creations_of_one_name_make_one_family() {
     }
     assert_eq!(db.column_families(), ["x"]);
     assert_eq!(db.column_family("x").unwrap().len(), 8);
+    let stats = db.stats();
+    assert_eq!((stats.column_families, stats.column_family_keys, stats.keys), (1, 8, 0));
     drop(db);
     let db = open(dir.path());
     assert_eq!(db.column_families(), ["x"]);

@@ -95,6 +95,8 @@ impl Db {
             batch_writes: counters.batch_writes,
             bytes_written: counters.bytes_written,
             live_bytes: writer.live_bytes,
+            column_families: view.families.iter().count(),
+            column_family_keys: view.families.iter().map(|(_, family)| family.index.len()).sum(),
             compactions: self.store.compaction.completed(),
             compaction_bytes_written: self.store.compaction.bytes_written(),
             syncs: syncs.segment_syncs.load(Ordering::Relaxed),
