@@ -243,7 +243,7 @@ pub fn goals(results: &Results, keys: usize, subject_compacts: bool) -> Vec<Goal
     push("sync-write", "8 threads >= 5x our 1 thread", scaling);
     let one_thread = threads_label(1);
     push("txn", ">= 3x RocksDB's optimistic transactions at 1 thread", beats("txn", &one_thread, "rocksdb", 3.0));
-    let ahead = ["rocksdb", "lmdb", "redb", "fjall"]
+    let ahead = ["rocksdb", "lmdb", "redb", "fjall", "sled"]
         .iter()
         .map(|peer| beats("txn", &one_thread, peer, 1.0))
         .collect::<Option<Vec<_>>>()
