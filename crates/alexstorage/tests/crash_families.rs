@@ -72,6 +72,9 @@ fn account_families(db: &Db) -> Vec<ColumnFamily> {
 fn crash_families_child() {
     let Ok(dir) = std::env::var("ALEXSTORAGE_CRASH_CHILD_DIR") else { return };
     let seed: u64 = std::env::var("ALEXSTORAGE_CRASH_SEED").unwrap().parse().unwrap();
+    // The test harness's own "test ... " precedes the first line printed: let it be
+    // this one.
+    println!("STARTING");
     let db = options().open(&dir).unwrap();
     let families = account_families(&db);
     if families.iter().all(ColumnFamily::is_empty) {
@@ -83,6 +86,11 @@ fn crash_families_child() {
         }
         db.write(batch).unwrap();
     }
+    // One whole scratch round before the clock starts, so that every run has at least
+    // one (on a slow disk a round's syncs may take longer than a kill's delay).
+    let mut random = SplitMix64::new(seed ^ 0x5C4A_7C11);
+    let mut round = seed << 32;
+    scratch_round(&db, &mut random, &mut round);
     println!("READY");
     let started = Instant::now();
     let threads: Vec<_> = (0..THREADS)
@@ -118,24 +126,29 @@ fn crash_families_child() {
             })
         })
         .collect();
-    let mut random = SplitMix64::new(seed ^ 0x5C4A_7C11);
-    let mut round = seed << 32;
     while started.elapsed() < Duration::from_secs(60) {
-        round += 1;
-        let keys = 1 + random.below(4) as i64;
-        let scratch = db.column_family(SCRATCH).unwrap();
-        report(&format!("SCRATCH {round} CREATED {keys}"));
-        for key in 0..keys {
-            scratch.put(key, scratch_value(round, key)).unwrap();
-            report(&format!("SCRATCH {round} PUT {key}"));
-        }
-        drop(scratch);
-        db.drop_column_family(SCRATCH).unwrap();
-        report(&format!("SCRATCH {round} DROPPED"));
+        scratch_round(&db, &mut random, &mut round);
     }
     for thread in threads {
         thread.join().unwrap();
     }
+}
+
+/// Creates the scratch family, writes a few keys into it and drops it, reporting each
+/// step once it is acknowledged.
+fn scratch_round(db: &Db, random: &mut SplitMix64, round: &mut u64) {
+    *round += 1;
+    let round = *round;
+    let keys = 1 + random.below(4) as i64;
+    let scratch = db.column_family(SCRATCH).unwrap();
+    report(&format!("SCRATCH {round} CREATED {keys}"));
+    for key in 0..keys {
+        scratch.put(key, scratch_value(round, key)).unwrap();
+        report(&format!("SCRATCH {round} PUT {key}"));
+    }
+    drop(scratch);
+    db.drop_column_family(SCRATCH).unwrap();
+    report(&format!("SCRATCH {round} DROPPED"));
 }
 
 /// A transfer as the child reported it: its ledger count, the slots, what it moved.
