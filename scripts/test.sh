@@ -7,6 +7,9 @@
 # RocksDB's C++ a second time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The same target directory as scripts/bench.sh (and .ci/run): RocksDB's C++ is built
+# once per machine, whichever of the README's two commands runs first.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/alexstorage-target}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -43,6 +46,7 @@ bash scripts/fuzz.sh 60
 echo "== comparative benchmark (release): lints, unit tests, a run on 10,000 keys"
 bash scripts/deps.sh
 cargo clippy --release -p alexstorage-bench --all-targets -- -D warnings
+cargo clippy --release -p alexstorage-bench --no-default-features --all-targets -- -D warnings
 cargo test --release -p alexstorage-bench
 bench_out="$(mktemp -d)"
 cargo run --release -p alexstorage-bench -- --keys 10000 --repeats 1 --sync-writes 400 --out "$bench_out" >/dev/null

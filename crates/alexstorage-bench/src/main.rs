@@ -43,7 +43,11 @@ use crate::workloads::{Bench, Plan, Streams, Workload};
 
 /// Command-line options.
 #[derive(Parser, Debug, Clone, Serialize)]
-#[command(name = "alexstorage-bench", about = "AlexStorage against RocksDB, LMDB, redb, fjall, sled and std's maps")]
+#[command(
+    name = "alexstorage-bench",
+    about = "AlexStorage against RocksDB, LMDB, redb, fjall, sled and std's maps",
+    args_override_self = true
+)]
 struct Args {
     /// Keys to load (underscores allowed: 10_000_000).
     #[arg(long, default_value = "1000000", value_parser = parse_count)]
@@ -284,6 +288,9 @@ fn select_engines(names: &[String]) -> Result<Vec<&'static dyn EngineKind>> {
     for name in names {
         match all.iter().find(|engine| engine.name() == name) {
             Some(engine) => chosen.push(*engine),
+            None if name == "rocksdb" => {
+                bail!("this build has no RocksDB (built without the `rocksdb` feature: `scripts/bench.sh --quick`)")
+            }
             None => {
                 let known: Vec<_> = all.iter().map(|engine| engine.name()).collect();
                 bail!("unknown engine {name}; known: {}", known.join(", "))

@@ -55,6 +55,33 @@ impl Capture {
     fn covered(&self) -> Covered {
         Covered { sequence: self.point.sequence, generation: self.point.generation }
     }
+
+    /// Where the log stood: its sequence, manifest generation, segment ends, families.
+    pub fn point(&self) -> &Point {
+        &self.point
+    }
+
+    /// The segments of the log then.
+    pub fn segments(&self) -> &[Arc<Segment>] {
+        &self.segments
+    }
+
+    /// Writes the checkpoint file of this capture into `dir` (the store's, or a
+    /// backup's): every family's (key, location) pairs, read chunk by chunk from the
+    /// capture's snapshot. Stops early, writing nothing, when `stop` is set. The caller
+    /// makes sure the bytes it points at are durable.
+    pub fn write_to(&self, dir: &std::path::Path, engine: &Engine, stop: &AtomicBool) -> Result<()> {
+        let snapshot = &self.snapshot;
+        let entries = |family: &PointFamily| -> Entries<'_> {
+            let family =
+                FamilyRef { id: family.id, incarnation: family.incarnation, store: engine.store, name: Arc::from("") };
+            Box::new(snapshot.locations(family).map(|entry| match stop.load(Ordering::Acquire) {
+                true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
+                false => entry,
+            }))
+        };
+        checkpoint::write(dir, &self.point, entries)
+    }
 }
 
 /// The checkpoint lock, held while a checkpoint is written (lock order 2): holds what
@@ -104,16 +131,7 @@ impl Checkpointer {
         // A checkpoint must never point at bytes that a power loss could take: every
         // byte up to the ends it records, a trailing durable mark included.
         engine.settle_or_poison(&capture.segments)?;
-        let snapshot = &capture.snapshot;
-        let entries = |family: &PointFamily| -> Entries<'_> {
-            let family =
-                FamilyRef { id: family.id, incarnation: family.incarnation, store: engine.store, name: Arc::from("") };
-            Box::new(snapshot.locations(family).map(|entry| match stop.load(Ordering::Acquire) {
-                true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
-                false => entry,
-            }))
-        };
-        checkpoint::write(&self.dir, &capture.point, entries)?;
+        capture.write_to(&self.dir, engine, stop)?;
         **newest = Some(covered);
         self.written.fetch_add(1, Ordering::Relaxed);
         Ok(())

@@ -140,7 +140,7 @@ pub use batch::WriteBatch;
 pub use compaction::CompactionStats;
 #[doc(hidden)]
 pub use compaction::Failpoint;
-pub use db::{ColumnFamily, Db};
+pub use db::{BackupStats, ColumnFamily, Db};
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};
 pub use range::Range;

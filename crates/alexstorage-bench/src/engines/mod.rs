@@ -8,6 +8,7 @@ mod fjall_engine;
 mod lmdb;
 mod memory;
 mod redb_engine;
+#[cfg(feature = "rocksdb")]
 mod rocks;
 mod sled_engine;
 
@@ -147,6 +148,7 @@ pub trait EngineKind: Sync {
 pub fn all() -> Vec<&'static dyn EngineKind> {
     vec![
         &alex::AlexStorage,
+        #[cfg(feature = "rocksdb")]
         &rocks::RocksDb,
         &lmdb::Lmdb,
         &redb_engine::Redb,

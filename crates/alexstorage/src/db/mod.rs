@@ -30,10 +30,12 @@
 //! recovered, never continuing in a half-known state.
 
 mod admin;
+mod backup;
 mod family;
 mod open;
 mod write;
 
+pub use backup::BackupStats;
 pub use family::ColumnFamily;
 
 use std::fs::File;

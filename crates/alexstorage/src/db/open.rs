@@ -317,7 +317,7 @@ fn lock_store(path: &Path) -> Result<File> {
 }
 
 /// Writes the identity file of this build's format version, durably.
-fn write_identity(path: &Path) -> Result<()> {
+pub(super) fn write_identity(path: &Path) -> Result<()> {
     let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
     let header = StoreHeader { version: FORMAT_VERSION }.encode();
     Ok(io::replace_file(path, &path.join(IDENTITY_FILE), &temporary, &header)?)

@@ -204,6 +204,20 @@ pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes `to` another name of the file at `from` (a hard link).
+pub fn hard_link(from: &Path, to: &Path) -> std::io::Result<()> {
+    check(Op::Create, to)?;
+    std::fs::hard_link(from, to)?;
+    record(Event::Created(to));
+    Ok(())
+}
+
+/// Removes the directory `dir` and everything in it.
+pub fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    check(Op::Remove, dir)?;
+    std::fs::remove_dir_all(dir)
+}
+
 /// Removes the file at `path`.
 pub fn remove(path: &Path) -> std::io::Result<()> {
     check(Op::Remove, path)?;
