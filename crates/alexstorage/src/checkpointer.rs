@@ -68,14 +68,16 @@ impl Capture {
 
     /// Writes the checkpoint file of this capture into `dir` (the store's, or a
     /// backup's): every family's (key, location) pairs, read chunk by chunk from the
-    /// capture's snapshot. Stops early, writing nothing, when `stop` is set. The caller
-    /// makes sure the bytes it points at are durable.
-    pub fn write_to(&self, dir: &std::path::Path, engine: &Engine, stop: &AtomicBool) -> Result<()> {
+    /// capture's snapshot. Stops early, writing nothing, when `stop` is set, and, if
+    /// `strict`, when a family of the capture was dropped meanwhile. The caller holds
+    /// the checkpoint lock (no compaction moves records meanwhile) and makes sure the
+    /// bytes it points at are durable.
+    pub fn write_to(&self, dir: &std::path::Path, engine: &Engine, stop: &AtomicBool, strict: bool) -> Result<()> {
         let snapshot = &self.snapshot;
         let entries = |family: &PointFamily| -> Entries<'_> {
             let family =
                 FamilyRef { id: family.id, incarnation: family.incarnation, store: engine.store, name: Arc::from("") };
-            Box::new(snapshot.locations(family).map(|entry| match stop.load(Ordering::Acquire) {
+            Box::new(snapshot.locations(family, strict).map(|entry| match stop.load(Ordering::Acquire) {
                 true => Err(Error::InvalidArgument("the checkpoint was stopped: the store is closing".into())),
                 false => entry,
             }))
@@ -131,7 +133,7 @@ impl Checkpointer {
         // A checkpoint must never point at bytes that a power loss could take: every
         // byte up to the ends it records, a trailing durable mark included.
         engine.settle_or_poison(&capture.segments)?;
-        capture.write_to(&self.dir, engine, stop)?;
+        capture.write_to(&self.dir, engine, stop, false)?;
         **newest = Some(covered);
         self.written.fetch_add(1, Ordering::Relaxed);
         Ok(())

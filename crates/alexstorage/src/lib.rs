@@ -140,6 +140,8 @@ pub use batch::WriteBatch;
 pub use compaction::CompactionStats;
 #[doc(hidden)]
 pub use compaction::Failpoint;
+#[doc(hidden)]
+pub use db::BackupStage;
 pub use db::{BackupStats, ColumnFamily, Db};
 pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};

@@ -157,11 +157,13 @@ impl Snapshot {
 
     /// (key, record location) of every key of `family` as of the snapshot,
     /// ascending: what an index checkpoint holds. A family that is gone yields
-    /// nothing.
-    pub(crate) fn locations(&self, family: FamilyRef) -> Locations {
+    /// nothing, or, if `strict`, ends with one `Err(Error::ColumnFamilyNotFound)` (a
+    /// backup's checkpoint, whose catalog still lists it, must not take it as empty).
+    pub(crate) fn locations(&self, family: FamilyRef, strict: bool) -> Locations {
         Locations {
             registration: Arc::clone(&self.registration),
             family,
+            strict,
             lo: Bound::Unbounded,
             buffer: VecDeque::new(),
             done: false,
@@ -173,6 +175,7 @@ impl Snapshot {
 pub(crate) struct Locations {
     registration: Arc<Registration>,
     family: FamilyRef,
+    strict: bool,
     lo: Bound<i64>,
     buffer: VecDeque<(i64, u64)>,
     done: bool,
@@ -194,10 +197,10 @@ impl Iterator for Locations {
             let (located, boundary, quiet) = {
                 let view = registration.engine.read_view();
                 let Some(index) = view.index_of(&self.family) else {
-                    // Dropped since the capture: the catalog no longer lists it, so
-                    // recovery would not use its section.
+                    // Dropped since the capture: the store's catalog no longer lists
+                    // it, so recovery would not use its section.
                     self.done = true;
-                    return None;
+                    return self.strict.then(|| Err(self.family.missing()));
                 };
                 if view.sequence == sequence && view.history.len() == 0 {
                     // Nothing written since the snapshot (a checkpoint at close, for

@@ -35,7 +35,7 @@ mod family;
 mod open;
 mod write;
 
-pub use backup::BackupStats;
+pub use backup::{BackupStage, BackupStats};
 pub use family::ColumnFamily;
 
 use std::fs::File;

@@ -22,7 +22,7 @@
 //! | # | lock | guards | held across I/O |
 //! |---|---|---|---|
 //! | 1 | `Compaction::lock` (`compaction/`) | one compaction at a time | yes: a whole compaction |
-//! | 2 | `Checkpointer::newest` (`checkpointer.rs`) | the checkpoint file; which state it covers | yes: a checkpoint's write (a compaction holds it throughout, so no checkpoint reads a half-switched index) |
+//! | 2 | `Checkpointer::newest` (`checkpointer.rs`) | the checkpoint file; which state it covers | yes: a checkpoint's write, a backup's included (a compaction holds it throughout, so no checkpoint reads a half-switched index) |
 //! | 3 | `Engine::writer` | [`Writer`]: the log's tail, sequence numbers, accounting, `poisoned`, the family catalog | roll-overs (sealing a segment syncs it; creating one allocates); a family's creation or drop (a sync, the catalog's replacement) |
 //! | 4 | `Engine::view` (sharded: a reader locks its own shard, a writer all of them) | [`View`] | never: in-memory steps only |
 //! | 5 | `Versions::live` | the live snapshots' sequences | never |

@@ -204,6 +204,21 @@ pub fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Creates the directory `path`, which must not exist.
+pub fn create_new_directory(path: &Path) -> std::io::Result<()> {
+    check(Op::Create, path)?;
+    std::fs::create_dir(path)
+}
+
+/// Renames `from` to `to`, failing if `to` exists (even as an empty directory).
+pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    check(Op::Rename, from)?;
+    let cwd = rustix::fs::CWD;
+    rustix::fs::renameat_with(cwd, from, cwd, to, rustix::fs::RenameFlags::NOREPLACE)?;
+    record(Event::Renamed(from, to));
+    Ok(())
+}
+
 /// Makes `to` another name of the file at `from` (a hard link).
 pub fn hard_link(from: &Path, to: &Path) -> std::io::Result<()> {
     check(Op::Create, to)?;
