@@ -147,6 +147,6 @@ pub use error::{Error, Result};
 pub use options::{Compression, Durability, Options};
 pub use range::Range;
 pub use snapshot::Snapshot;
-pub use stats::{CorruptRecord, Stats, VerifyReport};
+pub use stats::{CorruptRecord, FamilyStats, HistogramStats, Stats, VerifyReport};
 pub use transaction::{Transaction, DEFAULT_ATTEMPTS};
 pub use value::Value;

@@ -110,6 +110,7 @@ impl fmt::Debug for Range {
 
 impl Range {
     pub(crate) fn new(registration: Arc<Registration>, family: FamilyRef, lo: Bound<i64>, hi: Bound<i64>) -> Range {
+        registration.engine.metrics.ranges.increment();
         Range(Source::Snapshot(SnapshotRange::new(registration, family, lo, hi)))
     }
 

@@ -63,6 +63,7 @@ impl Snapshot {
     /// The value `key` had when the snapshot was taken.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
         let registration = &self.registration;
+        registration.engine.metrics.gets.increment();
         let (latest, older) = {
             let view = registration.engine.read_view();
             (view.locate(key), view.history.at(0, key, registration.sequence))
@@ -74,6 +75,7 @@ impl Snapshot {
     /// family created since); `Error::ColumnFamilyNotFound` once the family is gone.
     pub(crate) fn get_in(&self, family: &FamilyRef, key: i64) -> Result<Option<Value>> {
         let registration = &self.registration;
+        registration.engine.metrics.gets.increment();
         let (latest, older) = {
             let view = registration.engine.read_view();
             (view.locate_in(family, key)?, view.history.at(family.id, key, registration.sequence))

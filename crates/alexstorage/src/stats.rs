@@ -30,6 +30,26 @@ pub struct Stats {
     /// Bytes of the records of live keys, every family's; `log_bytes - live_bytes` is
     /// the garbage compaction would reclaim.
     pub live_bytes: u64,
+    /// Point reads since open (gets through the store, a family, a snapshot or a
+    /// transaction).
+    pub gets: u64,
+    /// Ranges (ordered scans) started since open.
+    pub ranges: u64,
+    /// Transactions committed since open (those that wrote something).
+    pub transactions_committed: u64,
+    /// Transaction commits refused since open because of a conflict.
+    pub transaction_conflicts: u64,
+    /// Writes that waited for a compaction since open (write stalls).
+    pub write_stalls: u64,
+    /// How long those writes waited in all, in microseconds.
+    pub write_stall_micros: u64,
+    /// Latency of `Durability::Sync` writes since open, from the call to the durable
+    /// return.
+    pub sync_write_latency: HistogramStats,
+    /// Durations of the compactions finished since open.
+    pub compaction_duration: HistogramStats,
+    /// Every column family, the default one first: keys and live bytes.
+    pub families: Vec<FamilyStats>,
     /// Named column families.
     pub column_families: usize,
     /// Live keys of the named column families, all together (`keys` counts the
@@ -39,6 +59,9 @@ pub struct Stats {
     pub compactions: u64,
     /// Record bytes those compactions wrote.
     pub compaction_bytes_written: u64,
+    /// Disk bytes those compactions gave back (segment files deleted, less those
+    /// written).
+    pub compaction_bytes_reclaimed: u64,
     /// Syncs (`msync` of a segment) since open.
     pub syncs: u64,
     /// `Durability::Sync` writes acknowledged since open, each after its record was
@@ -60,6 +83,36 @@ pub struct Stats {
     pub replayed_keys: usize,
     /// Bytes of torn tail (an interrupted last write) that open discarded.
     pub torn_tail_bytes: u64,
+}
+
+/// A histogram of durations: how many fell in each bucket.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HistogramStats {
+    /// Upper bounds of the buckets, in microseconds, ascending.
+    pub bounds_micros: Vec<u64>,
+    /// How many durations fell in each bucket (at most its bound, above the one
+    /// before), and last how many above every bound: `bounds_micros.len() + 1` counts.
+    pub counts: Vec<u64>,
+    /// The sum of every duration counted, in microseconds.
+    pub sum_micros: u64,
+}
+
+impl HistogramStats {
+    /// How many durations were counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// One column family's figures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FamilyStats {
+    /// Its name (`"default"` for the store's own keys).
+    pub name: String,
+    /// Live keys.
+    pub keys: usize,
+    /// Bytes of its live keys' records.
+    pub live_bytes: u64,
 }
 
 /// What [`crate::Db::verify`] read.

@@ -85,6 +85,13 @@ thread_local! {
     static THREAD_SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % LEASE_SHARDS;
 }
 
+/// The calling thread's shard (0 to [`LEASE_SHARDS`] - 1): which of a segment's
+/// leases, or of a sharded counter's cells, this thread uses.
+#[inline]
+pub(crate) fn thread_shard() -> usize {
+    THREAD_SHARD.with(|shard| *shard)
+}
+
 /// A value read from the store.
 ///
 /// An uncompressed value is a view straight into the memory-mapped segment that holds

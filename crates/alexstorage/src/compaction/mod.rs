@@ -124,6 +124,8 @@ pub(crate) struct Compaction {
     completed: AtomicU64,
     /// Bytes those compactions wrote.
     bytes_written: AtomicU64,
+    /// Disk bytes those compactions gave back (deleted less written).
+    bytes_reclaimed: AtomicU64,
     /// For tests: where a compaction stops as if the process died (0: nowhere;
     /// else the failpoint plus 100 for each pass to let through first).
     failpoint: AtomicU64,
@@ -138,6 +140,11 @@ impl Compaction {
     /// Bytes compactions wrote since open.
     pub fn bytes_written(&self) -> u64 {
         self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    /// Disk bytes compactions gave back since open.
+    pub fn bytes_reclaimed(&self) -> u64 {
+        self.bytes_reclaimed.load(Ordering::Relaxed)
     }
 
     /// Arms (or with `None` disarms) a failpoint, let through `skip` times first.
@@ -170,6 +177,7 @@ impl Compaction {
         let _one = self.lock.lock();
         let mut newest_checkpoint = checkpointer.lock();
         let _running = Running::start(engine);
+        let started = std::time::Instant::now();
         // A closing store may have cancelled it while it waited for the locks.
         if cancel.load(Ordering::Acquire) {
             return Ok(CompactionStats::default());
@@ -188,7 +196,9 @@ impl Compaction {
             return Ok(stats);
         }
         self.completed.fetch_add(1, Ordering::Relaxed);
+        engine.metrics.compactions.observe(started.elapsed());
         self.bytes_written.fetch_add(stats.bytes_written, Ordering::Relaxed);
+        self.bytes_reclaimed.fetch_add(stats.bytes_reclaimed, Ordering::Relaxed);
         tracing::debug!(?stats, "compaction finished");
         // A fresh checkpoint: the old one names retired segments and would be ignored.
         let capture = Capture::take(engine, &engine.writer.lock());

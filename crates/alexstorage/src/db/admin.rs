@@ -4,11 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::compaction::{CompactionStats, Failpoint};
+use crate::family::DEFAULT_FAMILY_NAME;
 use crate::log::format::SEGMENT_HEADER_SIZE;
 use crate::log::manifest::Manifest;
 use crate::log::recovery::{scan_compacted, verify_records, Sequence};
 use crate::log::segment::Segment;
-use crate::stats::{CorruptRecord, Stats, VerifyReport};
+use crate::stats::{CorruptRecord, FamilyStats, Stats, VerifyReport};
 use crate::{Error, Result};
 
 use super::Db;
@@ -83,6 +84,7 @@ impl Db {
         let view = self.engine.read_view();
         let counters = writer.counters;
         let syncs = &self.engine.syncs;
+        let metrics = &self.engine.metrics;
         Stats {
             keys: view.index.len(),
             segments: writer.log.segments().count(),
@@ -95,10 +97,30 @@ impl Db {
             batch_writes: counters.batch_writes,
             bytes_written: counters.bytes_written,
             live_bytes: writer.live_bytes,
+            gets: metrics.gets.get(),
+            ranges: metrics.ranges.get(),
+            transactions_committed: metrics.transactions_committed.load(Ordering::Relaxed),
+            transaction_conflicts: metrics.transaction_conflicts.load(Ordering::Relaxed),
+            write_stalls: metrics.write_stalls.load(Ordering::Relaxed),
+            write_stall_micros: metrics.write_stall_micros.load(Ordering::Relaxed),
+            sync_write_latency: metrics.sync_writes.stats(),
+            compaction_duration: metrics.compactions.stats(),
+            families: std::iter::once(FamilyStats {
+                name: DEFAULT_FAMILY_NAME.to_owned(),
+                keys: view.index.len(),
+                live_bytes: writer.live_bytes.saturating_sub(writer.family_live_bytes.values().sum()),
+            })
+            .chain(view.families.iter().map(|(id, family)| FamilyStats {
+                name: family.name.to_string(),
+                keys: family.index.len(),
+                live_bytes: writer.family_live_bytes.get(&id).copied().unwrap_or(0),
+            }))
+            .collect(),
             column_families: view.families.iter().count(),
             column_family_keys: view.families.iter().map(|(_, family)| family.index.len()).sum(),
             compactions: self.store.compaction.completed(),
             compaction_bytes_written: self.store.compaction.bytes_written(),
+            compaction_bytes_reclaimed: self.store.compaction.bytes_reclaimed(),
             syncs: syncs.segment_syncs.load(Ordering::Relaxed),
             sync_writes: syncs.sync_writes.load(Ordering::Relaxed),
             unsynced_bytes: writer.log.segments().map(|segment| segment.unsynced()).sum(),

@@ -225,6 +225,7 @@ impl ColumnFamily {
     /// The latest value of `key`.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
         let engine = self.engine()?;
+        engine.metrics.gets.increment();
         let slot = engine.read_view().locate_in(&self.family, key)?;
         match slot {
             None => Ok(None),

@@ -32,6 +32,7 @@
 mod admin;
 mod backup;
 mod family;
+mod metrics;
 mod open;
 mod write;
 
@@ -201,6 +202,7 @@ impl Db {
 
     /// The latest value of `key`.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
+        self.engine.metrics.gets.increment();
         let slot = self.engine.read_view().locate(key);
         match slot {
             None => Ok(None),
@@ -251,6 +253,11 @@ impl Db {
     /// Every key with its value, ascending: `range(..)`.
     pub fn iter(&self) -> Range {
         self.range(..)
+    }
+
+    /// The store's metrics, for the layers above (transactions count their commits).
+    pub(crate) fn metrics(&self) -> &crate::engine::Metrics {
+        &self.engine.metrics
     }
 }
 

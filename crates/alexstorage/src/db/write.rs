@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use parking_lot::MutexGuard;
 
@@ -41,6 +42,8 @@ type Hint = (Location, u64);
 struct WriterGuard<'a> {
     writer: MutexGuard<'a, Writer>,
     active: Option<ActiveSync<'a>>,
+    /// When a `Sync` write began (for its latency histogram).
+    started: Option<Instant>,
 }
 
 /// One `Sync` write in flight.
@@ -194,13 +197,19 @@ impl Db {
         if self.engine.options.read_only {
             return Err(Error::ReadOnly);
         }
-        self.engine.pressure.wait();
+        let sync = self.engine.options.durability == Durability::Sync;
+        let started = sync.then(Instant::now);
+        if let Some(waited) = self.engine.pressure.wait() {
+            let metrics = &self.engine.metrics;
+            metrics.write_stalls.fetch_add(1, Ordering::Relaxed);
+            metrics.write_stall_micros.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        }
         let group = &self.engine.syncs.group;
-        let active = (self.engine.options.durability == Durability::Sync).then(|| {
+        let active = sync.then(|| {
             group.active.fetch_add(1, Ordering::AcqRel);
             ActiveSync(group)
         });
-        let guard = WriterGuard { writer: self.engine.writer.lock(), active };
+        let guard = WriterGuard { writer: self.engine.writer.lock(), active, started };
         guard.writer.check_usable()?;
         Ok(guard)
     }
@@ -239,14 +248,17 @@ impl Db {
         // bytes.
         let durable =
             writer.active.take().map(|active| (active, writer.log.segment(appended.location.segment()).cloned()));
+        let started = writer.started;
         drop(writer);
         // Outside the writer's section: releasing a snapshot may prune kept versions,
         // and a capture's segments may be the last holders of retired ones.
         drop(released);
-        match durable {
-            Some((active, segment)) => self.wait_durable(active, segment.as_deref(), appended),
-            None => Ok(()),
+        let Some((active, segment)) = durable else { return Ok(()) };
+        self.wait_durable(active, segment.as_deref(), appended)?;
+        if let Some(started) = started {
+            self.engine.metrics.sync_writes.observe(started.elapsed());
         }
+        Ok(())
     }
 
     /// After a roll-over (under the writer's section): leaves a checkpoint capture for

@@ -33,6 +33,7 @@
 //! is released.
 
 mod family;
+mod metrics;
 mod pressure;
 mod record;
 mod versions;
@@ -53,6 +54,7 @@ use crate::value::{Lease, Leases, SegmentTable};
 use crate::{Options, Result};
 
 pub(crate) use family::{Families, Family};
+pub(crate) use metrics::Metrics;
 pub(crate) use pressure::{compaction_due, Pressure};
 pub(crate) use record::{checked_record, missing_segment, read_record, record_len, record_sequence};
 pub(crate) use versions::{range_is_empty, History, Registration, Versions};
@@ -80,6 +82,9 @@ pub(crate) struct Engine {
     pub recovery: Recovery,
     /// This open store's number: the `store` of its families' handles.
     pub store: u64,
+    /// Reads, transactions, stalls and latency histograms (the writer's counters are
+    /// in [`Writer`]).
+    pub metrics: Metrics,
     /// Set once the store is closed (its last `Db` handle dropped): handles that
     /// outlive it (column families) then refuse to work.
     pub closed: AtomicBool,
@@ -193,6 +198,7 @@ impl Engine {
             syncs: Syncs::default(),
             recovery,
             store,
+            metrics: Metrics::default(),
             closed: AtomicBool::new(false),
         }
     }

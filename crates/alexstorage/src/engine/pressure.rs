@@ -34,11 +34,11 @@ pub(crate) struct Pressure {
 impl Pressure {
     /// Called by writers before they write, holding no lock: returns at once unless
     /// the log is over its limit, and then waits while a compaction runs to bring it
-    /// back under.
+    /// back under. Returns how long it waited, if it did.
     #[inline]
-    pub fn wait(&self) {
+    pub fn wait(&self) -> Option<Duration> {
         if !self.over.load(Ordering::Acquire) || self.failing.load(Ordering::Acquire) {
-            return;
+            return None;
         }
         let started = Instant::now();
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -50,6 +50,7 @@ impl Pressure {
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
+        Some(started.elapsed())
     }
 
     /// Wakes every waiting writer to look again.

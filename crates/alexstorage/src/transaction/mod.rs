@@ -43,6 +43,7 @@ mod reads;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -325,15 +326,28 @@ impl Transaction {
         // stays written after begin). Inside the section it needs checking again only
         // if writes landed since.
         let observed = self.db.visible_sequence();
-        check(&self.snapshot, &reads, &families)?;
         let snapshot = self.snapshot;
-        self.db.write_checked(batch, move |last| {
+        let metrics = self.db.metrics();
+        let first = check(&snapshot, &reads, &families);
+        if let Err(error) = first {
+            if matches!(error, Error::Conflict { .. }) {
+                metrics.transaction_conflicts.fetch_add(1, Ordering::Relaxed);
+            }
+            return Err(error);
+        }
+        let committed = self.db.write_checked(batch, move |last| {
             let checked = if last == observed { Ok(()) } else { check(&snapshot, &reads, &families) };
             // The snapshot is let go before the batch is published, so that the
             // versions it overwrites are not kept for the committing transaction itself.
             drop(snapshot);
             checked
-        })
+        });
+        match &committed {
+            Ok(_) => metrics.transactions_committed.fetch_add(1, Ordering::Relaxed),
+            Err(Error::Conflict { .. }) => metrics.transaction_conflicts.fetch_add(1, Ordering::Relaxed),
+            Err(_) => 0,
+        };
+        committed
     }
 
     /// Drops every write; same as dropping the transaction.
