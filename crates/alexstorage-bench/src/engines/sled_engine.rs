@@ -26,7 +26,22 @@ impl EngineKind for Sled {
     }
 
     fn open(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>> {
-        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
+        // sled's background flusher holds its own handle, and with it the directory's
+        // lock, a moment after the last `Db` is dropped: a reopen right after a close
+        // may find the lock still held. Try again for up to two seconds.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open() {
+                // (sled reports it as an `Other` I/O error with this message.)
+                Err(sled::Error::Io(error))
+                    if error.to_string().contains("could not acquire lock") && attempts < 200 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                opened => break opened?,
+            }
+        };
         Ok(Box::new(SledStore { db, sync: class == Class::Sync }))
     }
 
