@@ -35,10 +35,18 @@ pub struct Stats {
     pub gets: u64,
     /// Ranges (ordered scans) started since open.
     pub ranges: u64,
-    /// Transactions committed since open (those that wrote something).
+    /// Transactions with writes committed since open (a read-only one's commit writes
+    /// nothing and is not counted).
     pub transactions_committed: u64,
     /// Transaction commits refused since open because of a conflict.
     pub transaction_conflicts: u64,
+    /// Transaction commits that failed otherwise since open (I/O, a dropped family).
+    pub transaction_errors: u64,
+    /// `Sync` writes that failed since open after their record was appended (a
+    /// failed sync: the store then refuses writes until reopened).
+    pub sync_write_errors: u64,
+    /// Whether the store refuses writes until it is reopened (after a failed sync).
+    pub writes_refused: bool,
     /// Writes that waited for a compaction since open (write stalls).
     pub write_stalls: u64,
     /// How long those writes waited in all, in microseconds.

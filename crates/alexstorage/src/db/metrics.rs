@@ -14,9 +14,12 @@ use super::Db;
 
 impl Db {
     /// The store's metrics in the Prometheus text exposition format (version 0.0.4),
-    /// for a `/metrics` endpoint: operations by kind, bytes, syncs, compactions,
-    /// transactions, write stalls, keys and live bytes per column family, snapshots,
-    /// recovery, and histograms of `Sync` write latency and compaction duration.
+    /// for a `/metrics` endpoint (serve it as `text/plain; version=0.0.4;
+    /// charset=utf-8`): operations by kind, bytes, syncs, compactions, transactions,
+    /// write stalls, keys and live bytes per column family, snapshots, recovery, and
+    /// histograms of `Sync` write latency and compaction duration. One store's whole
+    /// exposition: two stores served together need a label each (a `store` label added
+    /// by the scraper's configuration, say).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -35,12 +38,17 @@ impl Db {
             ("put", stats.puts),
             ("delete", stats.deletes),
             ("batch", stats.batches),
-            ("batch_write", stats.batch_writes),
         ];
         out.header("alexstorage_operations_total", "counter", "Operations since the store was opened, by kind.");
         for (operation, count) in operations {
             out.sample("alexstorage_operations_total", &[("operation", operation)], count);
         }
+        out.single(
+            "alexstorage_batch_writes_total",
+            "counter",
+            "Writes inside batches (and transaction commits) since open.",
+            stats.batch_writes,
+        );
         out.single(
             "alexstorage_written_bytes_total",
             "counter",
@@ -73,19 +81,30 @@ impl Db {
             "Index checkpoints written since open.",
             stats.checkpoints,
         );
-        out.header("alexstorage_transactions_total", "counter", "Transaction commits since open, by outcome.");
+        out.header(
+            "alexstorage_transactions_total",
+            "counter",
+            "Commits of transactions with writes since open, by outcome.",
+        );
         out.sample("alexstorage_transactions_total", &[("outcome", "committed")], stats.transactions_committed);
         out.sample("alexstorage_transactions_total", &[("outcome", "conflict")], stats.transaction_conflicts);
+        out.sample("alexstorage_transactions_total", &[("outcome", "error")], stats.transaction_errors);
+        out.single(
+            "alexstorage_sync_write_errors_total",
+            "counter",
+            "Durability::Sync writes that failed after their record was appended (a failed sync).",
+            stats.sync_write_errors,
+        );
         out.single(
             "alexstorage_write_stalls_total",
             "counter",
-            "Writes that waited for a compaction since open.",
+            "Writes that waited for a compaction since open (write stalls).",
             stats.write_stalls,
         );
         out.single(
             "alexstorage_write_stall_seconds_total",
             "counter",
-            "Time writes spent waiting for compactions since open.",
+            "Time writes spent in write stalls since open, summed over writers (waiting for a compaction to start, then to end).",
             Seconds(stats.write_stall_micros),
         );
         out.header("alexstorage_keys", "gauge", "Live keys, by column family.");
@@ -120,13 +139,18 @@ impl Db {
             ),
             ("alexstorage_replayed_keys", "Keys the last open replayed from the log.", stats.replayed_keys as u64),
             ("alexstorage_torn_tail_bytes", "Bytes of torn tail the last open discarded.", stats.torn_tail_bytes),
+            (
+                "alexstorage_writes_refused",
+                "1 if the store refuses writes until reopened (after a failed sync), else 0.",
+                u64::from(stats.writes_refused),
+            ),
         ];
         for (name, help, value) in gauges {
             out.single(name, "gauge", help, value);
         }
         out.histogram(
             "alexstorage_sync_write_duration_seconds",
-            "Latency of Durability::Sync writes, from the call to the durable return.",
+            "Latency of Durability::Sync writes, from taking the writer's turn (write stalls included) to the durable return.",
             &stats.sync_write_latency,
         );
         out.histogram(

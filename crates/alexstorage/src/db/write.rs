@@ -202,7 +202,8 @@ impl Db {
         if let Some(waited) = self.engine.pressure.wait() {
             let metrics = &self.engine.metrics;
             metrics.write_stalls.fetch_add(1, Ordering::Relaxed);
-            metrics.write_stall_micros.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+            let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+            metrics.write_stall_micros.fetch_add(micros, Ordering::Relaxed);
         }
         let group = &self.engine.syncs.group;
         let active = sync.then(|| {
@@ -254,7 +255,10 @@ impl Db {
         // and a capture's segments may be the last holders of retired ones.
         drop(released);
         let Some((active, segment)) = durable else { return Ok(()) };
-        self.wait_durable(active, segment.as_deref(), appended)?;
+        if let Err(error) = self.wait_durable(active, segment.as_deref(), appended) {
+            self.engine.metrics.sync_write_errors.fetch_add(1, Ordering::Relaxed);
+            return Err(error);
+        }
         if let Some(started) = started {
             self.engine.metrics.sync_writes.observe(started.elapsed());
         }

@@ -1,7 +1,8 @@
 //! What the store counts for `Db::stats` and `Db::metrics_prometheus` beyond the
-//! writer's counters: reads (in per-thread-shard cells, so that gets on different
-//! cores never write one cache line), transactions, write stalls, and the latency
-//! histograms of `Sync` writes and compactions.
+//! writer's counters: reads (in one cell per thread shard, the 16 shards segment
+//! leases use, so that gets on threads of different shards never write one cache
+//! line), transactions, write stalls, and the latency histograms of `Sync` writes and
+//! compactions.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,7 +23,8 @@ impl ShardedCounter {
     /// Adds one, in the calling thread's cell.
     #[inline]
     pub fn increment(&self) {
-        if let Some(cell) = self.cells.get(thread_shard()) {
+        const _: () = assert!(LEASE_SHARDS.is_power_of_two());
+        if let Some(cell) = self.cells.get(thread_shard() & (LEASE_SHARDS - 1)) {
             cell.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -88,6 +90,10 @@ pub(crate) struct Metrics {
     pub transactions_committed: AtomicU64,
     /// Transaction commits refused with `Error::Conflict`.
     pub transaction_conflicts: AtomicU64,
+    /// Transaction commits that failed otherwise (I/O, a dropped family).
+    pub transaction_errors: AtomicU64,
+    /// `Sync` writes that failed after their record was appended (a failed sync).
+    pub sync_write_errors: AtomicU64,
     /// Writes that waited for a compaction (write stalls), and how long in all.
     pub write_stalls: AtomicU64,
     /// See `write_stalls`.
@@ -105,6 +111,8 @@ impl Default for Metrics {
             ranges: ShardedCounter::default(),
             transactions_committed: AtomicU64::new(0),
             transaction_conflicts: AtomicU64::new(0),
+            transaction_errors: AtomicU64::new(0),
+            sync_write_errors: AtomicU64::new(0),
             write_stalls: AtomicU64::new(0),
             write_stall_micros: AtomicU64::new(0),
             sync_writes: Histogram::new(SYNC_WRITE_BOUNDS_MICROS),

@@ -42,15 +42,17 @@ impl Pressure {
         }
         let started = Instant::now();
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut waited = false;
         while self.over.load(Ordering::Acquire)
             && (self.compacting.load(Ordering::Acquire) || started.elapsed() < GRACE)
         {
+            waited = true;
             guard = match self.relieved.wait_timeout(guard, Duration::from_millis(10)) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
-        Some(started.elapsed())
+        waited.then(|| started.elapsed())
     }
 
     /// Wakes every waiting writer to look again.

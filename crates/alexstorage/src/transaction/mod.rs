@@ -330,9 +330,11 @@ impl Transaction {
         let metrics = self.db.metrics();
         let first = check(&snapshot, &reads, &families);
         if let Err(error) = first {
-            if matches!(error, Error::Conflict { .. }) {
-                metrics.transaction_conflicts.fetch_add(1, Ordering::Relaxed);
-            }
+            let counter = match error {
+                Error::Conflict { .. } => &metrics.transaction_conflicts,
+                _ => &metrics.transaction_errors,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             return Err(error);
         }
         let committed = self.db.write_checked(batch, move |last| {
@@ -345,7 +347,7 @@ impl Transaction {
         match &committed {
             Ok(_) => metrics.transactions_committed.fetch_add(1, Ordering::Relaxed),
             Err(Error::Conflict { .. }) => metrics.transaction_conflicts.fetch_add(1, Ordering::Relaxed),
-            Err(_) => 0,
+            Err(_) => metrics.transaction_errors.fetch_add(1, Ordering::Relaxed),
         };
         committed
     }
