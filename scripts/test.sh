@@ -15,13 +15,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy (all targets, warnings are errors)"
-cargo clippy -p alexstorage -p alexstorage-keygen --all-targets -- -D warnings
+cargo clippy -p alexstorage -p alexstorage-keygen -p alexstorage-cli --all-targets -- -D warnings
 
 echo "== tests (debug)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run -p alexstorage -p alexstorage-keygen --no-fail-fast
+    cargo nextest run -p alexstorage -p alexstorage-keygen -p alexstorage-cli --no-fail-fast
 else
-    cargo test -p alexstorage -p alexstorage-keygen --no-fail-fast
+    cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-cli --no-fail-fast
 fi
 cargo test -p alexstorage -p alexstorage-keygen --doc
 RUSTDOCFLAGS="-D warnings" cargo doc -p alexstorage --no-deps --quiet

@@ -1,0 +1,296 @@
+//! `alexstorage`: look inside an AlexStorage store, and change it, without writing a
+//! program.
+//!
+//! ```text
+//! alexstorage put     DIR KEY VALUE      # VALUE "-" reads the value's bytes from stdin
+//! alexstorage get     DIR KEY            # the value's bytes on stdout; exit 1 if absent
+//! alexstorage delete  DIR KEY
+//! alexstorage scan    DIR [--from KEY] [--to KEY] [--limit N] [--reverse]
+//! alexstorage stats   DIR [--json]
+//! alexstorage verify  DIR
+//! alexstorage compact DIR
+//! alexstorage backup  DIR TARGET
+//! ```
+//!
+//! `--cf NAME` picks a column family for put, get, delete and scan. Commands that only
+//! read open the store read-only, so they work beside a running writer. Exit codes: 0
+//! success, 1 key absent (`get`), 2 usage error, 3 store error (corruption, locked,
+//! I/O), with a one-line message on stderr.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use alexstorage::{Db, Options, Range};
+use clap::{Parser, Subcommand};
+
+/// Command-line arguments.
+#[derive(Parser, Debug)]
+#[command(name = "alexstorage", version, about = "Read, write, scan, verify, compact and back up an AlexStorage store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// One command.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Sets KEY to VALUE ("-" reads the value's bytes from stdin).
+    Put {
+        /// The store's directory (created if missing).
+        dir: PathBuf,
+        /// A decimal i64 key (negative keys work as plain arguments).
+        #[arg(allow_negative_numbers = true)]
+        key: i64,
+        /// The value, or "-" to read its bytes from stdin.
+        value: String,
+        /// The column family (created if missing).
+        #[arg(long)]
+        cf: Option<String>,
+    },
+    /// Prints the value of KEY (its bytes, nothing else); exit 1 if absent.
+    Get {
+        /// The store's directory.
+        dir: PathBuf,
+        /// A decimal i64 key.
+        #[arg(allow_negative_numbers = true)]
+        key: i64,
+        /// The column family.
+        #[arg(long)]
+        cf: Option<String>,
+    },
+    /// Deletes KEY (an absent key is no error).
+    Delete {
+        /// The store's directory.
+        dir: PathBuf,
+        /// A decimal i64 key.
+        #[arg(allow_negative_numbers = true)]
+        key: i64,
+        /// The column family.
+        #[arg(long)]
+        cf: Option<String>,
+    },
+    /// Prints entries in key order, one a line: KEY, a tab, the value with bytes that
+    /// are not printable ASCII (and backslash) written as \xNN.
+    Scan {
+        /// The store's directory.
+        dir: PathBuf,
+        /// The first key (inclusive).
+        #[arg(long, allow_negative_numbers = true)]
+        from: Option<i64>,
+        /// The key to stop before (exclusive).
+        #[arg(long, allow_negative_numbers = true)]
+        to: Option<i64>,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// From the highest key down.
+        #[arg(long)]
+        reverse: bool,
+        /// The column family.
+        #[arg(long)]
+        cf: Option<String>,
+    },
+    /// Prints the store's counters and gauges.
+    Stats {
+        /// The store's directory.
+        dir: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reads every record and checks every checksum; exit 3 with file and offset on
+    /// stderr for the first bad one.
+    Verify {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// Compacts the store now.
+    Compact {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// Writes a consistent copy of the store to TARGET (which must not exist).
+    Backup {
+        /// The store's directory.
+        dir: PathBuf,
+        /// Where the copy goes.
+        target: PathBuf,
+    },
+}
+
+/// How a command ended, short of a store error.
+enum Outcome {
+    Done,
+    Absent,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Absent) => ExitCode::from(1),
+        // The reader of the output went away (`| head`): nothing left to say.
+        Err(error)
+            if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let message = error.to_string().replace('\n', " ");
+            let _ = writeln!(std::io::stderr(), "alexstorage: {message}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// A store or output error.
+type Failure = Box<dyn std::error::Error>;
+
+fn run(command: Command) -> Result<Outcome, Failure> {
+    match command {
+        Command::Put { dir, key, value, cf } => {
+            let value = if value == "-" {
+                let mut bytes = Vec::new();
+                std::io::stdin().read_to_end(&mut bytes)?;
+                bytes
+            } else {
+                value.into_bytes()
+            };
+            let db = Db::open(&dir)?;
+            match cf {
+                Some(name) => db.column_family(&name)?.put(key, &value)?,
+                None => db.put(key, &value)?,
+            }
+            Ok(Outcome::Done)
+        }
+        Command::Get { dir, key, cf } => {
+            let db = read_only(&dir)?;
+            let value = match cf {
+                Some(name) => db.column_family(&name)?.get(key)?,
+                None => db.get(key)?,
+            };
+            match value {
+                Some(value) => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&value)?;
+                    out.flush()?;
+                    Ok(Outcome::Done)
+                }
+                None => Ok(Outcome::Absent),
+            }
+        }
+        Command::Delete { dir, key, cf } => {
+            let db = Db::open(&dir)?;
+            match cf {
+                Some(name) => db.column_family(&name)?.delete(key)?,
+                None => db.delete(key)?,
+            }
+            Ok(Outcome::Done)
+        }
+        Command::Scan { dir, from, to, limit, reverse, cf } => {
+            let db = read_only(&dir)?;
+            let lo = from.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Included);
+            let hi = to.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let range: Range = match cf {
+                Some(name) => db.column_family(&name)?.range((lo, hi)),
+                None => db.range((lo, hi)),
+            };
+            let entries: Box<dyn Iterator<Item = alexstorage::Result<(i64, alexstorage::Value)>>> =
+                if reverse { Box::new(range.rev()) } else { Box::new(range) };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for entry in entries.take(limit.unwrap_or(usize::MAX)) {
+                let (key, value) = entry?;
+                writeln!(out, "{key}\t{}", escape(&value))?;
+            }
+            out.flush()?;
+            Ok(Outcome::Done)
+        }
+        Command::Stats { dir, json } => {
+            let stats = read_only(&dir)?.stats();
+            let value = serde_json::to_value(&stats)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
+            } else if let serde_json::Value::Object(fields) = value {
+                for (name, field) in fields {
+                    writeln!(out, "{name}: {field}")?;
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        Command::Verify { dir } => {
+            let db = read_only(&dir)?;
+            let report = with_progress("verifying", || db.verify())?;
+            writeln!(std::io::stdout(), "ok: {} records in {} segments", report.records, report.segments)?;
+            Ok(Outcome::Done)
+        }
+        Command::Compact { dir } => {
+            let db = Db::open(&dir)?;
+            let stats = with_progress("compacting", || db.compact())?;
+            writeln!(
+                std::io::stdout(),
+                "compacted: {} records, {} bytes written, {} bytes reclaimed",
+                stats.records,
+                stats.bytes_written,
+                stats.bytes_reclaimed
+            )?;
+            Ok(Outcome::Done)
+        }
+        Command::Backup { dir, target } => {
+            let db = Db::open(&dir)?;
+            let stats = with_progress("backing up", || db.backup_with_stats(&target))?;
+            writeln!(
+                std::io::stdout(),
+                "backed up to {}: {} segments linked, {} copied",
+                target.display(),
+                stats.segments_linked,
+                stats.segments_copied
+            )?;
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+/// Opens the store at `dir` read-only (beside a running writer, if any).
+fn read_only(dir: &Path) -> alexstorage::Result<Db> {
+    Options::new().read_only(true).open(dir)
+}
+
+/// Runs `work`, with a spinner on stderr while it runs if stderr is a terminal.
+fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(what.to_owned());
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let result = work();
+    spinner.finish_and_clear();
+    result
+}
+
+/// A value as `scan` prints it: printable ASCII as it is, every other byte (and the
+/// backslash) as `\xNN`.
+fn escape(value: &[u8]) -> String {
+    let mut text = String::with_capacity(value.len());
+    for &byte in value {
+        if (0x20..0x7f).contains(&byte) && byte != b'\\' {
+            text.push(char::from(byte));
+        } else {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_escapes_what_is_not_printable_ascii() {
+        assert_eq!(escape(b"plain text ~"), "plain text ~");
+        assert_eq!(escape(b"a\\b\tc\n\x00\xff"), "a\\x5cb\\x09c\\x0a\\x00\\xff");
+    }
+}

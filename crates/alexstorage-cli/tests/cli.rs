@@ -1,0 +1,156 @@
+//! The `alexstorage` binary run as a user would: every command, negative keys, binary
+//! values through stdin, column families, scan's bounds, order and escaping, stats as
+//! text and JSON, the exit codes (1 for an absent key, 2 for a usage error, 3 for a
+//! store error: a locked store, a corrupt one with file and offset), and read-only
+//! commands beside a running writer.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+fn alexstorage() -> Command {
+    Command::cargo_bin("alexstorage").unwrap()
+}
+
+/// Runs the tool with `args`; returns (exit code, stdout, stderr).
+fn run(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let output = alexstorage().args(args).output().unwrap();
+    (output.status.code().unwrap(), output.stdout, String::from_utf8(output.stderr).unwrap())
+}
+
+fn text(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+#[test]
+fn put_get_delete_with_negative_keys_and_binary_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = text(&store);
+    assert_eq!(run(&["put", store, "-5", "minus five"]).0, 0);
+    assert_eq!(run(&["get", store, "-5"]), (0, b"minus five".to_vec(), String::new()));
+    // Binary bytes through stdin, byte for byte.
+    let binary: Vec<u8> = (0..=255u8).chain([0, 10, 13, 92]).collect();
+    alexstorage().args(["put", store, "7", "-"]).write_stdin(binary.clone()).assert().success();
+    assert_eq!(run(&["get", store, "7"]).1, binary);
+    assert_eq!(run(&["delete", store, "-5"]).0, 0);
+    let (code, stdout, stderr) = run(&["get", store, "-5"]);
+    assert_eq!((code, stdout.len(), stderr.as_str()), (1, 0, ""), "an absent key: exit 1, nothing printed");
+    assert_eq!(run(&["delete", store, "12345"]).0, 0, "deleting an absent key is no error");
+    // The extremes of i64.
+    assert_eq!(run(&["put", store, "-9223372036854775808", "min"]).0, 0);
+    assert_eq!(run(&["get", store, "-9223372036854775808"]).1, b"min");
+}
+
+#[test]
+fn scan_orders_bounds_limits_reverses_and_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = text(dir.path());
+    for key in [-3, 0, 4, 9] {
+        assert_eq!(run(&["put", store, &key.to_string(), &format!("v{key}")]).0, 0);
+    }
+    alexstorage().args(["put", store, "5", "-"]).write_stdin(b"tab\there\\\xff".to_vec()).assert().success();
+    let lines = |args: &[&str]| String::from_utf8(run(args).1).unwrap();
+    assert_eq!(lines(&["scan", store]), "-3\tv-3\n0\tv0\n4\tv4\n5\ttab\\x09here\\x5c\\xff\n9\tv9\n");
+    assert_eq!(lines(&["scan", store, "--from", "-3", "--to", "5"]), "-3\tv-3\n0\tv0\n4\tv4\n", "--to is exclusive");
+    assert_eq!(lines(&["scan", store, "--reverse", "--limit", "2"]), "9\tv9\n5\ttab\\x09here\\x5c\\xff\n");
+    assert_eq!(lines(&["scan", store, "--from", "100"]), "");
+}
+
+#[test]
+fn column_families_are_chosen_with_cf() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = text(dir.path());
+    assert_eq!(run(&["put", store, "1", "in users", "--cf", "users"]).0, 0);
+    assert_eq!(run(&["put", store, "1", "in default"]).0, 0);
+    assert_eq!(run(&["get", store, "1", "--cf", "users"]).1, b"in users");
+    assert_eq!(run(&["get", store, "1"]).1, b"in default");
+    assert_eq!(String::from_utf8(run(&["scan", store, "--cf", "users"]).1).unwrap(), "1\tin users\n");
+    assert_eq!(run(&["delete", store, "1", "--cf", "users"]).0, 0);
+    assert_eq!(run(&["get", store, "1", "--cf", "users"]).0, 1);
+    let (code, _, stderr) = run(&["get", store, "1", "--cf", "nobody"]);
+    assert_eq!(code, 3, "a family that does not exist: {stderr}");
+    assert!(stderr.contains("nobody"), "{stderr}");
+}
+
+#[test]
+fn stats_verify_compact_and_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let store = text(&store);
+    for key in 0..50 {
+        assert_eq!(run(&["put", store, &key.to_string(), "first"]).0, 0);
+        assert_eq!(run(&["put", store, &key.to_string(), "second"]).0, 0);
+    }
+    let (code, stdout, _) = run(&["stats", store]);
+    let stdout = String::from_utf8(stdout).unwrap();
+    assert_eq!(code, 0);
+    assert!(stdout.lines().any(|line| line == "keys: 50"), "{stdout}");
+    let (code, stdout, _) = run(&["stats", store, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!((code, json["keys"].as_u64()), (0, Some(50)));
+    let (code, stdout, _) = run(&["verify", store]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&stdout));
+    let (code, stdout, _) = run(&["compact", store]);
+    assert!(code == 0 && String::from_utf8(stdout).unwrap().starts_with("compacted: 50 records"));
+    let target = dir.path().join("backup");
+    assert_eq!(run(&["backup", store, text(&target)]).0, 0);
+    assert_eq!(run(&["get", text(&target), "49"]).1, b"second");
+    let (code, _, stderr) = run(&["backup", store, text(&target)]);
+    assert_eq!(code, 3, "an existing target is refused: {stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = text(dir.path());
+    for args in [
+        vec![],
+        vec!["frobnicate", store],
+        vec!["get", store],
+        vec!["get", store, "not-a-number"],
+        vec!["get", store, "99999999999999999999"],
+        vec!["put", store, "1"],
+        vec!["scan", store, "--limit", "many"],
+    ] {
+        let (code, stdout, _) = run(&args);
+        assert_eq!((code, stdout.len()), (2, 0), "{args:?}");
+    }
+    assert_eq!(run(&["--help"]).0, 0);
+    assert_eq!(run(&["--version"]).0, 0);
+}
+
+#[test]
+fn store_errors_exit_3_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = text(dir.path());
+    assert_eq!(run(&["put", store, "1", "one"]).0, 0);
+    // Locked: a writer holds the store; writing commands fail, reading ones work.
+    let writer = alexstorage::Db::open(dir.path()).unwrap();
+    let (code, _, stderr) = run(&["put", store, "2", "two"]);
+    assert_eq!(code, 3);
+    assert!(stderr.contains("locked") && stderr.lines().count() == 1, "{stderr}");
+    writer.put(3, b"three").unwrap();
+    writer.flush().unwrap();
+    assert_eq!(run(&["get", store, "3"]).1, b"three", "read-only beside the writer");
+    assert_eq!(run(&["verify", store]).0, 0);
+    drop(writer);
+    // Corrupt: a byte of a record flipped; verify names the file and the offset.
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|extension| extension == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[64 + 30] ^= 0xff; // inside the first record's value
+    std::fs::write(&segment, bytes).unwrap();
+    let (code, _, stderr) = run(&["verify", store]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains(segment.file_name().unwrap().to_str().unwrap()) && stderr.contains("offset"), "{stderr}");
+    // Not a store at all.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+    assert_eq!(run(&["get", text(other.path()), "1"]).0, 3);
+}
