@@ -43,8 +43,10 @@ enum Command {
         /// A decimal i64 key (negative keys work as plain arguments).
         #[arg(allow_negative_numbers = true)]
         key: i64,
-        /// The value, or "-" to read its bytes from stdin.
-        value: String,
+        /// The value, or "-" to read its bytes from stdin (any other text, a leading
+        /// "-" included, is the value itself).
+        #[arg(allow_hyphen_values = true)]
+        value: std::ffi::OsString,
         /// The column family (created if missing).
         #[arg(long)]
         cf: Option<String>,
@@ -156,13 +158,15 @@ fn run(command: Command) -> Result<Outcome, Failure> {
                 std::io::stdin().read_to_end(&mut bytes)?;
                 bytes
             } else {
-                value.into_bytes()
+                std::os::unix::ffi::OsStringExt::into_vec(value)
             };
             let db = Db::open(&dir)?;
             match cf {
                 Some(name) => db.column_family(&name)?.put(key, &value)?,
                 None => db.put(key, &value)?,
             }
+            // Durable before the exit code says it is done.
+            db.flush()?;
             Ok(Outcome::Done)
         }
         Command::Get { dir, key, cf } => {
@@ -182,11 +186,15 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             }
         }
         Command::Delete { dir, key, cf } => {
-            let db = Db::open(&dir)?;
+            let db = existing(&dir)?;
             match cf {
+                // A family that does not exist holds no key: nothing to delete (and
+                // none to create).
+                Some(name) if name != "default" && !db.column_families().contains(&name) => {}
                 Some(name) => db.column_family(&name)?.delete(key)?,
                 None => db.delete(key)?,
             }
+            db.flush()?;
             Ok(Outcome::Done)
         }
         Command::Scan { dir, from, to, limit, reverse, cf } => {
@@ -227,7 +235,7 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             Ok(Outcome::Done)
         }
         Command::Compact { dir } => {
-            let db = Db::open(&dir)?;
+            let db = existing(&dir)?;
             let stats = with_progress("compacting", || db.compact())?;
             writeln!(
                 std::io::stdout(),
@@ -239,7 +247,8 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             Ok(Outcome::Done)
         }
         Command::Backup { dir, target } => {
-            let db = Db::open(&dir)?;
+            // Read-only: a backup works beside the store's running writer.
+            let db = read_only(&dir)?;
             let stats = with_progress("backing up", || db.backup_with_stats(&target))?;
             writeln!(
                 std::io::stdout(),
@@ -251,6 +260,15 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             Ok(Outcome::Done)
         }
     }
+}
+
+/// Opens the existing store at `dir` for writing (never creating one: only `put`
+/// does).
+fn existing(dir: &Path) -> Result<Db, Failure> {
+    if !dir.join("ALEXSTORAGE").is_file() {
+        return Err(format!("no store at {}", dir.display()).into());
+    }
+    Ok(Db::open(dir)?)
 }
 
 /// Opens the store at `dir` read-only (beside a running writer, if any).

@@ -154,3 +154,85 @@ fn store_errors_exit_3_with_one_line() {
     std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
     assert_eq!(run(&["get", text(other.path()), "1"]).0, 3);
 }
+
+#[test]
+fn values_that_look_like_flags_are_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = text(dir.path());
+    for (key, value) in [("1", "-5"), ("2", "-hello"), ("5", "")] {
+        let (code, stdout, stderr) = run(&["put", store, key, value]);
+        assert_eq!((code, stdout.len()), (0, 0), "put {value:?}: {stderr}");
+        assert_eq!(run(&["get", store, key]), (0, value.as_bytes().to_vec(), String::new()), "{value:?}");
+    }
+    // The help flags stay flags; after `--` they are values too.
+    for (key, value) in [("3", "--help"), ("4", "-h")] {
+        assert_eq!(run(&["put", store, "--", key, value]).0, 0, "put -- {key} {value}");
+        assert_eq!(run(&["get", store, key]), (0, value.as_bytes().to_vec(), String::new()), "{value:?}");
+    }
+    let (code, help, _) = run(&["put", store, "9", "--help"]);
+    assert!(code == 0 && String::from_utf8(help).unwrap().contains("Usage"), "put --help shows the help");
+    assert_eq!(run(&["get", store, "9"]).0, 1, "and writes nothing");
+    alexstorage().args(["put", store, "6", "-"]).write_stdin(Vec::new()).assert().success();
+    assert_eq!(run(&["get", store, "6"]), (0, Vec::new(), String::new()), "an empty value from stdin");
+    assert_eq!(run(&["scan", store, "--limit", "0"]), (0, Vec::new(), String::new()));
+    let (code, stdout, _) = run(&["scan", store, "--from", "2", "--to", "5", "--reverse"]);
+    assert_eq!((code, String::from_utf8(stdout).unwrap().as_str()), (0, "4\t-h\n3\t--help\n2\t-hello\n"));
+    assert_eq!(run(&["scan", store, "--from", "5", "--to", "2"]), (0, Vec::new(), String::new()));
+}
+
+#[test]
+fn only_put_creates_a_store_or_a_family() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    for args in [
+        vec!["get", text(&missing), "1"],
+        vec!["scan", text(&missing)],
+        vec!["stats", text(&missing)],
+        vec!["verify", text(&missing)],
+        vec!["delete", text(&missing), "1"],
+        vec!["compact", text(&missing)],
+    ] {
+        let (code, _, stderr) = run(&args);
+        assert_eq!(code, 3, "{args:?}: {stderr}");
+        assert!(!missing.exists(), "{args:?} created the store");
+    }
+    let (code, _, _) = run(&["backup", text(&missing), text(&dir.path().join("copy"))]);
+    assert!(code == 3 && !missing.exists() && !dir.path().join("copy").exists());
+    let store = dir.path().join("store");
+    assert_eq!(run(&["put", text(&store), "1", "one"]).0, 0);
+    assert_eq!(run(&["delete", text(&store), "1", "--cf", "typo"]).0, 0);
+    let db = alexstorage::Db::open(&store).unwrap();
+    assert!(db.column_families().is_empty(), "delete --cf created a family");
+    assert_eq!(db.get(1).unwrap().unwrap(), b"one");
+}
+
+/// Reading commands and backups work while another handle holds the store for
+/// writing (and writes); writing commands are refused.
+#[test]
+fn reading_commands_and_backups_work_beside_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let writer = alexstorage::Options::new().segment_size(64 << 10).open(&store).unwrap();
+    for key in 0..3000i64 {
+        writer.put(key, [7u8; 50]).unwrap();
+    }
+    writer.compact().unwrap();
+    writer.put(-1, b"after the compaction").unwrap();
+    writer.flush().unwrap();
+    let store = text(&store);
+    let (code, stdout, _) = run(&["scan", store, "--limit", "2"]);
+    assert_eq!((code, String::from_utf8(stdout).unwrap().lines().count()), (0, 2));
+    let (code, stdout, _) = run(&["stats", store, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!((code, json["keys"].as_u64()), (0, Some(3001)));
+    let target = dir.path().join("copy");
+    let (code, _, stderr) = run(&["backup", store, text(&target)]);
+    assert_eq!(code, 0, "{stderr}");
+    writer.put(-2, b"after the backup").unwrap();
+    drop(writer);
+    let copy = alexstorage::Db::open(&target).unwrap();
+    assert_eq!(copy.len(), 3001);
+    assert_eq!(copy.get(-1).unwrap().unwrap(), b"after the compaction");
+    assert_eq!(copy.get(-2).unwrap(), None);
+    copy.verify().unwrap();
+}
