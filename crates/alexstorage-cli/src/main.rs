@@ -6,6 +6,8 @@
 //! alexstorage get     DIR KEY            # the value's bytes on stdout; exit 1 if absent
 //! alexstorage delete  DIR KEY
 //! alexstorage scan    DIR [--from KEY] [--to KEY] [--limit N] [--reverse]
+//! alexstorage dump    DIR                # every family's entries (docs/DUMP.md)
+//! alexstorage load    DIR                # a dump from stdin into DIR (created if missing)
 //! alexstorage stats   DIR [--json]
 //! alexstorage verify  DIR
 //! alexstorage compact DIR
@@ -24,6 +26,8 @@ use std::time::Duration;
 
 use alexstorage::{Db, Options, Range};
 use clap::{Parser, Subcommand};
+
+mod dump;
 
 /// Command-line arguments.
 #[derive(Parser, Debug)]
@@ -110,6 +114,16 @@ enum Command {
     },
     /// Compacts the store now.
     Compact {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// Writes every family's entries to stdout in the dump format (docs/DUMP.md).
+    Dump {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// Reads a dump from stdin into DIR (created if missing).
+    Load {
         /// The store's directory.
         dir: PathBuf,
     },
@@ -246,6 +260,27 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             )?;
             Ok(Outcome::Done)
         }
+        Command::Dump { dir } => {
+            let db = read_only(&dir)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let entries = with_progress("dumping", || dump::write(&db, &mut out))?;
+            out.flush()?;
+            drop(out);
+            if std::io::stderr().is_terminal() {
+                let _ = writeln!(std::io::stderr(), "dumped {entries} entries");
+            }
+            Ok(Outcome::Done)
+        }
+        Command::Load { dir } => {
+            let db = Db::open(&dir)?;
+            let input = std::io::BufReader::new(std::io::stdin().lock());
+            let entries = with_progress("loading", || dump::read(&db, input))?;
+            db.flush()?;
+            if std::io::stderr().is_terminal() {
+                let _ = writeln!(std::io::stderr(), "loaded {entries} entries");
+            }
+            Ok(Outcome::Done)
+        }
         Command::Backup { dir, target } => {
             // Read-only: a backup works beside the store's running writer.
             let db = read_only(&dir)?;
@@ -288,8 +323,8 @@ fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
     result
 }
 
-/// A value as `scan` prints it: printable ASCII as it is, every other byte (and the
-/// backslash) as `\xNN`.
+/// A value as `scan` (and `dump`) prints it: printable ASCII as it is, every other
+/// byte (and the backslash) as `\xNN`.
 fn escape(value: &[u8]) -> String {
     let mut text = String::with_capacity(value.len());
     for &byte in value {
