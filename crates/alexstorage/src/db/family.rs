@@ -111,15 +111,10 @@ impl Db {
         if self.engine.options.read_only {
             return Err(Error::ReadOnly);
         }
-        // Most of the log is made durable before the writer's section, the rest (what
-        // landed meanwhile) inside it, right before the catalog changes.
-        self.flush()?;
-        let mut writer = self.engine.writer.lock();
-        writer.check_usable()?;
+        let mut writer = self.catalog_section()?;
         let Some(entry) = writer.catalog.families.iter().find(|entry| entry.name == name).cloned() else {
             return Err(Error::ColumnFamilyNotFound(name.to_owned()));
         };
-        self.engine.sync_in_section(&mut writer)?;
         let mut next = writer.catalog.clone();
         next.families.retain(|other| other.id != entry.id);
         write_catalog(&self.engine.path, &mut writer, next)?;
@@ -145,6 +140,19 @@ impl Db {
         Ok(())
     }
 
+    /// The writer's section, with every write acknowledged so far durable: where the
+    /// catalog changes. A creation or a drop is durable when it returns, so the writes
+    /// before it must be too, or a power cut could keep the change and lose them (no
+    /// prefix of the store's history). Most of the log is synced before the section is
+    /// taken, the rest (what landed meanwhile) inside it.
+    fn catalog_section(&self) -> Result<parking_lot::MutexGuard<'_, Writer>> {
+        self.flush()?;
+        let mut writer = self.engine.writer.lock();
+        writer.check_usable()?;
+        self.engine.sync_in_section(&mut writer)?;
+        Ok(writer)
+    }
+
     /// Creates the family `name` (unless another thread just did): a free id, a new
     /// incarnation, the catalog replaced durably, then the empty index published.
     fn create_family(&self, name: &str) -> Result<FamilyRef> {
@@ -152,16 +160,10 @@ impl Db {
             // Nothing by that name, and none can be made.
             return Err(Error::ColumnFamilyNotFound(name.to_owned()));
         }
-        // Like a drop, a creation is durable when it returns, so the writes
-        // acknowledged before it are made durable first: a power cut then leaves a
-        // prefix of the store's history, never the family without earlier writes.
-        self.flush()?;
-        let mut writer = self.engine.writer.lock();
-        writer.check_usable()?;
+        let mut writer = self.catalog_section()?;
         if let Some(family) = self.engine.read_view().families.named(name) {
             return Ok(family);
         }
-        self.engine.sync_in_section(&mut writer)?;
         let id = writer.catalog.free_id().ok_or_else(|| {
             Error::InvalidArgument(format!("the store holds {} column families, the most it can", u16::MAX))
         })?;

@@ -318,9 +318,7 @@ fn lock_store(path: &Path) -> Result<File> {
 
 /// Writes the identity file of this build's format version, durably.
 pub(super) fn write_identity(path: &Path) -> Result<()> {
-    let temporary = path.join(format!("{IDENTITY_FILE}.tmp"));
-    let header = StoreHeader { version: FORMAT_VERSION }.encode();
-    Ok(io::replace_file(path, &path.join(IDENTITY_FILE), &temporary, &header)?)
+    Ok(io::replace_in(path, IDENTITY_FILE, &StoreHeader { version: FORMAT_VERSION }.encode())?)
 }
 
 /// Checks the identity file, creating it in an empty directory; returns the store's

@@ -197,22 +197,18 @@ impl<'a> Reader<'a> {
 /// cannot tell which families' records count).
 pub fn read(dir: &Path) -> Result<Catalog> {
     let path = dir.join(CATALOG_FILE);
-    match io::read(&path) {
-        Ok(bytes) => {
+    match io::read_if_present(&path)? {
+        Some(bytes) => {
             Catalog::decode(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Catalog { next_incarnation: 1, families: Vec::new() })
-        }
-        Err(error) => Err(error.into()),
+        None => Ok(Catalog { next_incarnation: 1, families: Vec::new() }),
     }
 }
 
 /// Replaces the catalog in `dir` atomically and durably: a crash leaves either the old
 /// one or the new one.
 pub fn write(dir: &Path, catalog: &Catalog) -> Result<()> {
-    let temporary = dir.join(format!("{CATALOG_FILE}.tmp"));
-    Ok(io::replace_file(dir, &dir.join(CATALOG_FILE), &temporary, &catalog.encode())?)
+    Ok(io::replace_in(dir, CATALOG_FILE, &catalog.encode())?)
 }
 
 #[cfg(test)]

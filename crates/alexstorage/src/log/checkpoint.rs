@@ -152,8 +152,7 @@ pub fn write<'a>(dir: &Path, at: &Point, mut entries: impl FnMut(&PointFamily) -
     }
     let crc = crc32c::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
-    let temporary = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
-    Ok(io::replace_file(dir, &dir.join(CHECKPOINT_FILE), &temporary, &bytes)?)
+    Ok(io::replace_in(dir, CHECKPOINT_FILE, &bytes)?)
 }
 
 /// Appends `entries`: the key's distance from the previous key (the first: from
@@ -203,11 +202,7 @@ fn get_entries(body: &[u8], at: &mut usize, count: usize) -> Option<Vec<(i64, u6
 /// Reads the checkpoint in `dir`. A missing, damaged, unknown-version or inconsistent
 /// checkpoint is `None`: recovery then replays the whole log, which is always correct.
 pub fn read(dir: &Path) -> Result<Option<Checkpoint>> {
-    match io::read(&dir.join(CHECKPOINT_FILE)) {
-        Ok(bytes) => Ok(decode(&bytes)),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error.into()),
-    }
+    Ok(io::read_if_present(&dir.join(CHECKPOINT_FILE))?.and_then(|bytes| decode(&bytes)))
 }
 
 /// Decodes checkpoint bytes (version 3, or version 2: the default family alone);

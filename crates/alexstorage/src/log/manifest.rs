@@ -181,20 +181,18 @@ impl Manifest {
 /// segments from leftovers).
 pub fn read(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST_FILE);
-    match io::read(&path) {
-        Ok(bytes) => {
+    match io::read_if_present(&path)? {
+        Some(bytes) => {
             Manifest::decode(&bytes).map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-        Err(error) => Err(error.into()),
+        None => Ok(Manifest::default()),
     }
 }
 
 /// Replaces the manifest in `dir` with `manifest` atomically and durably: a crash
 /// leaves either the old one or the new one.
 pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
-    let temporary = dir.join(format!("{MANIFEST_FILE}.tmp"));
-    Ok(io::replace_file(dir, &dir.join(MANIFEST_FILE), &temporary, &manifest.encode())?)
+    Ok(io::replace_in(dir, MANIFEST_FILE, &manifest.encode())?)
 }
 
 #[cfg(test)]

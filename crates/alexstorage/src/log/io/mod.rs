@@ -253,6 +253,21 @@ pub fn read_dir(dir: &Path) -> std::io::Result<ReadDir> {
     std::fs::read_dir(dir)
 }
 
+/// Reads the whole file at `path`, or `None` if there is none.
+pub fn read_if_present(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// [`replace_file`] of the file `name` in `dir`, through the temporary `name.tmp`
+/// beside it (the store's own files: identity, manifest, catalog, checkpoint).
+pub fn replace_in(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file(dir, &dir.join(name), &dir.join(format!("{name}.tmp")), bytes)
+}
+
 /// Writes a whole new file at `path` durably and atomically: the bytes go to a
 /// temporary beside it, which is synced, renamed over `path`, and the directory synced.
 /// A crash or power cut at any point leaves the old file or the new one (and maybe the
