@@ -52,7 +52,11 @@ fn scan_orders_bounds_limits_reverses_and_escapes() {
         assert_eq!(run(&["put", store, &key.to_string(), &format!("v{key}")]).0, 0);
     }
     alexstorage().args(["put", store, "5", "-"]).write_stdin(b"tab\there\\\xff".to_vec()).assert().success();
-    let lines = |args: &[&str]| String::from_utf8(run(args).1).unwrap();
+    let lines = |args: &[&str]| {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        String::from_utf8(stdout).unwrap()
+    };
     assert_eq!(lines(&["scan", store]), "-3\tv-3\n0\tv0\n4\tv4\n5\ttab\\x09here\\x5c\\xff\n9\tv9\n");
     assert_eq!(lines(&["scan", store, "--from", "-3", "--to", "5"]), "-3\tv-3\n0\tv0\n4\tv4\n", "--to is exclusive");
     assert_eq!(lines(&["scan", store, "--reverse", "--limit", "2"]), "9\tv9\n5\ttab\\x09here\\x5c\\xff\n");
