@@ -2,6 +2,8 @@
 //! families.
 
 use crate::family::FamilyRef;
+use crate::compression;
+use crate::options::Compression;
 
 /// A set of puts and deletes that [`crate::Db::write`] applies atomically: readers see
 /// all of them or none, and after any crash the store holds all of them or none.
@@ -20,7 +22,9 @@ pub struct WriteBatch {
 /// One write of a batch.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum BatchOperation {
-    Put { column_family: u16, key: i64, value_start: usize, value_len: usize },
+    /// `value_len` bytes at `value_start` of the batch's values, stored with
+    /// `compression` (a `compression` flag: raw until [`WriteBatch::compressed`]).
+    Put { column_family: u16, key: i64, value_start: usize, value_len: usize, compression: u8 },
     Delete { column_family: u16, key: i64 },
 }
 
@@ -47,7 +51,13 @@ impl WriteBatch {
         let value_start = self.values.len();
         self.values.extend_from_slice(value);
         let column_family = family.id;
-        self.operations.push(BatchOperation::Put { column_family, key, value_start, value_len: value.len() });
+        self.operations.push(BatchOperation::Put {
+            column_family,
+            key,
+            value_start,
+            value_len: value.len(),
+            compression: compression::RAW,
+        });
         self
     }
 
@@ -78,6 +88,32 @@ impl WriteBatch {
     /// Whether the batch holds no writes.
     pub fn is_empty(&self) -> bool {
         self.operations.is_empty()
+    }
+
+    /// The batch with each value compressed as `compression` asks (those that do not
+    /// shrink stay as given); the batch itself when compression is off.
+    pub(crate) fn compressed(self, compression: Compression) -> WriteBatch {
+        if compression == Compression::None {
+            return self;
+        }
+        let mut values = Vec::with_capacity(self.values.len());
+        let mut scratch = Vec::new();
+        let operations = self
+            .operations
+            .iter()
+            .map(|&operation| match operation {
+                BatchOperation::Put { column_family, key, value_start, value_len, .. } => {
+                    let value = self.value(value_start, value_len);
+                    let flag = compression::compress(compression, value, &mut scratch);
+                    let stored = if flag == compression::RAW { value } else { &scratch[..] };
+                    let value_start = values.len();
+                    values.extend_from_slice(stored);
+                    BatchOperation::Put { column_family, key, value_start, value_len: stored.len(), compression: flag }
+                }
+                delete @ BatchOperation::Delete { .. } => delete,
+            })
+            .collect();
+        WriteBatch { operations, families: self.families, values }
     }
 
     /// Removes every write.

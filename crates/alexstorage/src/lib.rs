@@ -112,6 +112,7 @@ pub struct ReadmeDoctests;
 // Layers, lowest first; a module imports only from layers below its own.
 // 1. Leaves, then what names a column family, then batches.
 mod batch;
+mod compression;
 mod error;
 mod family;
 mod options;

@@ -98,6 +98,10 @@ pub(crate) fn thread_shard() -> usize {
 /// it: no byte is copied. It keeps that segment mapped for as long as it lives, so it
 /// stays valid and unchanged whatever happens to the store afterwards (overwrites,
 /// deletes, new segments, compaction, closing the store). `to_vec()` copies it out.
+///
+/// A value stored compressed ([`crate::Compression`]) is checked like any other, then
+/// decompressed into bytes the `Value` owns: the zero-copy promise is for values
+/// stored uncompressed (see [`Value::is_zero_copy`]).
 #[derive(Clone)]
 pub struct Value(Bytes);
 
@@ -106,7 +110,8 @@ enum Bytes {
     /// `len` bytes at `offset` of the leased segment (below its published end); the
     /// lease keeps the mapping alive.
     Mapped { lease: Arc<Lease>, offset: u64, len: usize },
-    /// Bytes of the caller's own, not (yet) in the store: a transaction's writes.
+    /// Bytes of the value's own: a compressed value, decompressed, or a
+    /// transaction's write not yet in the store.
     Owned(Arc<[u8]>),
 }
 
@@ -116,15 +121,16 @@ impl Value {
         Value(Bytes::Mapped { lease, offset, len })
     }
 
-    /// A value holding a copy of `bytes` (a transaction's own write, read back before
-    /// it commits).
+    /// A value holding bytes of its own: a compressed value, decompressed, or a
+    /// transaction's own write, read back before it commits.
     pub(crate) fn owned(bytes: Arc<[u8]>) -> Value {
         Value(Bytes::Owned(bytes))
     }
 
     /// Whether the bytes are a view of the mapped file (no copy was made): true for
-    /// every value read from the store in this version (a transaction's own
-    /// uncommitted writes, read back through it, are copies).
+    /// every value stored uncompressed. A value stored compressed is decompressed
+    /// into bytes the `Value` owns, and a transaction's own uncommitted writes, read
+    /// back through it, are copies.
     pub fn is_zero_copy(&self) -> bool {
         matches!(self.0, Bytes::Mapped { .. })
     }

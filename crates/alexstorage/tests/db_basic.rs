@@ -137,10 +137,12 @@ fn refuses_paths_that_are_not_stores() {
     let missing = dir.path().join("missing");
     assert!(matches!(Options::new().read_only(true).open(&missing), Err(Error::InvalidArgument(_))));
     assert!(!missing.exists());
-    assert!(matches!(
-        Options::new().compression(alexstorage::Compression::Lz4).open(dir.path().join("c")),
-        Err(Error::InvalidArgument(_))
-    ));
+    for level in [23, i32::MIN] {
+        assert!(matches!(
+            Options::new().compression(alexstorage::Compression::Zstd(level)).open(dir.path().join("c")),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
 }
 
 #[test]

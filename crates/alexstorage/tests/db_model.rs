@@ -1,6 +1,8 @@
 //! Property test: random operation sequences (put, overwrite, delete, batch, get,
 //! len, flush, reopen, crash-and-recover) against a `BTreeMap` model; every value
-//! checked after every step and after every recovery.
+//! checked after every step and after every recovery. Each open takes the next
+//! compression setting in turn (none, LZ4, zstd), so the store holds records of every
+//! kind, replayed, checkpointed and compacted into each other.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,7 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use alexstorage::{Db, Durability, Failpoint, Options, WriteBatch};
+use alexstorage::{Compression, Db, Durability, Failpoint, Options, WriteBatch};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -65,7 +67,12 @@ fn check_all(db: &Db, model: &BTreeMap<i64, Vec<u8>>) {
 
 fn run(durability: Durability, ops: Vec<Op>) {
     let dir = tempfile::tempdir().unwrap();
-    let open = || Options::new().durability(durability).segment_size(4096).open(dir.path()).unwrap();
+    let opens = std::cell::Cell::new(0usize);
+    let open = || {
+        let compression = [Compression::None, Compression::Lz4, Compression::Zstd(1)][opens.get() % 3];
+        opens.set(opens.get() + 1);
+        Options::new().durability(durability).compression(compression).segment_size(4096).open(dir.path()).unwrap()
+    };
     let mut db = open();
     let mut model: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
     for (step, op) in ops.into_iter().enumerate() {

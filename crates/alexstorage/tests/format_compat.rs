@@ -3,9 +3,9 @@
 //! CRC-32C, into what an older build left: identity file version 3, checkpoint
 //! version 2 (no family sections), manifest version 1 (zeros where version 2 names
 //! families). The data must all be there, the old checkpoint used, and a writable open
-//! (only) raises the identity file to version 4. A version-1 manifest with nonzero
-//! family bytes is corruption of the manifest; an identity file of version 5 is
-//! refused as unsupported.
+//! (only) raises the identity file to the current version (5). A version-1 manifest
+//! with nonzero family bytes is corruption of the manifest; an identity file of a
+//! newer version is refused as unsupported.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,6 +18,8 @@ use alexstorage::testing::disk::watch;
 use alexstorage::testing::faults::{arm, disarm_in, Fault, Plan};
 use alexstorage::{Db, Error, Options};
 
+/// The format version this build writes.
+const CURRENT: u32 = 5;
 const IDENTITY: &str = "ALEXSTORAGE";
 const CHECKPOINT: &str = "CHECKPOINT";
 const MANIFEST: &str = "MANIFEST";
@@ -167,7 +169,7 @@ fn copy_store(from: &Path, to: &Path) {
 
 /// A version-3 store (identity version 3, a version-2 checkpoint) opens from its
 /// checkpoint with all its data; a read-only open leaves its identity file alone and a
-/// writable one raises it to version 4.
+/// writable one raises it to the current version.
 #[test]
 fn a_version_3_store_with_a_version_2_checkpoint_opens_from_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,7 +177,7 @@ fn a_version_3_store_with_a_version_2_checkpoint_opens_from_it() {
     let db = options().open(path).unwrap();
     let model = fill(&db, 0);
     drop(db);
-    assert_eq!(identity_version(path), 4);
+    assert_eq!(identity_version(path), CURRENT);
     downgrade_checkpoint(path);
     set_identity_version(path, 3);
     let identity = std::fs::read(path.join(IDENTITY)).unwrap();
@@ -195,7 +197,7 @@ fn a_version_3_store_with_a_version_2_checkpoint_opens_from_it() {
 
     // Writable: opens from the old checkpoint, raises the identity file at once.
     let db = options().open(path).unwrap();
-    assert_eq!(identity_version(path), 4, "a writable open of a version-3 store left its identity file");
+    assert_eq!(identity_version(path), CURRENT, "a writable open of a version-3 store left its identity file");
     let stats = db.stats();
     assert!(stats.opened_from_checkpoint, "the version-2 checkpoint was not used");
     assert_eq!(stats.replayed_keys, 0, "the checkpoint covers the whole log");
@@ -208,7 +210,7 @@ fn a_version_3_store_with_a_version_2_checkpoint_opens_from_it() {
     family.put(5, b"a named family's key").unwrap();
     drop(family);
     drop(db);
-    assert_eq!(identity_version(path), 4);
+    assert_eq!(identity_version(path), CURRENT);
     // Its checkpoint is now version 3, and used.
     assert_eq!(u32_at(&std::fs::read(path.join(CHECKPOINT)).unwrap(), 8), 3);
     let db = options().open(path).unwrap();
@@ -276,18 +278,18 @@ fn the_identity_file_is_raised_durably_by_an_open_that_succeeds() {
         disk.cut(&mut std::iter::once(0).chain(std::iter::repeat(1))).unwrap();
         match identity_version(&copy) {
             3 => assert_still_version_3(&copy, &before, &format!("{context}, after a power cut")),
-            4 => {}
+            CURRENT => {}
             other => panic!("{context}: identity version {other}"),
         }
         if succeeded {
-            assert_eq!(identity_version(&copy), 4, "{context}: the raised identity file was lost in a power cut");
+            assert_eq!(identity_version(&copy), CURRENT, "{context}: the raised identity file was lost in a power cut");
         }
         drop(disk);
         // Whatever happened, the store opens with its data.
         let db = options().open(&copy).unwrap_or_else(|error| panic!("{context}: reopen: {error}"));
         check_contents(&db, &model, &context);
         drop(db);
-        assert_eq!(identity_version(&copy), 4, "{context}");
+        assert_eq!(identity_version(&copy), CURRENT, "{context}");
         if failed.is_none() {
             assert!(succeeded, "{context}: failed with no fault");
             break;
@@ -313,7 +315,7 @@ fn a_version_3_store_without_a_checkpoint_replays_its_log() {
     drop(db);
     assert_eq!(identity_version(path), 3);
     let db = options().open(path).unwrap();
-    assert_eq!(identity_version(path), 4);
+    assert_eq!(identity_version(path), CURRENT);
     check_contents(&db, &model, "writable, no checkpoint");
 }
 
@@ -408,7 +410,7 @@ fn a_version_1_manifest_with_nonzero_family_bytes_is_corruption() {
     }
 }
 
-/// An identity file of a newer format version (5) is refused as unsupported, by a
+/// An identity file of a newer format version is refused as unsupported, by a
 /// writable and a read-only open, and left as it was.
 #[test]
 fn a_newer_identity_version_is_refused() {
@@ -417,14 +419,14 @@ fn a_newer_identity_version_is_refused() {
     let db = options().open(path).unwrap();
     db.put(1, b"one").unwrap();
     drop(db);
-    for version in [5, 6, u32::MAX] {
+    for version in [CURRENT + 1, CURRENT + 2, u32::MAX] {
         set_identity_version(path, version);
         let identity = std::fs::read(path.join(IDENTITY)).unwrap();
         for read_only in [false, true] {
             match options().read_only(read_only).open(path) {
                 Err(Error::UnsupportedVersion { file, found, supported }) => {
                     assert!(file.ends_with(IDENTITY), "{}", file.display());
-                    assert_eq!((found, supported), (version, 4));
+                    assert_eq!((found, supported), (version, CURRENT));
                 }
                 Ok(_) => panic!("version {version} (read-only: {read_only}): opened"),
                 Err(other) => panic!("version {version} (read-only: {read_only}): {other}"),
@@ -438,12 +440,12 @@ fn a_newer_identity_version_is_refused() {
         Err(Error::Corruption { file, offset, .. }) => assert!(file.ends_with(IDENTITY) && offset == 0),
         other => panic!("version 0: {other:?}"),
     }
-    // Back to version 4 (or an older one), the store opens with its data.
-    for version in [4, 1] {
+    // Back to the current version (or an older one), the store opens with its data.
+    for version in [CURRENT, 4, 1] {
         set_identity_version(path, version);
         let db = options().open(path).unwrap();
         assert_eq!(db.get(1).unwrap().as_deref(), Some(&b"one"[..]));
         drop(db);
-        assert_eq!(identity_version(path), 4);
+        assert_eq!(identity_version(path), CURRENT);
     }
 }

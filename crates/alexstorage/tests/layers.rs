@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// listed before it. `lib.rs` re-exports from all of them and is not checked.
 const LAYERS: &[&[&str]] = &[
     &["error", "options", "stats"],
-    &["family"],
+    &["compression", "family"],
     &["batch"],
     &["index", "log"],
     &["value"],

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::engine::{checked_record, missing_segment, Engine};
+use crate::compression;
+use crate::engine::{checked_record, decompress, missing_segment, Engine};
 use crate::family::FamilyRef;
-use crate::log::format::SEGMENT_HEADER_SIZE;
+use crate::log::format::{RecordHeader, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE};
 use crate::log::io;
 use crate::log::manifest::{self, CompactedSegment, Manifest};
 use crate::log::segment::Segment;
@@ -45,9 +46,22 @@ struct Output {
     /// Its last record's (family, key).
     last: (u16, i64),
     records: u64,
-    /// (family, key, location copied, location of the copy), ascending by family and
-    /// key.
-    moves: Vec<(u16, i64, u64, u64)>,
+    /// The keys copied, ascending by family and key.
+    moves: Vec<Move>,
+}
+
+/// A record copied into an output.
+#[derive(Clone, Copy)]
+struct Move {
+    family: u16,
+    key: i64,
+    /// Location copied.
+    old: u64,
+    /// Location of the copy.
+    new: u64,
+    /// Bytes the copy is longer than the record copied (negative: shorter), when
+    /// compaction rewrote it with another compression.
+    grown: i64,
 }
 
 /// The state of one compaction.
@@ -68,6 +82,8 @@ pub(super) struct Job<'a> {
     committed: Vec<CompactedSegment>,
     output: Option<Output>,
     stats: CompactionStats,
+    /// Room for a value being recompressed.
+    scratch: Vec<u8>,
     removed_bytes: u64,
     written_bytes: u64,
     /// A failpoint fired: leave everything as a dead process would.
@@ -88,6 +104,7 @@ impl<'a> Job<'a> {
             committed: Vec::new(),
             output: None,
             stats: CompactionStats::default(),
+            scratch: Vec::new(),
             removed_bytes: 0,
             written_bytes: 0,
             crashed: false,
@@ -180,7 +197,10 @@ impl Job<'_> {
     /// Copies the record of `key` of family `family` at `location` into the output.
     fn copy(&mut self, family: u16, key: i64, location: Location, lease: Option<Arc<Lease>>) -> Result<()> {
         let Some(lease) = lease else { return Err(missing_segment(&self.engine.path, location)) };
-        let (_, record) = checked_record(lease.segment(), location, family, key)?;
+        let (header, stored) = checked_record(lease.segment(), location, family, key)?;
+        let old_len = stored.len() as u64;
+        let rewritten = self.recompress(lease.segment(), location, header, stored)?;
+        let record: &[u8] = rewritten.as_deref().unwrap_or(stored);
         let len = record.len() as u64;
         let appended = match self.output.as_ref() {
             Some(output) => output.segment.append(&[record])?,
@@ -194,7 +214,8 @@ impl Job<'_> {
                 }
                 let capacity = self.engine.options.segment_size.max(SEGMENT_HEADER_SIZE as u64 + len);
                 let id = self.engine.writer.lock().log.allocate_id()?;
-                let segment = Arc::new(Segment::create(&self.engine.path, id, capacity, true)?);
+                let flags = SEGMENT_COMPACTED | u32::from(compression::flag_of(self.engine.options.compression)) << SEGMENT_COMPRESSION_SHIFT;
+                let segment = Arc::new(Segment::create_with_flags(&self.engine.path, id, capacity, flags)?);
                 self.stats.segments_written += 1;
                 let at = match segment.append(&[record]) {
                     Ok(Some(at)) => at,
@@ -215,12 +236,51 @@ impl Job<'_> {
         if let Some(output) = self.output.as_mut() {
             output.last = (family, key);
             output.records += 1;
-            output.moves.push((family, key, location.0, Location::new(output.segment.id(), at as u32).0));
+            let copy = Location::new(output.segment.id(), at as u32).0;
+            output.moves.push(Move { family, key, old: location.0, new: copy, grown: len as i64 - old_len as i64 });
         }
-        self.stats.bytes_read += len;
+        self.stats.bytes_read += old_len;
         self.stats.bytes_written += len;
         self.stats.records += 1;
         Ok(())
+    }
+
+    /// The record `stored` (with `header`, at `location` of `segment`) rewritten with
+    /// the store's compression setting, or `None` to copy it as it is: its value is
+    /// already stored the way the setting stores it (Zstd at another level counts as
+    /// the same), or raw where the setting is off. A raw value under a compressing
+    /// setting is tried again (it may have been written before the setting changed).
+    fn recompress(
+        &mut self,
+        segment: &Segment,
+        location: Location,
+        header: RecordHeader,
+        stored: &[u8],
+    ) -> Result<Option<Vec<u8>>> {
+        let setting = self.engine.options.compression;
+        let wanted = compression::flag_of(setting);
+        let value = stored.get(RECORD_HEADER_SIZE..).unwrap_or(&[]);
+        if header.compression() == wanted || value.len() < compression::MIN_COMPRESSED_LEN {
+            return Ok(None);
+        }
+        let decompressed;
+        let raw = if header.compression() == compression::RAW {
+            value
+        } else {
+            decompressed = decompress(segment, location, header, value)?;
+            &decompressed[..]
+        };
+        let flag = compression::compress(setting, raw, &mut self.scratch);
+        if flag == header.compression() {
+            // Raw, and still does not shrink.
+            return Ok(None);
+        }
+        let new_value = if flag == compression::RAW { raw } else { &self.scratch[..] };
+        let new_header = RecordHeader { value_len: new_value.len() as u32, ..header }.with_compression(flag);
+        let mut record = Vec::with_capacity(RECORD_HEADER_SIZE + new_value.len());
+        record.extend_from_slice(&new_header.encode(new_value));
+        record.extend_from_slice(new_value);
+        Ok(Some(record))
     }
 
     /// Commits the current output (if any): finishes it, makes a manifest listing it
@@ -338,13 +398,27 @@ impl Job<'_> {
         self.engine.write_view().segments.insert(segment.id(), Leases::new(segment));
         for chunk in output.moves.chunks(SWITCH_CHUNK) {
             let mut view = self.engine.write_view();
-            for &(family, key, old, new) in chunk {
+            let mut grown: Vec<(u16, i64)> = Vec::new();
+            for &Move { family, key, old, new, grown: by } in chunk {
                 // A key written since it was copied keeps its newer record; a family
                 // dropped since has no index (and one created since under its id
                 // holds only newer records).
                 let Some(index) = view.index_by_id_mut(family) else { continue };
                 if index.get(key) == Some(old) {
                     index.insert(key, new);
+                    if by != 0 {
+                        grown.push((family, by));
+                    }
+                }
+            }
+            drop(view);
+            // A record rewritten with another compression changed length: the live
+            // bytes follow the records the index now points to (a writer superseding
+            // a switched key subtracts the copy's length).
+            if !grown.is_empty() {
+                let mut writer = self.engine.writer.lock();
+                for (family, by) in grown {
+                    writer.resize_live(family, by);
                 }
             }
         }

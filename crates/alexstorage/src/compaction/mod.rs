@@ -58,6 +58,7 @@ use serde::Serialize;
 
 use crate::background::{Next, Worker};
 use crate::checkpointer::{Capture, Checkpointer};
+use crate::compression;
 use crate::engine::{compaction_due, Engine};
 use crate::log::format::SEGMENT_HEADER_SIZE;
 use crate::{Error, Result};
@@ -215,7 +216,8 @@ impl Compaction {
 }
 
 /// Step 1: seals the active segment under the writer's lock. `None` if the log is
-/// already one run of live records in key order.
+/// already one run of live records in key order, written with the current
+/// compression setting.
 fn seal(engine: &Engine) -> Result<Option<Seal>> {
     let mut writer = engine.writer.lock();
     writer.check_usable()?;
@@ -225,7 +227,11 @@ fn seal(engine: &Engine) -> Result<Option<Seal>> {
         .filter(|segment| !segment.is_compacted())
         .map(|segment| segment.published() - SEGMENT_HEADER_SIZE as u64)
         .sum();
-    if unsorted == 0 && writer.log.bytes() == writer.live_bytes {
+    // Compacted segments written with another compression setting are rewritten
+    // (switching compression on and compacting shrinks a compacted store).
+    let wanted = compression::flag_of(engine.options.compression);
+    let recompress = writer.log.segments().any(|segment| segment.is_compacted() && segment.compacted_with() != wanted);
+    if unsorted == 0 && writer.log.bytes() == writer.live_bytes && !recompress {
         return Ok(None);
     }
     let boundary = writer.log.seal_active().inspect_err(|error| {

@@ -25,6 +25,7 @@ use crate::log::recovery::Replayed;
 use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
 use crate::value::Leases;
+use crate::compression;
 use crate::{Compression, Durability, Error, Options, Result};
 
 use super::{Db, Handle, Store, Workers};
@@ -266,10 +267,15 @@ fn invalid_checkpoint(error: crate::index::BulkLoadError) -> Error {
 }
 
 fn check_options(options: &Options) -> Result<()> {
-    if options.compression != Compression::None {
-        return Err(Error::InvalidArgument(
-            "value compression is not available in this version; use Compression::None".into(),
-        ));
+    if let Compression::Zstd(level) = options.compression {
+        let levels = compression::zstd_levels();
+        if !levels.contains(&level) {
+            return Err(Error::InvalidArgument(format!(
+                "zstd level {level} is outside {} to {}",
+                levels.start(),
+                levels.end()
+            )));
+        }
     }
     if options.segment_size < MIN_SEGMENT_SIZE || options.segment_size > u64::from(u32::MAX) {
         return Err(Error::InvalidArgument(format!(

@@ -17,6 +17,7 @@ use crate::batch::{BatchOperation, WriteBatch};
 use crate::checkpointer::Capture;
 use crate::engine::{Engine, View, Writer};
 use crate::family::FamilyRef;
+use crate::compression;
 use crate::log::format::{BatchDescriptor, RecordHeader, RecordKind, BATCH_DESCRIPTOR_SIZE, RECORD_HEADER_SIZE};
 use crate::log::segment::{GroupCommit, Segment};
 use crate::log::Location;
@@ -82,10 +83,15 @@ impl Db {
     /// Inserts or overwrites `key` of `family`.
     pub(crate) fn put_in(&self, family: &FamilyRef, key: i64, value: &[u8]) -> Result<()> {
         self.check_value(value.len())?;
+        // Compressed before the writer's section: other writers need not wait for it.
+        let mut compressed = Vec::new();
+        let flag = compression::compress(self.engine.options.compression, value, &mut compressed);
+        let value = if flag == compression::RAW { value } else { &compressed[..] };
         let mut writer = self.lock_writer()?;
         check_family(&writer, self.engine.store, family)?;
         let sequence = writer.sequence + 1;
-        let header = RecordHeader::new(RecordKind::Put, family.id, key, sequence, value.len() as u32);
+        let header =
+            RecordHeader::new(RecordKind::Put, family.id, key, sequence, value.len() as u32).with_compression(flag);
         let hint = self.engine.old_version(family.id, key);
         let location = writer.append(&[&header.encode(value), value])?;
         let len = (RECORD_HEADER_SIZE + value.len()) as u64;
@@ -150,6 +156,8 @@ impl Db {
         }
         let count = u32::try_from(batch.len())
             .map_err(|_| Error::InvalidArgument(format!("a batch of {} writes is too large", batch.len())))?;
+        // Compressed before the writer's section: other writers need not wait for it.
+        let batch = batch.compressed(self.engine.options.compression);
         let mut writer = self.lock_writer()?;
         for family in &batch.families {
             check_family(&writer, self.engine.store, family)?;
@@ -416,8 +424,9 @@ impl EncodedBatch {
             .map(|operation| {
                 body_len += record_len(operation);
                 match *operation {
-                    BatchOperation::Put { column_family, key, value_start, value_len } => {
+                    BatchOperation::Put { column_family, key, value_start, value_len, compression } => {
                         RecordHeader::new(RecordKind::Put, column_family, key, sequence, value_len as u32)
+                            .with_compression(compression)
                             .encode(batch.value(value_start, value_len))
                     }
                     BatchOperation::Delete { column_family, key } => {

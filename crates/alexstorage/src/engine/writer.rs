@@ -102,6 +102,20 @@ impl Writer {
         }
     }
 
+    /// Accounts for a live record of family `family` replaced by a copy `by` bytes
+    /// longer (negative: shorter): compaction rewrote it with another compression.
+    pub fn resize_live(&mut self, family: u16, by: i64) {
+        let resize = |bytes: &mut u64| {
+            *bytes = if by >= 0 { bytes.saturating_add(by as u64) } else { bytes.saturating_sub(by.unsigned_abs()) }
+        };
+        resize(&mut self.live_bytes);
+        if family != 0 {
+            if let Some(bytes) = self.family_live_bytes.get_mut(&family) {
+                resize(bytes);
+            }
+        }
+    }
+
     /// Accounts for the record at `old` (if any) of family `family` no longer being
     /// live: a write overwrote or deleted its key. Reads the record's header: the
     /// writer holds its segment, and does this outside the view's lock.

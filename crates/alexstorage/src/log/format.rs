@@ -2,7 +2,12 @@
 //! specification, with diagrams, is `docs/FORMAT.md`; the constants and `const`
 //! assertions here pin the same sizes and offsets. All integers are little-endian.
 
-/// Current format version of every file this build writes. Version 4 added column
+use crate::compression;
+
+/// Current format version of every file this build writes. Version 5 added value
+/// compression (record flags bits 0-1, see [`crate::compression`]; a writable open of an older
+/// store raises its identity file to 5, so that an older build, which cannot read a
+/// compressed value, refuses it). Version 4 added column
 /// families: the `FAMILIES` catalog, checkpoint sections per family, manifest entries
 /// that name families (a writable open of an older store raises its identity file to
 /// 4, so that an older build, which would skip other families' records, refuses it).
@@ -11,15 +16,22 @@
 /// that never reached the disk from bytes that did and were damaged; version 2 added
 /// compacted segments (segment header flag [`SEGMENT_COMPACTED`]) and the `MANIFEST`
 /// that lists them. Version 1 to 3 files are still read.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The first version whose log segments carry durable marks.
 pub const DURABLE_MARKS_VERSION: u32 = 3;
 
 /// Segment header flag: the segment was written by compaction (puts only, in key
 /// order) and is live only while the manifest lists it.
 pub const SEGMENT_COMPACTED: u32 = 1;
+/// Segment header flag bits 1-2 (version 5): in a compacted segment, the value
+/// compression its compaction wrote with (a [`compression`] flag: 0 none, 1 LZ4, 2
+/// zstd), so that a compaction knows whether a store already compacted matches the
+/// current setting.
+pub const SEGMENT_COMPRESSION_BITS: u32 = 0b110;
+/// Shift of [`SEGMENT_COMPRESSION_BITS`].
+pub const SEGMENT_COMPRESSION_SHIFT: u32 = 1;
 /// Every segment header flag this build knows.
-const KNOWN_SEGMENT_FLAGS: u32 = SEGMENT_COMPACTED;
+const KNOWN_SEGMENT_FLAGS: u32 = SEGMENT_COMPACTED | SEGMENT_COMPRESSION_BITS;
 
 /// Magic number at the start of the store identity file.
 pub const STORE_MAGIC: [u8; 8] = *b"ALEXSTOR";
@@ -229,7 +241,36 @@ impl RecordHeader {
         if stored != computed {
             return Decoded::Invalid(format!("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"));
         }
+        if let Some(reason) = parsed.flags_problem() {
+            return Decoded::Invalid(reason);
+        }
         Decoded::Record { header: parsed, len }
+    }
+
+    /// The header with its value's compression flag set to `flag` (a
+    /// [`compression`](crate::compression) flag).
+    pub fn with_compression(mut self, flag: u8) -> Self {
+        self.flags = (self.flags & !compression::COMPRESSION_BITS) | (flag & compression::COMPRESSION_BITS);
+        self
+    }
+
+    /// The value's compression flag ([`compression::RAW`] for a value stored as given).
+    #[inline]
+    pub fn compression(&self) -> u8 {
+        self.flags & compression::COMPRESSION_BITS
+    }
+
+    /// What is wrong with the flags, if anything: bits this build does not know, an
+    /// unknown compression, or compression on a record that holds no user value.
+    fn flags_problem(&self) -> Option<String> {
+        let compression = self.compression();
+        if self.flags & !compression::COMPRESSION_BITS != 0 || compression > compression::ZSTD {
+            Some(format!("unknown record flags {:#04x}", self.flags))
+        } else if compression != compression::RAW && self.kind != RecordKind::Put {
+            Some(format!("a {:?} record with compression flags {:#04x}", self.kind, self.flags))
+        } else {
+            None
+        }
     }
 }
 
@@ -333,7 +374,11 @@ impl SegmentHeader {
             return Err(HeaderError::Invalid(format!("unsupported segment header (version {version})")));
         }
         let flags = field(20);
-        if flags & !KNOWN_SEGMENT_FLAGS != 0 {
+        let compression = (flags & SEGMENT_COMPRESSION_BITS) >> SEGMENT_COMPRESSION_SHIFT;
+        if flags & !KNOWN_SEGMENT_FLAGS != 0
+            || compression > u32::from(compression::ZSTD)
+            || (compression != 0 && flags & SEGMENT_COMPACTED == 0)
+        {
             return Err(HeaderError::Invalid(format!("unknown segment flags {flags:#x}")));
         }
         let mut capacity = [0u8; 8];
@@ -420,6 +465,31 @@ mod tests {
     }
 
     #[test]
+    fn record_flags_other_than_a_known_compression_of_a_put_are_invalid() {
+        let value = b"stored";
+        let record = |kind: RecordKind, flags: u8| {
+            let header = RecordHeader { kind, flags, column_family: 0, value_len: 6, sequence: 1, key: 2 };
+            let mut bytes = header.encode(value).to_vec();
+            bytes.extend_from_slice(value);
+            bytes
+        };
+        for flags in [compression::RAW, compression::LZ4, compression::ZSTD] {
+            match RecordHeader::decode(&record(RecordKind::Put, flags)) {
+                Decoded::Record { header, .. } => assert_eq!(header.compression(), flags),
+                other => panic!("flags {flags}: {other:?}"),
+            }
+        }
+        for flags in [3, 4, 0x80, 0x05] {
+            assert!(matches!(RecordHeader::decode(&record(RecordKind::Put, flags)), Decoded::Invalid(_)), "{flags}");
+        }
+        for kind in [RecordKind::Delete, RecordKind::Batch, RecordKind::Durable] {
+            assert!(matches!(RecordHeader::decode(&record(kind, compression::LZ4)), Decoded::Invalid(_)), "{kind:?}");
+        }
+        let header = RecordHeader::new(RecordKind::Put, 0, 1, 1, 0).with_compression(compression::ZSTD);
+        assert_eq!((header.flags, header.with_compression(compression::RAW).flags), (2, 0));
+    }
+
+    #[test]
     fn record_round_trip_and_every_single_bit_flip_is_caught() {
         let bytes = put(-9, b"hello");
         match RecordHeader::decode(&bytes) {
@@ -458,7 +528,14 @@ mod tests {
         let mut broken = segment.encode();
         broken[30] ^= 1;
         assert!(matches!(SegmentHeader::decode(&broken), Err(HeaderError::Invalid(_))));
-        let unknown_flag = SegmentHeader { flags: 4, ..segment };
+        let unknown_flag = SegmentHeader { flags: 8, ..segment };
+        assert!(matches!(SegmentHeader::decode(&unknown_flag.encode()), Err(HeaderError::Invalid(_))));
+        let lz4 = SegmentHeader { flags: SEGMENT_COMPACTED | 1 << SEGMENT_COMPRESSION_SHIFT, ..segment };
+        assert_eq!(SegmentHeader::decode(&lz4.encode()), Ok(lz4));
+        let unknown_compression = SegmentHeader { flags: SEGMENT_COMPACTED | SEGMENT_COMPRESSION_BITS, ..segment };
+        assert!(matches!(SegmentHeader::decode(&unknown_compression.encode()), Err(HeaderError::Invalid(_))));
+        let log_with_compression = SegmentHeader { flags: 1 << SEGMENT_COMPRESSION_SHIFT, ..segment };
+        assert!(matches!(SegmentHeader::decode(&log_with_compression.encode()), Err(HeaderError::Invalid(_))));
         assert!(matches!(SegmentHeader::decode(&unknown_flag.encode()), Err(HeaderError::Invalid(_))));
         let version_1 = SegmentHeader { version: 1, flags: 0, ..segment };
         assert_eq!(SegmentHeader::decode(&version_1.encode()), Ok(version_1));

@@ -37,7 +37,7 @@ use parking_lot::Mutex;
 
 use super::format::{
     DurableMark, HeaderError, SegmentHeader, DURABLE_MARKS_VERSION, DURABLE_MARK_SIZE, FORMAT_VERSION,
-    RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
+    RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_BITS, SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE,
 };
 use super::io;
 use crate::{Error, Result};
@@ -93,6 +93,8 @@ pub struct Segment {
     finished: std::sync::atomic::AtomicBool,
     /// Written by compaction: puts in key order, never appended to once finished.
     compacted: bool,
+    /// Its header's flags.
+    flags: u32,
     /// The format version of its header.
     version: u32,
     /// Whether a sync appends a durable mark ([`DurableMark`]): a writable log
@@ -157,9 +159,14 @@ impl Segment {
     /// Creates segment `id` in `dir` with `capacity` bytes reserved, durably; a
     /// `compacted` one carries the compacted flag in its header.
     pub fn create(dir: &Path, id: u32, capacity: u64, compacted: bool) -> Result<Segment> {
+        Self::create_with_flags(dir, id, capacity, if compacted { SEGMENT_COMPACTED } else { 0 })
+    }
+
+    /// Creates segment `id` in `dir` with `capacity` bytes reserved, durably, with
+    /// header `flags` (a compacted segment's compression included).
+    pub fn create_with_flags(dir: &Path, id: u32, capacity: u64, flags: u32) -> Result<Segment> {
         let path = dir.join(file_name(id));
         let file = io::create_new(&path)?;
-        let flags = if compacted { SEGMENT_COMPACTED } else { 0 };
         let result =
             Self::initialize(&file, &path, dir, SegmentHeader { version: FORMAT_VERSION, id, flags, capacity });
         if let Err(error) = result {
@@ -170,7 +177,7 @@ impl Segment {
             return Err(error);
         }
         let map = MmapOptions::new().len(capacity as usize).map_raw(&file)?;
-        let segment = Self::with_map(id, path, file, map, true, compacted, FORMAT_VERSION);
+        let segment = Self::with_map(id, path, file, map, true, flags, FORMAT_VERSION);
         segment.reserved.store(capacity.min(RESERVE_STEP), Ordering::Release);
         Ok(segment)
     }
@@ -182,10 +189,11 @@ impl Segment {
         file: File,
         map: MmapRaw,
         writable: bool,
-        compacted: bool,
+        flags: u32,
         version: u32,
     ) -> Segment {
         let start = SEGMENT_HEADER_SIZE as u64;
+        let compacted = flags & SEGMENT_COMPACTED != 0;
         Segment {
             id,
             path,
@@ -201,6 +209,7 @@ impl Segment {
             writable,
             finished: std::sync::atomic::AtomicBool::new(false),
             compacted,
+            flags,
             version,
             marks: writable && !compacted && version >= DURABLE_MARKS_VERSION,
             mark_at: AtomicU64::new(u64::MAX),
@@ -252,8 +261,7 @@ impl Segment {
         } else {
             MmapOptions::new().len(length as usize).map_raw_read_only(&file)?
         };
-        let compacted = header.flags & SEGMENT_COMPACTED != 0;
-        let segment = Self::with_map(header.id, path.to_path_buf(), file, map, writable, compacted, header.version);
+        let segment = Self::with_map(header.id, path.to_path_buf(), file, map, writable, header.flags, header.version);
         segment.reserved.store(length, Ordering::Release);
         if !writable {
             segment.release_file();
@@ -264,6 +272,12 @@ impl Segment {
     /// Whether compaction wrote the segment (its header's compacted flag).
     pub fn is_compacted(&self) -> bool {
         self.compacted
+    }
+
+    /// For a compacted segment, the value compression its compaction wrote with (a
+    /// `compression` flag, from its header); 0 for a log segment.
+    pub fn compacted_with(&self) -> u8 {
+        ((self.flags & SEGMENT_COMPRESSION_BITS) >> SEGMENT_COMPRESSION_SHIFT) as u8
     }
 
     /// Whether the segment's format carries durable marks (version 3 on).
