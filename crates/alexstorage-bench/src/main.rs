@@ -154,7 +154,10 @@ fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let data = DataSet::new(pattern, args.keys, args.value_size, args.seed)?;
     let streams = Streams::new(&data, &plan);
-    let probes = if workloads.contains(&Workload::Memory) { engines.len() } else { 0 };
+    // Variants (AlexStorage with compression) run only the workloads their setting
+    // changes: no memory probe of their own.
+    let probed: Vec<&dyn EngineKind> = engines.iter().copied().filter(|engine| engine.variant_of().is_none()).collect();
+    let probes = if workloads.contains(&Workload::Memory) { probed.len() } else { 0 };
     let progress = progress_bar((args.repeats * engines.len() + probes) as u64);
     let mut results = Results::default();
     for repeat in 0..args.repeats {
@@ -167,7 +170,7 @@ fn run(args: Args) -> Result<()> {
         }
     }
     if workloads.contains(&Workload::Memory) {
-        for engine in &engines {
+        for engine in &probed {
             say(&progress, format!("memory: {} (child process)", engine.name()));
             if let Err(error) = memory_rows(*engine, &args, &scratch, &mut results) {
                 // Keep the rest of the run: the row says why it is missing.

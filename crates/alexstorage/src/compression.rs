@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::options::Compression;
+use crate::options::{Compression, MAX_VALUE_SIZE_LIMIT};
 
 /// Bits of a record's flags that give its value's compression.
 pub const COMPRESSION_BITS: u8 = 0b11;
@@ -28,9 +28,22 @@ pub const ZSTD: u8 = 2;
 /// few bytes at best and costs every read a copy.
 pub const MIN_COMPRESSED_LEN: usize = 32;
 
-/// The largest value length a compressed value may claim: a record's value length
-/// field is 32 bits, and so is every value the store accepts.
-const MAX_VALUE_LEN: u64 = u32::MAX as u64;
+/// The largest value length a compressed value may claim: no store accepts a larger
+/// value (`max_value_size` is at most this), so a larger claim is damage, and must not
+/// make a read allocate it.
+const MAX_VALUE_LEN: u64 = MAX_VALUE_SIZE_LIMIT as u64;
+
+/// How far a zstd frame can expand: a 128 KiB block is at least a 3-byte header and
+/// one byte (an RLE block), so at most 32 KiB per byte, plus one block.
+fn zstd_can_hold(payload: usize) -> u64 {
+    (payload as u64).saturating_mul(32 << 10).saturating_add(128 << 10)
+}
+
+/// How far an LZ4 block can expand: 255 bytes per byte of a match length, plus a
+/// little.
+fn lz4_can_hold(payload: usize) -> u64 {
+    (payload as u64).saturating_mul(255).saturating_add(16)
+}
 
 /// The flag of the values `compression` stores compressed.
 pub fn flag_of(compression: Compression) -> u8 {
@@ -97,16 +110,20 @@ pub fn decompress(flag: u8, stored: &[u8]) -> Result<Arc<[u8]>, String> {
     if len > MAX_VALUE_LEN {
         return Err(format!("compressed value claims {len} bytes"));
     }
-    let len = len as usize;
-    // LZ4 expands at most 255-fold; a claim beyond that is damage, and must not make
-    // the read allocate it.
-    if flag == LZ4 && len > payload.len().saturating_mul(255).saturating_add(16) {
-        return Err(format!("LZ4 value of {} bytes claims {len} bytes", payload.len()));
+    // A claim the payload cannot hold is damage, and must not make the read allocate.
+    let can_hold = if flag == LZ4 { lz4_can_hold(payload.len()) } else { zstd_can_hold(payload.len()) };
+    if len > can_hold {
+        return Err(format!("a compressed value of {} bytes claims {len} bytes", payload.len()));
     }
+    let len = len as usize;
     if flag == ZSTD {
         match zstd::zstd_safe::get_frame_content_size(payload) {
             Ok(Some(claimed)) if claimed == len as u64 => {}
             _ => return Err(format!("zstd frame's content size does not match the value's length {len}")),
+        }
+        // Exactly one frame: nothing after it.
+        if zstd::zstd_safe::find_frame_compressed_size(payload) != Ok(payload.len()) {
+            return Err("zstd value is not exactly one frame".into());
         }
     }
     // One allocation, straight into the shared buffer the value will hold.

@@ -25,8 +25,8 @@ pub enum Compression {
     /// LZ4 block compression: fast to write and read, a modest ratio.
     Lz4,
     /// Zstandard at the given level (1 to 22, higher is smaller and slower to write;
-    /// negative levels are faster than level 1). Reads cost about the same at every
-    /// level.
+    /// 0 is zstd's default, 3; negative levels, down to -131072, are faster than
+    /// level 1). Reads cost about the same at every level.
     Zstd(i32),
 }
 
@@ -35,6 +35,8 @@ pub enum Compression {
 pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) compression: Compression,
+    /// Whether `compression` was called: if not, the store's own setting applies.
+    pub(crate) compression_chosen: bool,
     pub(crate) max_value_size: usize,
     pub(crate) segment_size: u64,
     pub(crate) background_compaction: bool,
@@ -44,6 +46,8 @@ pub struct Options {
 
 /// Default `max_value_size`: 64 MiB.
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
+/// Largest `max_value_size` accepted (a record must fit a 4 GiB segment).
+pub(crate) const MAX_VALUE_SIZE_LIMIT: usize = 1 << 30;
 /// Default `segment_size`: 256 MiB.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 256 << 20;
 /// Smallest accepted `segment_size`.
@@ -56,6 +60,7 @@ impl Default for Options {
         Options {
             durability: Durability::Buffered,
             compression: Compression::None,
+            compression_chosen: false,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             segment_size: DEFAULT_SEGMENT_SIZE,
             background_compaction: true,
@@ -79,16 +84,20 @@ impl Options {
     }
 
     /// Value compression for new writes and for the records compaction rewrites
-    /// (default `None`). Each value is compressed on its own, before the write takes
+    /// (default for a new store: `None`). The store remembers it (in its identity
+    /// file): an open that does not call `compression` writes as the store did, and
+    /// one that does changes the store's setting. Each value is compressed on its own, before the write takes
     /// the writer's lock; one that does not shrink by at least an eighth, or is
     /// shorter than 32 bytes, is stored as given. Reads of compressed values are
     /// checksummed like all reads, then decompressed into a `Value` that owns its
     /// bytes (values stored uncompressed stay zero-copy). A store may be reopened with
     /// another setting: its old records are read as they were written, and a
-    /// compaction rewrites them with the new one. A zstd level outside the library's
+    /// compaction rewrites them with the new one (a change of zstd level alone is not
+    /// a reason to rewrite them). A zstd level outside the library's
     /// range fails the open with `Error::InvalidArgument`.
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
+        self.compression_chosen = true;
         self
     }
 

@@ -6,10 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use alexstorage::{Compression, Db, Options, WriteBatch};
+use alexstorage::{Compression, Db, Error, Options, WriteBatch};
 
 const SETTINGS: [Compression; 4] =
     [Compression::None, Compression::Lz4, Compression::Zstd(3), Compression::Zstd(-3)];
@@ -51,7 +53,9 @@ fn value(key: i64) -> Vec<u8> {
         2 => document(key, 100),
         3 => document(key, 4000),
         4 => noise(key, 500),
-        _ => document(key, 70_000),
+        // One value past LZ4's 64 KiB window and a 3-byte length varint.
+        _ if key == 5 => document(key, 70_000),
+        _ => document(key, 7_000),
     }
 }
 
@@ -109,9 +113,16 @@ fn every_setting_round_trips_every_kind_of_value_through_every_write_path() {
         drop(snapshot);
 
         // Compressed values are owned copies; raw ones (short, incompressible, or
-        // compression off) stay zero-copy views.
-        let compressed = db.get(3).unwrap().unwrap();
-        assert_eq!(compressed.is_zero_copy(), compression == Compression::None, "{context}");
+        // compression off) stay zero-copy views. Key 3 was put, key 9 written by a
+        // batch, key 5000 by a transaction, key 1 of "docs" by a family's put.
+        let compressed = compression != Compression::None;
+        for key in [3, 9, 5_000] {
+            assert_eq!(db.get(key).unwrap().unwrap().is_zero_copy(), !compressed, "{context}: key {key}");
+        }
+        assert_eq!(family.get(1).unwrap().unwrap().is_zero_copy(), !compressed, "{context}");
+        assert!(db.get(-3 - 1_000_000).unwrap().unwrap().is_zero_copy(), "{context}: batch's noise");
+        // A transaction reads a committed compressed value.
+        assert_eq!(&*db.transaction().get(9).unwrap().unwrap(), &value(9)[..], "{context}");
         for key in [1, 4] {
             assert!(db.get(key).unwrap().unwrap().is_zero_copy(), "{context}: key {key}");
         }
@@ -198,25 +209,145 @@ fn reopening_with_another_setting_reads_old_records_and_compaction_rewrites_them
             for key in 0..50 {
                 assert_eq!(&*family.get(key).unwrap().unwrap(), &document(key, 800)[..], "{context}");
             }
-            // After a full compaction the log is exactly the live records, and the
-            // per-family live bytes add up to them.
+            // After a full compaction the log is exactly the live records.
             assert_eq!(after.log_bytes, after.live_bytes, "{context}");
-            assert_eq!(after.families.iter().map(|f| f.live_bytes).sum::<u64>(), after.live_bytes, "{context}");
             assert!(stats.records > 0, "{context}");
             let (was, now) = (first != Compression::None, second != Compression::None);
             match (was, now) {
                 (false, true) => assert!(after.live_bytes * 2 < before.live_bytes, "{context}: {before:?} {after:?}"),
                 (true, false) => assert!(after.live_bytes > before.live_bytes * 2, "{context}: {before:?} {after:?}"),
+                // LZ4 to zstd shrinks the documents, zstd to LZ4 grows them.
+                _ if first == Compression::Lz4 && second != Compression::Lz4 => {
+                    assert!(stats.bytes_written < stats.bytes_read, "{context}: {stats:?}")
+                }
+                _ if first != Compression::Lz4 && second == Compression::Lz4 => {
+                    assert!(stats.bytes_written > stats.bytes_read, "{context}: {stats:?}")
+                }
                 _ => {}
             }
             // The values now read as the second setting stores them.
             assert_eq!(db.get(3).unwrap().unwrap().is_zero_copy(), second == Compression::None, "{context}");
             db.verify().unwrap();
+            // Each family's live bytes as a full replay counts them from the records.
+            let families = |db: &Db| -> Vec<(String, u64)> {
+                db.stats().families.into_iter().map(|family| (family.name, family.live_bytes)).collect()
+            };
+            let counted = families(&db);
             drop((db, family));
+            std::fs::remove_file(dir.path().join("CHECKPOINT")).unwrap();
             let db = options(second).open(dir.path()).unwrap();
-            check(&db, &model, &format!("{context}, reopened"));
+            check(&db, &model, &format!("{context}, replayed"));
+            assert_eq!(families(&db), counted, "{context}: live bytes against a replay");
         }
     }
+}
+
+/// A compacted store is rewritten by `compact()` when the setting changed between
+/// any two codecs, and only then.
+#[test]
+fn every_change_of_setting_rewrites_a_compacted_store() {
+    for first in SETTINGS {
+        for second in SETTINGS {
+            let dir = tempfile::tempdir().unwrap();
+            let db = options(first).open(dir.path()).unwrap();
+            for key in 0..40 {
+                db.put(key, document(key, 900)).unwrap();
+            }
+            db.compact().unwrap();
+            assert_eq!(db.compact().unwrap().records, 0, "{first:?}: rewritten again");
+            drop(db);
+            let db = options(second).open(dir.path()).unwrap();
+            let same = compression_kind(first) == compression_kind(second);
+            assert_eq!(db.compact().unwrap().records, if same { 0 } else { 40 }, "{first:?} then {second:?}");
+            assert_eq!(db.compact().unwrap().records, 0, "{first:?} then {second:?}: rewritten again");
+            for key in 0..40 {
+                assert_eq!(&*db.get(key).unwrap().unwrap(), &document(key, 900)[..]);
+            }
+        }
+    }
+}
+
+fn compression_kind(compression: Compression) -> u8 {
+    match compression {
+        Compression::None => 0,
+        Compression::Lz4 => 1,
+        Compression::Zstd(_) => 2,
+    }
+}
+
+/// A value whose compressed form is shorter than the 32-byte minimum is still
+/// rewritten raw when compression is switched off.
+#[test]
+fn tiny_compressed_records_are_rewritten_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options(Compression::Lz4).open(dir.path()).unwrap();
+    db.put(1, vec![0u8; 1000]).unwrap();
+    assert!(db.stats().live_bytes < 28 + 32, "{:?}", db.stats());
+    drop(db);
+    let db = options(Compression::None).open(dir.path()).unwrap();
+    db.compact().unwrap();
+    let value = db.get(1).unwrap().unwrap();
+    assert!(value.is_zero_copy());
+    assert_eq!(&*value, &[0u8; 1000][..]);
+    assert_eq!(db.stats().live_bytes, 28 + 1000);
+}
+
+/// The 32-byte minimum and the level: 32 compressible bytes are compressed, 31 are
+/// not; higher zstd levels store less.
+#[test]
+fn the_minimum_length_and_the_zstd_level_take_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options(Compression::Lz4).open(dir.path().join("lz4")).unwrap();
+    db.put(1, [0u8; 32]).unwrap();
+    db.put(2, [0u8; 31]).unwrap();
+    assert!(!db.get(1).unwrap().unwrap().is_zero_copy());
+    assert!(db.get(2).unwrap().unwrap().is_zero_copy());
+    let mut sizes = Vec::new();
+    for level in [-5, 1, 19] {
+        let db = options(Compression::Zstd(level)).open(dir.path().join(format!("zstd{level}"))).unwrap();
+        for key in 0..300 {
+            db.put(key, document(key, 3000)).unwrap();
+        }
+        sizes.push(db.stats().live_bytes);
+    }
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "levels -5, 1, 19: {sizes:?}");
+}
+
+/// The store remembers its setting: an open that chooses none writes as the store
+/// did, one that chooses another changes it; read-only opens and backups read
+/// compressed stores, and a backup keeps the setting.
+#[test]
+fn the_setting_is_remembered_and_travels_with_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let db = options(Compression::Zstd(3)).open(&path).unwrap();
+    db.put(1, document(1, 2000)).unwrap();
+    drop(db);
+    let db = Options::new().background_compaction(false).open(&path).unwrap();
+    db.put(2, document(2, 2000)).unwrap();
+    assert!(!db.get(2).unwrap().unwrap().is_zero_copy(), "a plain reopen stopped compressing");
+    assert_eq!(db.compact().unwrap().records, 2);
+    assert_eq!(db.compact().unwrap().records, 0, "a plain reopen's compaction changed the setting");
+    let reader = Options::new().read_only(true).open(&path).unwrap();
+    assert_eq!(&*reader.get(1).unwrap().unwrap(), &document(1, 2000)[..]);
+    drop(reader);
+    let backup = dir.path().join("backup");
+    db.backup_to(&backup).unwrap();
+    drop(db);
+    let copy = Options::new().background_compaction(false).open(&backup).unwrap();
+    assert_eq!(&*copy.get(2).unwrap().unwrap(), &document(2, 2000)[..]);
+    copy.put(4, document(4, 2000)).unwrap();
+    copy.compact().unwrap();
+    for key in [1, 2, 4] {
+        assert!(!copy.get(key).unwrap().unwrap().is_zero_copy(), "the backup lost the setting (key {key})");
+    }
+    drop(copy);
+    // Choosing None changes the store's setting for later plain opens too.
+    drop(options(Compression::None).open(&path).unwrap());
+    let db = Options::new().background_compaction(false).open(&path).unwrap();
+    db.put(3, document(3, 2000)).unwrap();
+    assert!(db.get(3).unwrap().unwrap().is_zero_copy());
+    assert_eq!(db.compact().unwrap().records, 3);
 }
 
 /// A store already compacted (one run of live records) is compacted again when the
@@ -273,4 +404,56 @@ fn live_bytes_follow_overwrites_of_rewritten_records() {
     let after = db.stats();
     assert_eq!(after.live_bytes, live, "compaction changed live bytes with the setting unchanged");
     assert_eq!(after.log_bytes, after.live_bytes);
+}
+
+/// A compressed value whose checksum matches but whose compressed bytes are damaged
+/// (a bug, or a crafted file) is `Error::Corruption` naming the segment file and the
+/// record's offset, through get, scans, snapshots and compaction; nothing panics.
+#[test]
+fn damaged_compressed_values_are_corruption_at_the_record() {
+    use alexstorage::testing::format::{Decoded, RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
+    for compression in [Compression::Lz4, Compression::Zstd(3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = options(compression).open(dir.path()).unwrap();
+        for key in 0..10 {
+            db.put(key, document(key, 3000)).unwrap();
+        }
+        drop(db);
+        // Find key 7's record, make its length varint claim one byte more, and
+        // forge the checksum over the changed bytes.
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
+            .unwrap();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let mut at = SEGMENT_HEADER_SIZE;
+        let offset = loop {
+            let Decoded::Record { header, len } = RecordHeader::decode(&bytes[at..]) else { panic!("no key 7") };
+            if header.key == 7 {
+                assert_ne!(header.flags, 0, "{compression:?}: not compressed");
+                break at;
+            }
+            at += len;
+        };
+        bytes[offset + RECORD_HEADER_SIZE] ^= 1;
+        let value_len = u32::from_le_bytes(bytes[offset + 8..offset + 12].try_into().unwrap()) as usize;
+        let crc = common::crc32c(&bytes[offset + 4..offset + RECORD_HEADER_SIZE + value_len]);
+        bytes[offset..offset + 4].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&segment, &bytes).unwrap();
+
+        let at_record = |error: Error| match error {
+            Error::Corruption { file, offset: found, .. } => file == segment && found == offset as u64,
+            _ => false,
+        };
+        let db = options(compression).open(dir.path()).unwrap();
+        assert!(at_record(db.get(7).unwrap_err()), "{compression:?}: get");
+        assert_eq!(&*db.get(6).unwrap().unwrap(), &document(6, 3000)[..]);
+        assert!(db.iter().any(|entry| entry.is_err_and(at_record)), "{compression:?}: scan");
+        assert!(at_record(db.snapshot().get(7).unwrap_err()), "{compression:?}: snapshot");
+        drop(db);
+        // A compaction that must decompress it (another setting) stops there.
+        let db = options(Compression::None).open(dir.path()).unwrap();
+        assert!(at_record(db.compact().unwrap_err()), "{compression:?}: compaction");
+    }
 }

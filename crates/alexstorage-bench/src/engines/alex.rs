@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use alexstorage::{Db, Durability, Options};
+use alexstorage::{Compression, Db, Durability, Options};
 use anyhow::Result;
 
 use super::{Class, EngineKind, Feature, Found, Latest, Modify, Reader, Store, Visit};
@@ -41,6 +41,39 @@ impl EngineKind for AlexStorage {
         "Db::transaction(): gets, puts, commit (optimistic, serializable for what it read; Error::Conflict on a \
          conflict)"
             .to_owned()
+    }
+}
+
+/// AlexStorage with value compression: a variant of the subject that runs only the
+/// workloads compression changes (load, get, scan, space).
+pub struct AlexStorageCompressed {
+    /// Its `--engines` name.
+    pub name: &'static str,
+    /// The setting.
+    pub compression: Compression,
+}
+
+impl EngineKind for AlexStorageCompressed {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn open(&self, dir: &Path, class: Class) -> Result<Box<dyn Store>> {
+        let durability = match class {
+            Class::Buffered => Durability::Buffered,
+            Class::Sync => Durability::Sync,
+        };
+        Ok(Box::new(Options::new().durability(durability).compression(self.compression).open(dir)?))
+    }
+
+    fn settings(&self, class: Class) -> String {
+        let base = AlexStorage.settings(class);
+        let base = base.trim_end_matches(", no compression)");
+        format!("{base}), Compression::{:?}: each value compressed on its own, stored raw unless it shrinks by 1/8", self.compression)
+    }
+
+    fn variant_of(&self) -> Option<&'static str> {
+        Some(AlexStorage.name())
     }
 }
 

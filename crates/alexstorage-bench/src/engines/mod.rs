@@ -142,12 +142,21 @@ pub trait EngineKind: Sync {
     fn transaction_settings(&self) -> String {
         String::new()
     }
+
+    /// For another setting of an engine (AlexStorage with compression), the engine's
+    /// name: such a variant runs only the workloads its setting changes
+    /// ([`VARIANT_WORKLOADS`](crate::workloads::VARIANT_WORKLOADS)).
+    fn variant_of(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Every engine, in report order: the subject first, then peers, then in-memory references.
 pub fn all() -> Vec<&'static dyn EngineKind> {
     vec![
         &alex::AlexStorage,
+        &alex::AlexStorageCompressed { name: "alexstorage-lz4", compression: alexstorage::Compression::Lz4 },
+        &alex::AlexStorageCompressed { name: "alexstorage-zstd", compression: alexstorage::Compression::Zstd(3) },
         #[cfg(feature = "rocksdb")]
         &rocks::RocksDb,
         &lmdb::Lmdb,

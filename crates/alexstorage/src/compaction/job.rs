@@ -260,7 +260,8 @@ impl Job<'_> {
         let setting = self.engine.options.compression;
         let wanted = compression::flag_of(setting);
         let value = stored.get(RECORD_HEADER_SIZE..).unwrap_or(&[]);
-        if header.compression() == wanted || value.len() < compression::MIN_COMPRESSED_LEN {
+        let raw_and_short = header.compression() == compression::RAW && value.len() < compression::MIN_COMPRESSED_LEN;
+        if header.compression() == wanted || raw_and_short {
             return Ok(None);
         }
         let decompressed;
@@ -397,28 +398,23 @@ impl Job<'_> {
         self.engine.writer.lock().log.insert_compacted(Arc::clone(&segment));
         self.engine.write_view().segments.insert(segment.id(), Leases::new(segment));
         for chunk in output.moves.chunks(SWITCH_CHUNK) {
+            // A record rewritten with another compression changed length: the live
+            // bytes must follow the records the index points to, in the same section
+            // as the switch (the writer's, then the view's, the lock order), so that
+            // no write superseding a switched key, family drop or checkpoint capture
+            // sees one without the other.
+            let mut writer = chunk.iter().any(|moved| moved.grown != 0).then(|| self.engine.writer.lock());
             let mut view = self.engine.write_view();
-            let mut grown: Vec<(u16, i64)> = Vec::new();
-            for &Move { family, key, old, new, grown: by } in chunk {
+            for &Move { family, key, old, new, grown } in chunk {
                 // A key written since it was copied keeps its newer record; a family
                 // dropped since has no index (and one created since under its id
                 // holds only newer records).
                 let Some(index) = view.index_by_id_mut(family) else { continue };
                 if index.get(key) == Some(old) {
                     index.insert(key, new);
-                    if by != 0 {
-                        grown.push((family, by));
+                    if let Some(writer) = writer.as_mut() {
+                        writer.resize_live(family, grown);
                     }
-                }
-            }
-            drop(view);
-            // A record rewritten with another compression changed length: the live
-            // bytes follow the records the index now points to (a writer superseding
-            // a switched key subtracts the copy's length).
-            if !grown.is_empty() {
-                let mut writer = self.engine.writer.lock();
-                for (family, by) in grown {
-                    writer.resize_live(family, by);
                 }
             }
         }

@@ -186,7 +186,7 @@ impl Db {
         if catalog.next_incarnation > 1 || !catalog.families.is_empty() {
             catalog::write(dir, &catalog)?;
         }
-        write_identity(dir)?;
+        write_identity(dir, self.engine.options.compression)?;
         io::sync_directory(dir)?;
         Ok(stats)
     }

@@ -26,6 +26,7 @@ use crate::log::{Location, Log};
 use crate::options::{DEFAULT_MAX_VALUE_SIZE, MIN_SEGMENT_SIZE};
 use crate::value::Leases;
 use crate::compression;
+use crate::options::MAX_VALUE_SIZE_LIMIT;
 use crate::{Compression, Durability, Error, Options, Result};
 
 use super::{Db, Handle, Store, Workers};
@@ -34,8 +35,6 @@ use super::{Db, Handle, Store, Workers};
 const IDENTITY_FILE: &str = "ALEXSTORAGE";
 /// Name of the lock file a writer holds.
 const LOCK_FILE: &str = "LOCK";
-/// Largest `max_value_size` accepted (a record must fit a 4 GiB segment).
-const MAX_VALUE_SIZE_LIMIT: usize = 1 << 30;
 
 impl Options {
     /// Opens (creating if missing, recovering if present) the store at `path`.
@@ -55,14 +54,20 @@ impl Db {
         check_options(&options)?;
         prepare_directory(path, options.read_only)?;
         let lock = if options.read_only { None } else { Some(lock_store(path)?) };
-        let version = check_identity(path, options.read_only)?;
+        let mut options = options;
+        let identity = check_identity(path, &options)?;
+        // An open that chose no compression writes as the store did.
+        if !options.compression_chosen {
+            options.compression = identity.compression;
+        }
         let recovered = recover(path, &options)?;
-        if version < FORMAT_VERSION && !options.read_only {
+        if !options.read_only && identity != StoreHeader::current(options.compression) {
             // This build may write what an older one would misread (other families'
-            // records, which it would skip and then compact away): once recovery has
-            // succeeded, the store is raised to this version, which older builds
-            // refuse.
-            write_identity(path)?;
+            // records, which it would skip and then compact away; compressed
+            // values): once recovery has succeeded, the store is raised to this
+            // version, which older builds refuse. The identity file also keeps the
+            // compression setting.
+            write_identity(path, options.compression)?;
         }
         let engine =
             Arc::new(Engine::new(path.to_path_buf(), options, recovered.view, recovered.writer, recovered.recovery));
@@ -322,18 +327,20 @@ fn lock_store(path: &Path) -> Result<File> {
     }
 }
 
-/// Writes the identity file of this build's format version, durably.
-pub(super) fn write_identity(path: &Path) -> Result<()> {
-    Ok(io::replace_in(path, IDENTITY_FILE, &StoreHeader { version: FORMAT_VERSION }.encode())?)
+/// Writes the identity file of this build's format version and `compression`,
+/// durably.
+pub(super) fn write_identity(path: &Path, compression: Compression) -> Result<()> {
+    Ok(io::replace_in(path, IDENTITY_FILE, &StoreHeader::current(compression).encode())?)
 }
 
-/// Checks the identity file, creating it in an empty directory; returns the store's
-/// format version.
-fn check_identity(path: &Path, read_only: bool) -> Result<u32> {
+/// Checks the identity file, creating it in an empty directory (with the compression
+/// `options` chose, if any); returns what it holds.
+fn check_identity(path: &Path, options: &Options) -> Result<StoreHeader> {
+    let read_only = options.read_only;
     let identity = path.join(IDENTITY_FILE);
     match io::read(&identity) {
         Ok(bytes) => match StoreHeader::decode(&bytes) {
-            Ok(header) => Ok(header.version),
+            Ok(header) => Ok(header),
             Err(HeaderError::NewerVersion(found)) => {
                 Err(Error::UnsupportedVersion { file: identity, found, supported: FORMAT_VERSION })
             }
@@ -356,7 +363,8 @@ fn check_identity(path: &Path, read_only: bool) -> Result<u32> {
             if read_only {
                 return Err(Error::InvalidArgument(format!("no store at {} to open read-only", path.display())));
             }
-            write_identity(path)?;
+            let created = StoreHeader::current(options.compression);
+            write_identity(path, created.compression)?;
             // The store directory's own entry must outlive a power cut as much as the
             // files in it: sync its parent (on every attempt until the store exists,
             // in case an earlier one made the directory and died).
@@ -366,9 +374,9 @@ fn check_identity(path: &Path, read_only: bool) -> Result<u32> {
                     // A parent we may not open for reading: its entry is the file
                     // system's to keep, as it was before this store.
                     tracing::warn!(dir = %parent.display(), "could not sync the store's parent directory: {error}");
-                    Ok(FORMAT_VERSION)
+                    Ok(created)
                 }
-                synced => synced.map(|()| FORMAT_VERSION).map_err(Error::from),
+                synced => synced.map(|()| created).map_err(Error::from),
             }
         }
         Err(error) => Err(error.into()),

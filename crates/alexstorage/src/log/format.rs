@@ -3,6 +3,7 @@
 //! assertions here pin the same sizes and offsets. All integers are little-endian.
 
 use crate::compression;
+use crate::options::Compression;
 
 /// Current format version of every file this build writes. Version 5 added value
 /// compression (record flags bits 0-1, see [`crate::compression`]; a writable open of an older
@@ -390,16 +391,27 @@ impl SegmentHeader {
 /// The store identity file, `ALEXSTORAGE`, which marks a directory as a store.
 ///
 /// ```text
-/// 0          8         12                      28       32
-/// +----------+---------+-----------------------+--------+
-/// |  magic   | version |  reserved (zeros)     | crc32c |
-/// |"ALEXSTOR"|   u32   |                       |  u32   |
-/// +----------+---------+-----------------------+--------+
+/// 0          8         12     13       17              28       32
+/// +----------+---------+------+--------+---------------+--------+
+/// |  magic   | version | comp-| zstd   | reserved      | crc32c |
+/// |"ALEXSTOR"|   u32   | ress.| level  | (zeros)       |  u32   |
+/// |          |         |  u8  |  i32   |               |        |
+/// +----------+---------+------+--------+---------------+--------+
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreHeader {
     /// Format version of the store.
     pub version: u32,
+    /// The value compression the store writes with (version 5; zeros before: none):
+    /// kept for opens that do not choose one.
+    pub compression: Compression,
+}
+
+impl StoreHeader {
+    /// The header of a store of this build's version writing with `compression`.
+    pub fn current(compression: Compression) -> StoreHeader {
+        StoreHeader { version: FORMAT_VERSION, compression }
+    }
 }
 
 impl StoreHeader {
@@ -408,6 +420,10 @@ impl StoreHeader {
         let mut bytes = [0u8; STORE_HEADER_SIZE];
         bytes[0..8].copy_from_slice(&STORE_MAGIC);
         bytes[8..12].copy_from_slice(&self.version.to_le_bytes());
+        bytes[12] = compression::flag_of(self.compression);
+        if let Compression::Zstd(level) = self.compression {
+            bytes[13..17].copy_from_slice(&level.to_le_bytes());
+        }
         let crc = crc32c::crc32c(&bytes[..28]);
         bytes[28..32].copy_from_slice(&crc.to_le_bytes());
         bytes
@@ -422,11 +438,22 @@ impl StoreHeader {
         if field(28) != crc32c::crc32c(&bytes[..28]) {
             return Err(HeaderError::Invalid("identity file checksum mismatch".into()));
         }
-        match field(8) {
-            0 => Err(HeaderError::Invalid("format version 0".into())),
-            version if version > FORMAT_VERSION => Err(HeaderError::NewerVersion(version)),
-            version => Ok(StoreHeader { version }),
+        let version = match field(8) {
+            0 => return Err(HeaderError::Invalid("format version 0".into())),
+            version if version > FORMAT_VERSION => return Err(HeaderError::NewerVersion(version)),
+            version => version,
+        };
+        let level = field(13) as i32;
+        let compression = match bytes[12] {
+            compression::RAW if level == 0 => Compression::None,
+            compression::LZ4 if level == 0 => Compression::Lz4,
+            compression::ZSTD if compression::zstd_levels().contains(&level) => Compression::Zstd(level),
+            kind => return Err(HeaderError::Invalid(format!("unknown compression {kind} (level {level})"))),
+        };
+        if bytes[17..28].iter().any(|&byte| byte != 0) {
+            return Err(HeaderError::Invalid("reserved bytes are not zero".into()));
         }
+        Ok(StoreHeader { version, compression })
     }
 }
 
@@ -539,7 +566,16 @@ mod tests {
         assert!(matches!(SegmentHeader::decode(&unknown_flag.encode()), Err(HeaderError::Invalid(_))));
         let version_1 = SegmentHeader { version: 1, flags: 0, ..segment };
         assert_eq!(SegmentHeader::decode(&version_1.encode()), Ok(version_1));
-        let store = StoreHeader { version: FORMAT_VERSION };
+        let store = StoreHeader::current(Compression::None);
+        for compression in [Compression::Lz4, Compression::Zstd(-7), Compression::Zstd(19)] {
+            let header = StoreHeader::current(compression);
+            assert_eq!(StoreHeader::decode(&header.encode()), Ok(header));
+        }
+        let mut unknown = StoreHeader::current(Compression::Lz4).encode();
+        unknown[12] = 3;
+        let crc = crc32c::crc32c(&unknown[..28]);
+        unknown[28..32].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(StoreHeader::decode(&unknown), Err(HeaderError::Invalid(_))));
         assert_eq!(StoreHeader::decode(&store.encode()), Ok(store));
         assert!(matches!(StoreHeader::decode(b"hello"), Err(HeaderError::Invalid(_))));
         let descriptor = BatchDescriptor { count: 3, body_len: 999 };

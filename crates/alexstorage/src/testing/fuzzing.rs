@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::log::checkpoint::CHECKPOINT_FILE;
-use crate::log::format::{StoreHeader, FORMAT_VERSION};
+use crate::log::format::StoreHeader;
 use crate::{Db, Options, Result};
 
 /// The value the valid store holds for `key`.
@@ -32,7 +32,7 @@ pub fn open_arbitrary_store(dir: &Path, data: &[u8]) -> Result<()> {
     if control & 1 == 1 {
         std::fs::write(dir.join("ALEXSTORAGE"), checkpoint.get(..32).unwrap_or(checkpoint))?;
     } else {
-        std::fs::write(dir.join("ALEXSTORAGE"), StoreHeader { version: FORMAT_VERSION }.encode())?;
+        std::fs::write(dir.join("ALEXSTORAGE"), StoreHeader::current(crate::Compression::None).encode())?;
     }
     std::fs::write(dir.join("00000001.seg"), segment)?;
     if control & 2 == 2 {
