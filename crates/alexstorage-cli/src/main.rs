@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use alexstorage::{Db, Options, Range};
+use alexstorage::{Compression, Db, Options, Range};
 use clap::{Parser, Subcommand};
 
 mod dump;
@@ -112,10 +112,14 @@ enum Command {
         /// The store's directory.
         dir: PathBuf,
     },
-    /// Compacts the store now.
+    /// Compacts the store now (with the compression it writes with, or --compression).
     Compact {
         /// The store's directory.
         dir: PathBuf,
+        /// Value compression from now on: none, lz4, zstd or zstd:LEVEL. Every record
+        /// is rewritten with it; without it, the store keeps its setting.
+        #[arg(long, value_parser = parse_compression)]
+        compression: Option<Compression>,
     },
     /// Writes every family's entries to stdout in the dump format (docs/DUMP.md).
     Dump {
@@ -126,6 +130,10 @@ enum Command {
     Load {
         /// The store's directory.
         dir: PathBuf,
+        /// Value compression from now on: none, lz4, zstd or zstd:LEVEL; without it, a
+        /// new store stores values uncompressed and an existing one keeps its setting.
+        #[arg(long, value_parser = parse_compression)]
+        compression: Option<Compression>,
     },
     /// Writes a consistent copy of the store to TARGET (which must not exist).
     Backup {
@@ -248,8 +256,11 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             writeln!(std::io::stdout(), "ok: {} records in {} segments", report.records, report.segments)?;
             Ok(Outcome::Done)
         }
-        Command::Compact { dir } => {
-            let db = existing(&dir)?;
+        Command::Compact { dir, compression } => {
+            if !dir.join("ALEXSTORAGE").is_file() {
+                return Err(format!("no store at {}", dir.display()).into());
+            }
+            let db = with_compression(Options::new(), compression).open(&dir)?;
             let stats = with_progress("compacting", || db.compact())?;
             writeln!(
                 std::io::stdout(),
@@ -271,8 +282,8 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             }
             Ok(Outcome::Done)
         }
-        Command::Load { dir } => {
-            let db = Db::open(&dir)?;
+        Command::Load { dir, compression } => {
+            let db = with_compression(Options::new(), compression).open(&dir)?;
             let input = std::io::BufReader::new(std::io::stdin().lock());
             let entries = with_progress("loading", || dump::read(&db, input))?;
             db.flush()?;
@@ -304,6 +315,27 @@ fn existing(dir: &Path) -> Result<Db, Failure> {
         return Err(format!("no store at {}", dir.display()).into());
     }
     Ok(Db::open(dir)?)
+}
+
+/// `options` with `compression`, if one was given (otherwise the store's own).
+fn with_compression(options: Options, compression: Option<Compression>) -> Options {
+    match compression {
+        Some(compression) => options.compression(compression),
+        None => options,
+    }
+}
+
+/// Parses `none`, `lz4`, `zstd` (level 3) or `zstd:LEVEL`.
+fn parse_compression(text: &str) -> Result<Compression, String> {
+    match text {
+        "none" => Ok(Compression::None),
+        "lz4" => Ok(Compression::Lz4),
+        "zstd" => Ok(Compression::Zstd(3)),
+        _ => match text.strip_prefix("zstd:").map(str::parse::<i32>) {
+            Some(Ok(level)) if (-131_072..=22).contains(&level) => Ok(Compression::Zstd(level)),
+            _ => Err(format!("{text:?}: expected none, lz4, zstd or zstd:LEVEL (-131072 to 22)")),
+        },
+    }
 }
 
 /// Opens the store at `dir` read-only (beside a running writer, if any).

@@ -291,3 +291,42 @@ fn dump_and_load_round_trip_every_family_and_byte() {
         assert!(stderr.contains(line), "{line}: {stderr}");
     }
 }
+
+/// `load --compression` makes a compressed store; `compact` keeps the store's
+/// compression unless `--compression` changes it; `get`, `dump` and `verify` read
+/// compressed values byte for byte; a bad setting is a usage error.
+#[test]
+fn compression_is_kept_by_compact_and_set_by_load_or_compact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let document = |key: i64| format!("{{\"id\":{key},\"status\":\"active\",\"region\":\"eu-west\"}}").repeat(20);
+    let mut dump = String::from("alexstorage-dump 1\nfamily default\n");
+    for key in 0..50 {
+        dump.push_str(&format!("{key}\t{}\n", document(key).replace('\\', "\\\\")));
+    }
+    let load = alexstorage().args(["load", text(&store), "--compression", "zstd:5"]).write_stdin(dump).output().unwrap();
+    assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
+    let compressed = |expect: bool| {
+        let db = alexstorage::Options::new().read_only(true).open(&store).unwrap();
+        for key in 0..50 {
+            let value = db.get(key).unwrap().unwrap();
+            assert_eq!(&*value, document(key).as_bytes());
+            assert_eq!(value.is_zero_copy(), !expect, "key {key}");
+        }
+    };
+    compressed(true);
+    assert_eq!(run(&["compact", text(&store)]).0, 0);
+    compressed(true);
+    let (code, stdout, _) = run(&["get", text(&store), "7"]);
+    assert_eq!((code, stdout), (0, document(7).into_bytes()));
+    assert_eq!(run(&["verify", text(&store)]).0, 0);
+    assert_eq!(run(&["compact", text(&store), "--compression", "none"]).0, 0);
+    compressed(false);
+    assert_eq!(run(&["compact", text(&store), "--compression", "lz4"]).0, 0);
+    compressed(true);
+    for bad in ["gzip", "zstd:x", "zstd:99"] {
+        let (code, _, stderr) = run(&["compact", text(&store), "--compression", bad]);
+        assert_eq!(code, 2, "{bad}: {stderr}");
+    }
+    compressed(true);
+}

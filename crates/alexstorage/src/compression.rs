@@ -3,9 +3,10 @@
 //!
 //! A compressed value is stored as the length of the original value (an unsigned
 //! LEB128 varint, 1 to 5 bytes) followed by the compressed bytes: an LZ4 block (flag
-//! 1) or a zstd frame (flag 2). A value is stored compressed only if that saves at
-//! least an eighth of its bytes (and it is at least [`MIN_COMPRESSED_LEN`] long):
-//! otherwise it is stored as given, flag 0, and read with zero copies.
+//! [`LZ4`]) or one zstd frame (flag [`ZSTD`]). A value is stored compressed only if
+//! that saves at least an eighth of its bytes (and it is at least
+//! [`MIN_COMPRESSED_LEN`] long): otherwise it is stored as given, flag [`RAW`], and
+//! read with zero copies.
 //!
 //! zstd keeps its (de)compression contexts in thread-locals: making one costs more
 //! than compressing a small value.

@@ -127,7 +127,7 @@ mod tests {
         let mut stored = Vec::new();
         let flag = compression::compress(crate::Compression::Lz4, &original, &mut stored);
         assert_eq!(flag, compression::LZ4);
-        let mut append = |key: i64, value: &[u8]| {
+        let append = |key: i64, value: &[u8]| {
             let header = RecordHeader::new(RecordKind::Put, 0, key, 1, value.len() as u32).with_compression(flag);
             Location::new(1, segment.append(&[&header.encode(value), value]).unwrap().unwrap() as u32)
         };
