@@ -304,7 +304,8 @@ fn compression_is_kept_by_compact_and_set_by_load_or_compact() {
     for key in 0..50 {
         dump.push_str(&format!("{key}\t{}\n", document(key).replace('\\', "\\\\")));
     }
-    let load = alexstorage().args(["load", text(&store), "--compression", "zstd:5"]).write_stdin(dump).output().unwrap();
+    let load =
+        alexstorage().args(["load", text(&store), "--compression", "zstd:5"]).write_stdin(dump).output().unwrap();
     assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
     let compressed = |expect: bool| {
         let db = alexstorage::Options::new().read_only(true).open(&store).unwrap();

@@ -175,7 +175,15 @@ fn main() {
                 }
                 scans.push(start.elapsed().as_nanos() as f64 / visited as f64);
             }
-            rows.push(Row { kind, setting: name, raw, disk, put: median(puts), get: median(gets), scan: median(scans) });
+            rows.push(Row {
+                kind,
+                setting: name,
+                raw,
+                disk,
+                put: median(puts),
+                get: median(gets),
+                scan: median(scans),
+            });
             eprintln!("{} {name}: done", kind.name());
         }
         // A trained dictionary: what per-value zstd(3) would store with one, against

@@ -1,8 +1,8 @@
 //! [`WriteBatch`]: writes applied all together or not at all, in any column
 //! families.
 
-use crate::family::FamilyRef;
 use crate::compression;
+use crate::family::FamilyRef;
 use crate::options::Compression;
 
 /// A set of puts and deletes that [`crate::Db::write`] applies atomically: readers see
@@ -24,8 +24,17 @@ pub struct WriteBatch {
 pub(crate) enum BatchOperation {
     /// `value_len` bytes at `value_start` of the batch's values, stored with
     /// `compression` (a `compression` flag: raw until [`WriteBatch::compressed`]).
-    Put { column_family: u16, key: i64, value_start: usize, value_len: usize, compression: u8 },
-    Delete { column_family: u16, key: i64 },
+    Put {
+        column_family: u16,
+        key: i64,
+        value_start: usize,
+        value_len: usize,
+        compression: u8,
+    },
+    Delete {
+        column_family: u16,
+        key: i64,
+    },
 }
 
 impl WriteBatch {

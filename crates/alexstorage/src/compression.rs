@@ -131,7 +131,9 @@ pub fn decompress(flag: u8, stored: &[u8]) -> Result<Arc<[u8]>, String> {
     let mut bytes: Arc<[u8]> = std::iter::repeat_n(0u8, len).collect();
     let Some(out) = Arc::get_mut(&mut bytes) else { return Err("decompression buffer is shared".into()) };
     let written = match flag {
-        LZ4 => lz4_flex::block::decompress_into(payload, out).map_err(|error| format!("LZ4 value is damaged: {error}"))?,
+        LZ4 => {
+            lz4_flex::block::decompress_into(payload, out).map_err(|error| format!("LZ4 value is damaged: {error}"))?
+        }
         ZSTD => ZSTD_DECOMPRESSOR.with(|cell| {
             let mut cell = cell.try_borrow_mut().map_err(|_| "zstd decompressor in use".to_owned())?;
             if cell.is_none() {
@@ -186,7 +188,9 @@ mod tests {
 
     #[test]
     fn each_codec_round_trips_and_shrinks_repetitive_values() {
-        for (compression, flag) in [(Compression::Lz4, LZ4), (Compression::Zstd(3), ZSTD), (Compression::Zstd(-5), ZSTD)] {
+        for (compression, flag) in
+            [(Compression::Lz4, LZ4), (Compression::Zstd(3), ZSTD), (Compression::Zstd(-5), ZSTD)]
+        {
             for len in [128, 4096, 1 << 20] {
                 let value = compressible(len);
                 let mut out = Vec::new();

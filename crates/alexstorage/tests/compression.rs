@@ -13,8 +13,7 @@ use std::path::Path;
 
 use alexstorage::{Compression, Db, Error, Options, WriteBatch};
 
-const SETTINGS: [Compression; 4] =
-    [Compression::None, Compression::Lz4, Compression::Zstd(3), Compression::Zstd(-3)];
+const SETTINGS: [Compression; 4] = [Compression::None, Compression::Lz4, Compression::Zstd(3), Compression::Zstd(-3)];
 
 fn options(compression: Compression) -> Options {
     Options::new().compression(compression).background_compaction(false).segment_size(1 << 20)

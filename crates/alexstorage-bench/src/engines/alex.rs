@@ -69,7 +69,10 @@ impl EngineKind for AlexStorageCompressed {
     fn settings(&self, class: Class) -> String {
         let base = AlexStorage.settings(class);
         let base = base.trim_end_matches(", no compression)");
-        format!("{base}), Compression::{:?}: each value compressed on its own, stored raw unless it shrinks by 1/8", self.compression)
+        format!(
+            "{base}), Compression::{:?}: each value compressed on its own, stored raw unless it shrinks by 1/8",
+            self.compression
+        )
     }
 
     fn variant_of(&self) -> Option<&'static str> {

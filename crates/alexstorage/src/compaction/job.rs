@@ -10,7 +10,9 @@ use std::sync::Arc;
 use crate::compression;
 use crate::engine::{checked_record, decompress, missing_segment, Engine};
 use crate::family::FamilyRef;
-use crate::log::format::{RecordHeader, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE};
+use crate::log::format::{
+    RecordHeader, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE,
+};
 use crate::log::io;
 use crate::log::manifest::{self, CompactedSegment, Manifest};
 use crate::log::segment::Segment;
@@ -214,7 +216,8 @@ impl Job<'_> {
                 }
                 let capacity = self.engine.options.segment_size.max(SEGMENT_HEADER_SIZE as u64 + len);
                 let id = self.engine.writer.lock().log.allocate_id()?;
-                let flags = SEGMENT_COMPACTED | u32::from(compression::flag_of(self.engine.options.compression)) << SEGMENT_COMPRESSION_SHIFT;
+                let flags = SEGMENT_COMPACTED
+                    | u32::from(compression::flag_of(self.engine.options.compression)) << SEGMENT_COMPRESSION_SHIFT;
                 let segment = Arc::new(Segment::create_with_flags(&self.engine.path, id, capacity, flags)?);
                 self.stats.segments_written += 1;
                 let at = match segment.append(&[record]) {

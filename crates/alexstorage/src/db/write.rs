@@ -15,9 +15,9 @@ use parking_lot::MutexGuard;
 
 use crate::batch::{BatchOperation, WriteBatch};
 use crate::checkpointer::Capture;
+use crate::compression;
 use crate::engine::{Engine, View, Writer};
 use crate::family::FamilyRef;
-use crate::compression;
 use crate::log::format::{BatchDescriptor, RecordHeader, RecordKind, BATCH_DESCRIPTOR_SIZE, RECORD_HEADER_SIZE};
 use crate::log::segment::{GroupCommit, Segment};
 use crate::log::Location;

@@ -50,7 +50,12 @@ pub(crate) fn read_record(
 /// The value of the checked record with `header` at `location` of `segment`, stored
 /// compressed as `stored`, decompressed; damage is `Error::Corruption` at the record.
 #[cold]
-pub(crate) fn decompress(segment: &Segment, location: Location, header: RecordHeader, stored: &[u8]) -> Result<Arc<[u8]>> {
+pub(crate) fn decompress(
+    segment: &Segment,
+    location: Location,
+    header: RecordHeader,
+    stored: &[u8],
+) -> Result<Arc<[u8]>> {
     compression::decompress(header.compression(), stored)
         .map_err(|reason| Error::corruption(segment.path(), u64::from(location.offset()), reason))
 }

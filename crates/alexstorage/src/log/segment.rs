@@ -183,15 +183,7 @@ impl Segment {
     }
 
     /// A segment over `map` with no records yet published.
-    fn with_map(
-        id: u32,
-        path: PathBuf,
-        file: File,
-        map: MmapRaw,
-        writable: bool,
-        flags: u32,
-        version: u32,
-    ) -> Segment {
+    fn with_map(id: u32, path: PathBuf, file: File, map: MmapRaw, writable: bool, flags: u32, version: u32) -> Segment {
         let start = SEGMENT_HEADER_SIZE as u64;
         let compacted = flags & SEGMENT_COMPACTED != 0;
         Segment {
