@@ -29,6 +29,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc -p alexstorage --no-deps --quiet
 echo "== benchmark smoke run (correctness checks of the benchmark itself)"
 cargo bench -p alexstorage --bench index -- --keys 20000 --repeats 1 >/dev/null
 cargo bench -p alexstorage --bench engine -- --keys 20000 --repeats 1 >/dev/null
+cargo bench -p alexstorage --bench compression -- --keys 20000 --repeats 1 >/dev/null
 
 echo "== model check of the lock-free publication protocol (loom)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \

@@ -41,12 +41,15 @@ pub(crate) fn resolve(
     if let Some(Slot { location, lease }) = latest {
         let (written_at, value) = read_record(&engine.path, location, lease, family, key)?;
         if written_at <= sequence {
+            engine.metrics.bytes_read.add(value.len() as u64);
             return Ok(Some(value));
         }
     }
     match older {
         Some(Slot { location, lease }) => {
-            read_record(&engine.path, location, lease, family, key).map(|(_, value)| Some(value))
+            let (_, value) = read_record(&engine.path, location, lease, family, key)?;
+            engine.metrics.bytes_read.add(value.len() as u64);
+            Ok(Some(value))
         }
         None => Ok(None),
     }

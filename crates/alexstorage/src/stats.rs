@@ -35,6 +35,9 @@ pub struct Stats {
     pub gets: u64,
     /// Ranges (ordered scans) started since open.
     pub ranges: u64,
+    /// Bytes of the values reads returned since open (gets and ranges; a compressed
+    /// value counts its decompressed length).
+    pub bytes_read: u64,
     /// Transactions with writes committed since open (a read-only one's commit writes
     /// nothing and is not counted).
     pub transactions_committed: u64,

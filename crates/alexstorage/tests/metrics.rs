@@ -150,6 +150,10 @@ fn the_exposition_counts_what_ran_and_parses() {
     // Gets: 100 from the threads, 1 through the family, 2 through a snapshot, 2 inside
     // the transactions.
     assert_eq!((stats.gets, stats.ranges), (105, 1));
+    // Value bytes returned: the threads' gets find keys 1 and 3 to 19 (5 bytes each)
+    // 4 times, 360; the family's get 4; the snapshot's 5 and 4; the range keys 1, 3 to
+    // 19 and 100, 101 (1 byte each), 92; the transactions' gets 5 and 5.
+    assert_eq!(stats.bytes_read, 360 + 4 + 5 + 4 + 92 + 5 + 5);
     assert!(compaction.bytes_reclaimed > 0);
     assert_eq!(stats.compaction_bytes_reclaimed, compaction.bytes_reclaimed);
     assert!(!stats.writes_refused);

@@ -99,6 +99,7 @@ impl Db {
             live_bytes: writer.live_bytes,
             gets: metrics.gets.get(),
             ranges: metrics.ranges.get(),
+            bytes_read: metrics.bytes_read.get(),
             transactions_committed: metrics.transactions_committed.load(Ordering::Relaxed),
             transaction_conflicts: metrics.transaction_conflicts.load(Ordering::Relaxed),
             transaction_errors: metrics.transaction_errors.load(Ordering::Relaxed),

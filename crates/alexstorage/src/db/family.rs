@@ -232,7 +232,9 @@ impl ColumnFamily {
         match slot {
             None => Ok(None),
             Some(slot) => {
-                read_record(&engine.path, slot.location, slot.lease, self.family.id, key).map(|(_, value)| Some(value))
+                let (_, value) = read_record(&engine.path, slot.location, slot.lease, self.family.id, key)?;
+                engine.metrics.bytes_read.add(value.len() as u64);
+                Ok(Some(value))
             }
         }
     }

@@ -55,6 +55,12 @@ impl Db {
             "Record bytes appended to the log by writes since open.",
             stats.bytes_written,
         );
+        out.single(
+            "alexstorage_read_bytes_total",
+            "counter",
+            "Bytes of the values gets and ranges returned since open (decompressed).",
+            stats.bytes_read,
+        );
         out.single("alexstorage_syncs_total", "counter", "Segment syncs (msync) since open.", stats.syncs);
         out.single(
             "alexstorage_sync_writes_total",

@@ -207,7 +207,9 @@ impl Db {
         match slot {
             None => Ok(None),
             Some(slot) => {
-                read_record(&self.engine.path, slot.location, slot.lease, 0, key).map(|(_, value)| Some(value))
+                let (_, value) = read_record(&self.engine.path, slot.location, slot.lease, 0, key)?;
+                self.engine.metrics.bytes_read.add(value.len() as u64);
+                Ok(Some(value))
             }
         }
     }

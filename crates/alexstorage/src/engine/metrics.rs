@@ -23,9 +23,15 @@ impl ShardedCounter {
     /// Adds one, in the calling thread's cell.
     #[inline]
     pub fn increment(&self) {
+        self.add(1);
+    }
+
+    /// Adds `amount`, in the calling thread's cell.
+    #[inline]
+    pub fn add(&self, amount: u64) {
         const _: () = assert!(LEASE_SHARDS.is_power_of_two());
         if let Some(cell) = self.cells.get(thread_shard() & (LEASE_SHARDS - 1)) {
-            cell.fetch_add(1, Ordering::Relaxed);
+            cell.fetch_add(amount, Ordering::Relaxed);
         }
     }
 
@@ -86,6 +92,9 @@ pub(crate) struct Metrics {
     pub gets: ShardedCounter,
     /// Ranges started (each an ordered scan).
     pub ranges: ShardedCounter,
+    /// Bytes of the values reads returned (gets and ranges; a compressed value counts
+    /// its decompressed length).
+    pub bytes_read: ShardedCounter,
     /// Transactions whose commit wrote their batch.
     pub transactions_committed: AtomicU64,
     /// Transaction commits refused with `Error::Conflict`.
@@ -109,6 +118,7 @@ impl Default for Metrics {
         Metrics {
             gets: ShardedCounter::default(),
             ranges: ShardedCounter::default(),
+            bytes_read: ShardedCounter::default(),
             transactions_committed: AtomicU64::new(0),
             transaction_conflicts: AtomicU64::new(0),
             transaction_errors: AtomicU64::new(0),

@@ -6,7 +6,7 @@ use crate::compression;
 use crate::options::Compression;
 
 /// Current format version of every file this build writes. Version 5 added value
-/// compression (record flags bits 0-1, see [`crate::compression`]; a writable open of an older
+/// compression (record flags bits 0-1, see `compression.rs`; a writable open of an older
 /// store raises its identity file to 5, so that an older build, which cannot read a
 /// compressed value, refuses it). Version 4 added column
 /// families: the `FAMILIES` catalog, checkpoint sections per family, manifest entries
@@ -25,7 +25,7 @@ pub const DURABLE_MARKS_VERSION: u32 = 3;
 /// order) and is live only while the manifest lists it.
 pub const SEGMENT_COMPACTED: u32 = 1;
 /// Segment header flag bits 1-2 (version 5): in a compacted segment, the value
-/// compression its compaction wrote with (a [`compression`] flag: 0 none, 1 LZ4, 2
+/// compression its compaction wrote with (a `compression.rs` flag: 0 none, 1 LZ4, 2
 /// zstd), so that a compaction knows whether a store already compacted matches the
 /// current setting.
 pub const SEGMENT_COMPRESSION_BITS: u32 = 0b110;
@@ -249,13 +249,13 @@ impl RecordHeader {
     }
 
     /// The header with its value's compression flag set to `flag` (a
-    /// [`compression`](crate::compression) flag).
+    /// `compression.rs` flag).
     pub fn with_compression(mut self, flag: u8) -> Self {
         self.flags = (self.flags & !compression::COMPRESSION_BITS) | (flag & compression::COMPRESSION_BITS);
         self
     }
 
-    /// The value's compression flag ([`compression::RAW`] for a value stored as given).
+    /// The value's compression flag (`compression::RAW`, 0, for a value stored as given).
     #[inline]
     pub fn compression(&self) -> u8 {
         self.flags & compression::COMPRESSION_BITS
