@@ -24,6 +24,14 @@ pub const RAW: u8 = 0;
 pub const LZ4: u8 = 1;
 /// Flag: the value is stored as a zstd frame.
 pub const ZSTD: u8 = 2;
+/// Flag: the value is stored as a zstd frame compressed with the dictionary of its
+/// segment (compacted segments only: the segment's first record holds it).
+pub const ZSTD_DICTIONARY: u8 = 3;
+
+/// Largest dictionary compaction trains (zstd's own default size).
+pub const DICTIONARY_SIZE: usize = 110 << 10;
+/// Fewest sample values a dictionary is trained on.
+pub const MIN_DICTIONARY_SAMPLES: usize = 64;
 
 /// Values shorter than this are always stored as given: compressing them saves a
 /// few bytes at best and costs every read a copy.
@@ -104,9 +112,101 @@ pub fn compress(compression: Compression, value: &[u8], out: &mut Vec<u8>) -> u8
     flag
 }
 
+/// A zstd dictionary, ready to decompress with: what the values of a compacted
+/// segment with flag [`ZSTD_DICTIONARY`] were compressed with.
+pub struct Dictionary {
+    id: u32,
+    decoder: zstd::zstd_safe::DDict<'static>,
+}
+
+impl Dictionary {
+    /// The dictionary in `bytes` (a trained zstd dictionary: magic number and id).
+    pub fn new(bytes: &[u8]) -> Result<Dictionary, String> {
+        let id = zstd::zstd_safe::get_dict_id_from_dict(bytes).ok_or("not a zstd dictionary (no dictionary id)")?;
+        let decoder = zstd::zstd_safe::DDict::try_create(bytes).ok_or("zstd refused the dictionary")?;
+        Ok(Dictionary { id: id.get(), decoder })
+    }
+
+    /// The dictionary's id (zstd frames compressed with it carry it).
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl std::fmt::Debug for Dictionary {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Dictionary").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Compresses values with one dictionary, on one thread (a compaction's).
+pub struct DictionaryCompressor {
+    encoder: zstd::zstd_safe::CDict<'static>,
+    context: zstd::zstd_safe::CCtx<'static>,
+}
+
+impl DictionaryCompressor {
+    /// A compressor at zstd `level` with the dictionary in `bytes`.
+    pub fn new(bytes: &[u8], level: i32) -> Option<DictionaryCompressor> {
+        zstd::zstd_safe::get_dict_id_from_dict(bytes)?;
+        let encoder = zstd::zstd_safe::CDict::try_create(bytes, level)?;
+        let context = zstd::zstd_safe::CCtx::try_create()?;
+        Some(DictionaryCompressor { encoder, context })
+    }
+
+    /// As [`compress`], with the dictionary: returns [`ZSTD_DICTIONARY`], or [`RAW`]
+    /// for a value to store as given.
+    pub fn compress(&mut self, value: &[u8], out: &mut Vec<u8>) -> u8 {
+        if value.len() < MIN_COMPRESSED_LEN || value.len() as u64 > MAX_VALUE_LEN {
+            return RAW;
+        }
+        out.clear();
+        push_varint(out, value.len() as u64);
+        let prefix = out.len();
+        out.resize(prefix + zstd::zstd_safe::compress_bound(value.len()), 0);
+        let Some(room) = out.get_mut(prefix..) else { return RAW };
+        match self.context.compress_using_cdict(room, value, &self.encoder) {
+            Ok(written) => out.truncate(prefix + written),
+            Err(_) => return RAW,
+        }
+        if out.len() > value.len() - value.len() / 8 {
+            return RAW;
+        }
+        ZSTD_DICTIONARY
+    }
+}
+
+/// A dictionary of at most [`DICTIONARY_SIZE`] bytes trained on half of `samples`
+/// (values), if zstd at `level` with it stores the other half in at most nine tenths
+/// of what it takes without one; `None` otherwise (too few samples, values that share
+/// nothing).
+pub fn train(samples: &[&[u8]], level: i32) -> Option<Vec<u8>> {
+    if samples.len() < MIN_DICTIONARY_SAMPLES {
+        return None;
+    }
+    // Trained on the even samples, judged on (up to 2,000 of) the odd ones: a
+    // dictionary holds pieces of what it was trained on, so judging it on those would
+    // flatter it (random values would seem to compress).
+    let training: Vec<&[u8]> = samples.iter().step_by(2).copied().collect();
+    let dictionary = zstd::dict::from_samples(&training, DICTIONARY_SIZE).ok()?;
+    let mut with = DictionaryCompressor::new(&dictionary, level)?;
+    let mut out = Vec::new();
+    let (mut plain, mut trained) = (0u64, 0u64);
+    let judged = samples.len() / 2;
+    for sample in samples.iter().skip(1).step_by(2).step_by((judged / 2000).max(1)) {
+        let stored = |flag: u8, out: &[u8]| (if flag == RAW { sample.len() } else { out.len() }) as u64;
+        let flag = compress(Compression::Zstd(level), sample, &mut out);
+        plain += stored(flag, &out);
+        let flag = with.compress(sample, &mut out);
+        trained += stored(flag, &out);
+    }
+    (trained.saturating_mul(10) <= plain.saturating_mul(9)).then_some(dictionary)
+}
+
 /// The value stored as `stored` with compression flag `flag` (not [`RAW`]),
-/// decompressed into bytes of its own; the error says what is wrong with it.
-pub fn decompress(flag: u8, stored: &[u8]) -> Result<Arc<[u8]>, String> {
+/// decompressed into bytes of its own (with `dictionary`, its segment's, for
+/// [`ZSTD_DICTIONARY`]); the error says what is wrong with it.
+pub fn decompress(flag: u8, stored: &[u8], dictionary: Option<&Dictionary>) -> Result<Arc<[u8]>, String> {
     let (len, payload) = read_varint(stored).ok_or("compressed value's length is malformed")?;
     if len > MAX_VALUE_LEN {
         return Err(format!("compressed value claims {len} bytes"));
@@ -117,7 +217,14 @@ pub fn decompress(flag: u8, stored: &[u8]) -> Result<Arc<[u8]>, String> {
         return Err(format!("a compressed value of {} bytes claims {len} bytes", payload.len()));
     }
     let len = len as usize;
-    if flag == ZSTD {
+    if flag == ZSTD_DICTIONARY {
+        let wanted = dictionary.ok_or("a value compressed with a dictionary in a segment without one")?.id();
+        let used = zstd::zstd_safe::get_dict_id_from_frame(payload).map_or(0, |id| id.get());
+        if used != wanted {
+            return Err(format!("zstd frame names dictionary {used}, its segment holds {wanted}"));
+        }
+    }
+    if flag == ZSTD || flag == ZSTD_DICTIONARY {
         match zstd::zstd_safe::get_frame_content_size(payload) {
             Ok(Some(claimed)) if claimed == len as u64 => {}
             _ => return Err(format!("zstd frame's content size does not match the value's length {len}")),
@@ -142,6 +249,17 @@ pub fn decompress(flag: u8, stored: &[u8]) -> Result<Arc<[u8]>, String> {
             let decompressor = cell.as_mut().ok_or("zstd decompressor missing")?;
             decompressor.decompress_to_buffer(payload, out).map_err(|error| format!("zstd value is damaged: {error}"))
         })?,
+        ZSTD_DICTIONARY => ZSTD_DICTIONARY_CONTEXT.with(|cell| {
+            let dictionary = dictionary.ok_or("no dictionary")?;
+            let mut cell = cell.try_borrow_mut().map_err(|_| "zstd decompressor in use".to_owned())?;
+            if cell.is_none() {
+                *cell = Some(zstd::zstd_safe::DCtx::try_create().ok_or("zstd: no decompression context")?);
+            }
+            let context = cell.as_mut().ok_or("zstd decompressor missing")?;
+            context
+                .decompress_using_ddict(out, payload, &dictionary.decoder)
+                .map_err(|code| format!("zstd value is damaged: {}", zstd::zstd_safe::get_error_name(code)))
+        })?,
         other => return Err(format!("unknown value compression {other}")),
     };
     if written != len {
@@ -155,6 +273,9 @@ thread_local! {
     static ZSTD_COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
     /// This thread's zstd decompressor.
     static ZSTD_DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// This thread's zstd context for values compressed with a dictionary (kept apart
+    /// from the one above, so that no dictionary stays attached to plain frames).
+    static ZSTD_DICTIONARY_CONTEXT: RefCell<Option<zstd::zstd_safe::DCtx<'static>>> = const { RefCell::new(None) };
 }
 
 fn push_varint(out: &mut Vec<u8>, mut value: u64) {
@@ -196,7 +317,7 @@ mod tests {
                 let mut out = Vec::new();
                 assert_eq!(compress(compression, &value, &mut out), flag, "{compression:?} {len}");
                 assert!(out.len() <= len - len / 8);
-                assert_eq!(&*decompress(flag, &out).unwrap(), &value[..]);
+                assert_eq!(&*decompress(flag, &out, None).unwrap(), &value[..]);
             }
         }
     }
@@ -230,26 +351,100 @@ mod tests {
             // Every truncation, and every single-byte change, either decodes to the
             // exact value or fails; none panics.
             for cut in 0..good.len() {
-                if let Ok(bytes) = decompress(flag, &good[..cut]) {
+                if let Ok(bytes) = decompress(flag, &good[..cut], None) {
                     assert_eq!(&*bytes, &value[..]);
                 }
             }
             for at in 0..good.len() {
                 let mut bad = good.clone();
                 bad[at] ^= 0x5a;
-                let _ = decompress(flag, &bad);
+                let _ = decompress(flag, &bad, None);
             }
             // A length claim past what the payload can hold.
             let mut huge = Vec::new();
             push_varint(&mut huge, MAX_VALUE_LEN);
             huge.extend_from_slice(&good[2..]);
-            assert!(decompress(flag, &huge).is_err());
+            assert!(decompress(flag, &huge, None).is_err());
             let mut beyond = Vec::new();
             push_varint(&mut beyond, MAX_VALUE_LEN + 1);
-            assert!(decompress(flag, &beyond).is_err());
+            assert!(decompress(flag, &beyond, None).is_err());
         }
-        assert!(decompress(3, &[0]).is_err());
-        assert!(decompress(LZ4, &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).is_err());
+        assert!(decompress(4, &[0], None).is_err());
+        assert!(decompress(ZSTD_DICTIONARY, &[0], None).is_err());
+        assert!(decompress(LZ4, &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01], None).is_err());
+    }
+
+    /// Small documents that share their structure and vocabulary, not their values.
+    fn record(index: u64) -> Vec<u8> {
+        let pick = |salt: u64, of: u64| {
+            ((index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 40) % of
+        };
+        let cities = ["Lisbon", "Berlin", "Osaka", "Denver", "Nairobi"];
+        format!(
+            "{{\"id\":{index},\"city\":\"{}\",\"plan\":\"{}\",\"verified\":{},\"logins\":{},\"theme\":\"{}\"}}",
+            cities[(pick(1, 5) % 5) as usize],
+            ["free", "pro", "team"][(pick(2, 3) % 3) as usize],
+            pick(3, 2) % 2 == 0,
+            pick(4, 9999) % 9999,
+            ["dark", "light"][(pick(5, 2) % 2) as usize],
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_trained_dictionary_shrinks_similar_values_and_is_checked_on_reads() {
+        let values: Vec<Vec<u8>> = (0..5000).map(record).collect();
+        let samples: Vec<&[u8]> = values.iter().map(|value| &value[..]).collect();
+        let bytes = train(&samples, 3).expect("similar documents train a dictionary");
+        let dictionary = Dictionary::new(&bytes).unwrap();
+        let mut compressor = DictionaryCompressor::new(&bytes, 3).unwrap();
+        let (mut plain, mut trained, mut out) = (0, 0, Vec::new());
+        for value in &values {
+            let flag = compress(Compression::Zstd(3), value, &mut out);
+            plain += if flag == RAW { value.len() } else { out.len() };
+            assert_eq!(compressor.compress(value, &mut out), ZSTD_DICTIONARY);
+            trained += out.len();
+            assert_eq!(&*decompress(ZSTD_DICTIONARY, &out, Some(&dictionary)).unwrap(), &value[..]);
+        }
+        assert!(trained * 2 < plain, "with the dictionary {trained} bytes, without {plain}");
+        // Without it, or with another dictionary: an error, not wrong bytes.
+        assert!(decompress(ZSTD_DICTIONARY, &out, None).is_err());
+        let other: Vec<Vec<u8>> = (10_000..15_000).map(record).collect();
+        let other: Vec<&[u8]> = other.iter().map(|value| &value[..]).collect();
+        let other = Dictionary::new(&train(&other, 3).unwrap()).unwrap();
+        assert_ne!(other.id(), dictionary.id());
+        assert!(decompress(ZSTD_DICTIONARY, &out, Some(&other)).is_err());
+        // Damage: every single-byte change fails or decodes the exact value.
+        for at in 0..out.len() {
+            let mut bad = out.clone();
+            bad[at] ^= 0x21;
+            if let Ok(bytes) = decompress(ZSTD_DICTIONARY, &bad, Some(&dictionary)) {
+                assert_eq!(bytes.len(), values[4999].len());
+            }
+        }
+        assert!(Dictionary::new(b"not a dictionary at all").is_err());
+    }
+
+    #[test]
+    fn no_dictionary_for_values_that_share_nothing_or_too_few_samples() {
+        let mut state = 0x1234_5678_9abc_def1u64;
+        let noise: Vec<Vec<u8>> = (0..2000)
+            .map(|_| {
+                (0..200)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        state as u8
+                    })
+                    .collect()
+            })
+            .collect();
+        let samples: Vec<&[u8]> = noise.iter().map(|value| &value[..]).collect();
+        assert!(train(&samples, 3).is_none());
+        let few: Vec<Vec<u8>> = (0..MIN_DICTIONARY_SAMPLES as u64 - 1).map(record).collect();
+        let few: Vec<&[u8]> = few.iter().map(|value| &value[..]).collect();
+        assert!(train(&few, 3).is_none());
     }
 
     #[test]

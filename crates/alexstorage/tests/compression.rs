@@ -407,7 +407,8 @@ fn live_bytes_follow_overwrites_of_rewritten_records() {
 
 /// A compressed value whose checksum matches but whose compressed bytes are damaged
 /// (a bug, or a crafted file) is `Error::Corruption` naming the segment file and the
-/// record's offset, through get, scans, snapshots and compaction; nothing panics.
+/// record's offset, through get, scans, snapshots, verify and compaction; nothing
+/// panics.
 #[test]
 fn damaged_compressed_values_are_corruption_at_the_record() {
     use alexstorage::testing::format::{Decoded, RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
@@ -450,9 +451,154 @@ fn damaged_compressed_values_are_corruption_at_the_record() {
         assert_eq!(&*db.get(6).unwrap().unwrap(), &document(6, 3000)[..]);
         assert!(db.iter().any(|entry| entry.is_err_and(at_record)), "{compression:?}: scan");
         assert!(at_record(db.snapshot().get(7).unwrap_err()), "{compression:?}: snapshot");
+        assert!(at_record(db.verify().unwrap_err()), "{compression:?}: verify");
         drop(db);
         // A compaction that must decompress it (another setting) stops there.
         let db = options(Compression::None).open(dir.path()).unwrap();
         assert!(at_record(db.compact().unwrap_err()), "{compression:?}: compaction");
     }
+}
+
+/// Small documents that share their structure and vocabulary, not their values: what
+/// a trained dictionary is for.
+fn profile(key: i64) -> Vec<u8> {
+    let pick =
+        |salt: u64| ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 33;
+    let cities = ["Lisbon", "Berlin", "Osaka", "Denver", "Nairobi", "Lima"];
+    format!(
+        "{{\"id\":{key},\"user\":\"user{}\",\"city\":\"{}\",\"plan\":\"{}\",\"verified\":{},\"logins\":{},\
+         \"settings\":{{\"theme\":\"{}\",\"lang\":\"{}\"}},\"created\":\"2026-{:02}-{:02}\"}}",
+        pick(1) % 100_000,
+        cities[(pick(2) % 6) as usize],
+        ["free", "pro", "team", "enterprise"][(pick(3) % 4) as usize],
+        pick(4) % 2 == 0,
+        pick(5) % 5000,
+        ["dark", "light"][(pick(6) % 2) as usize],
+        ["en", "de", "ja", "pt"][(pick(7) % 4) as usize],
+        1 + pick(8) % 12,
+        1 + pick(9) % 28,
+    )
+    .into_bytes()
+}
+
+/// Under zstd, compaction trains a dictionary on the store's values when one pays,
+/// starts every compacted segment with it and compresses values with it: small
+/// similar documents shrink far below what zstd stores per value alone. The
+/// dictionary is read back after a reopen, a replay and in a backup; it is kept by
+/// later compactions; another setting compacts it away; damage to it is corruption
+/// at the dictionary's record.
+#[test]
+fn compaction_trains_a_dictionary_for_small_similar_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let db = options(Compression::Zstd(3)).open(&path).unwrap();
+    for key in 0..4000 {
+        db.put(key, profile(key)).unwrap();
+    }
+    let plain = db.stats().live_bytes;
+    db.compact().unwrap();
+    let trained = db.stats().live_bytes;
+    assert!(trained * 10 < plain * 6, "a dictionary saves too little: {trained} against {plain}");
+    assert_eq!(db.stats().log_bytes, trained, "the dictionary is counted as a write");
+    let check = |db: &Db, context: &str| {
+        let keys = db.len() as i64;
+        assert!(keys == 4000 || keys == 4100, "{context}: {keys} keys");
+        for key in 0..keys {
+            let value = db.get(key).unwrap().unwrap();
+            assert_eq!(&*value, &profile(key)[..], "{context}: key {key}");
+        }
+        assert_eq!(db.iter().count() as i64, keys, "{context}");
+    };
+    check(&db, "compacted");
+    db.verify().unwrap();
+    // A later compaction keeps the dictionary: the old records copy as they are.
+    for key in 4000..4100 {
+        db.put(key, profile(key)).unwrap();
+    }
+    db.put(0, profile(0)).unwrap();
+    db.compact().unwrap();
+    assert!(db.stats().live_bytes < trained + 100 * 200, "{:?}", db.stats());
+    let backup = dir.path().join("backup");
+    db.backup_to(&backup).unwrap();
+    drop(db);
+    let db = options(Compression::Zstd(3)).open(&path).unwrap();
+    check(&db, "reopened");
+    drop(db);
+    std::fs::remove_file(path.join("CHECKPOINT")).unwrap();
+    let db = options(Compression::Zstd(3)).open(&path).unwrap();
+    check(&db, "replayed");
+    drop(db);
+    let copy = Options::new().read_only(true).open(&backup).unwrap();
+    check(&copy, "backup");
+    copy.verify().unwrap();
+    drop(copy);
+
+    // Damage to the dictionary (its id; checksum forged) is corruption in its
+    // segment, for every read of a value compressed with it and for verify; values
+    // are never decoded with a wrong dictionary.
+    let damaged = dir.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    for entry in std::fs::read_dir(&backup).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), damaged.join(entry.file_name())).unwrap();
+    }
+    let (segment, mut bytes) = std::fs::read_dir(&damaged)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .find(|(_, bytes)| bytes.len() > 92 && bytes[64 + 4] == 5)
+        .expect("a compacted segment starting with a dictionary");
+    let dictionary_len = u32::from_le_bytes(bytes[64 + 8..64 + 12].try_into().unwrap()) as usize;
+    // The zstd dictionary's id (bytes 4..8 of the dictionary) changes.
+    bytes[64 + 28 + 5] ^= 0x40;
+    let crc = common::crc32c(&bytes[64 + 4..64 + 28 + dictionary_len]);
+    bytes[64..68].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&segment, &bytes).unwrap();
+    let db = Options::new().read_only(true).open(&damaged).unwrap();
+    let mut corrupt = 0;
+    for key in 0..4000 {
+        match db.get(key) {
+            Ok(Some(value)) => assert_eq!(&*value, &profile(key)[..]),
+            // At the dictionary, or at the value whose frame names another one.
+            Err(Error::Corruption { file, offset, .. }) => {
+                assert!(file == segment && offset >= 64, "{}: {offset}", file.display());
+                corrupt += 1;
+            }
+            other => panic!("key {key}: {other:?}"),
+        }
+    }
+    assert!(corrupt > 3000, "{corrupt} values read as corrupt");
+    assert!(matches!(db.verify(), Err(Error::Corruption { .. })));
+    drop(db);
+
+    // Another setting compacts the dictionary away.
+    let db = options(Compression::Lz4).open(&path).unwrap();
+    db.compact().unwrap();
+    check(&db, "lz4");
+    assert_eq!(db.stats().log_bytes, db.stats().live_bytes);
+}
+
+/// Values that share nothing train no dictionary: the compaction stores them as
+/// zstd alone would.
+#[test]
+fn no_dictionary_when_it_would_not_pay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options(Compression::Zstd(3)).open(dir.path()).unwrap();
+    for key in 0..3000 {
+        db.put(key, noise(key, 300)).unwrap();
+    }
+    let before = db.stats().live_bytes;
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert_eq!((stats.live_bytes, stats.log_bytes), (before, before));
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .unwrap();
+    assert_ne!(std::fs::read(segment).unwrap()[64 + 4], 5, "a dictionary was written");
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::compression;
+use crate::compression::{self, Dictionary, DictionaryCompressor};
 use crate::engine::{checked_record, decompress, missing_segment, Engine};
 use crate::family::FamilyRef;
 use crate::log::format::{
@@ -18,7 +18,7 @@ use crate::log::manifest::{self, CompactedSegment, Manifest};
 use crate::log::segment::Segment;
 use crate::log::Location;
 use crate::value::{Lease, Leases};
-use crate::{Error, Result};
+use crate::{Compression, Error, Result};
 
 use super::{failed, Compaction, CompactionStats, Failpoint};
 
@@ -51,6 +51,20 @@ struct Output {
     /// The keys copied, ascending by family and key.
     moves: Vec<Move>,
 }
+
+/// A compaction's zstd dictionary.
+struct JobDictionary {
+    /// Its bytes, the first record of every output segment.
+    bytes: Vec<u8>,
+    /// Prepared for reads of the outputs.
+    prepared: Arc<Dictionary>,
+    compressor: DictionaryCompressor,
+}
+
+/// Values sampled to train a dictionary: about this many...
+const DICTIONARY_SAMPLES: usize = 8192;
+/// ...and at most this many bytes of them.
+const DICTIONARY_SAMPLE_BYTES: usize = 4 << 20;
 
 /// A record copied into an output.
 #[derive(Clone, Copy)]
@@ -86,6 +100,9 @@ pub(super) struct Job<'a> {
     stats: CompactionStats,
     /// Room for a value being recompressed.
     scratch: Vec<u8>,
+    /// The zstd dictionary every output segment starts with, if the setting is zstd
+    /// and one pays (`prepare_dictionary`).
+    dictionary: Option<JobDictionary>,
     removed_bytes: u64,
     written_bytes: u64,
     /// A failpoint fired: leave everything as a dead process would.
@@ -107,6 +124,7 @@ impl<'a> Job<'a> {
             output: None,
             stats: CompactionStats::default(),
             scratch: Vec::new(),
+            dictionary: None,
             removed_bytes: 0,
             written_bytes: 0,
             crashed: false,
@@ -156,12 +174,81 @@ impl Job<'_> {
             let view = self.engine.read_view();
             std::iter::once(FamilyRef::default_family().clone()).chain(view.families.refs()).collect()
         };
+        if let Compression::Zstd(level) = self.engine.options.compression {
+            self.prepare_dictionary(&families, level)?;
+        }
         for family in &families {
             if !self.copy_family(family, cancel)? {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Chooses the dictionary the outputs are compressed with under zstd at `level`:
+    /// the one compacted segments already hold (their records then copy as they
+    /// are), or else one trained on values sampled evenly across `families`, if it
+    /// stores them in at most nine tenths of what plain zstd takes.
+    fn prepare_dictionary(&mut self, families: &[FamilyRef], level: i32) -> Result<()> {
+        let existing = {
+            let writer = self.engine.writer.lock();
+            let found = writer.log.segments().find_map(|segment| segment.dictionary_record().map(<[u8]>::to_vec));
+            found
+        };
+        let bytes = match existing {
+            Some(bytes) => bytes,
+            None => {
+                let samples = self.sample_values(families)?;
+                let views: Vec<&[u8]> = samples.iter().map(|sample| &sample[..]).collect();
+                match compression::train(&views, level) {
+                    Some(bytes) => bytes,
+                    None => return Ok(()),
+                }
+            }
+        };
+        let corrupt =
+            |reason: String| Error::corruption(&self.engine.path, 0, format!("compaction's dictionary: {reason}"));
+        let prepared = Arc::new(Dictionary::new(&bytes).map_err(corrupt)?);
+        let compressor = DictionaryCompressor::new(&bytes, level).ok_or_else(|| corrupt("zstd refused it".into()))?;
+        self.dictionary = Some(JobDictionary { bytes, prepared, compressor });
+        Ok(())
+    }
+
+    /// About [`DICTIONARY_SAMPLES`] values, evenly spaced in (family, key) order over
+    /// `families`, decompressed; at most [`DICTIONARY_SAMPLE_BYTES`] of them.
+    fn sample_values(&self, families: &[FamilyRef]) -> Result<Vec<Vec<u8>>> {
+        let located: Vec<(u16, i64, Location, Option<Arc<Lease>>)> = {
+            let view = self.engine.read_view();
+            let total: usize =
+                families.iter().filter_map(|family| view.index_of(family)).map(|index| index.len()).sum();
+            let stride = (total / DICTIONARY_SAMPLES).max(1);
+            families
+                .iter()
+                .filter_map(|family| view.index_of(family).map(|index| (family.id, index)))
+                .flat_map(|(id, index)| index.iter().map(move |(key, at)| (id, key, at)))
+                .step_by(stride)
+                .map(|(id, key, at)| (id, key, Location(at), view.slot(Location(at)).lease))
+                .collect()
+        };
+        let mut samples = Vec::with_capacity(located.len());
+        let mut bytes = 0;
+        for (family, key, location, lease) in located {
+            let Some(lease) = lease else { continue };
+            // A key overwritten since it was located still has this record, which the
+            // lease keeps readable.
+            let (header, record) = checked_record(lease.segment(), location, family, key)?;
+            let value = record.get(RECORD_HEADER_SIZE..).unwrap_or(&[]);
+            let value = match header.compression() {
+                compression::RAW => value.to_vec(),
+                _ => decompress(lease.segment(), location, header, value)?.to_vec(),
+            };
+            bytes += value.len();
+            samples.push(value);
+            if bytes >= DICTIONARY_SAMPLE_BYTES {
+                break;
+            }
+        }
+        Ok(samples)
     }
 
     /// Copies the keys of `family` whose record lies in an input, in key order; a
@@ -214,13 +301,30 @@ impl Job<'_> {
                 if self.output.is_some() {
                     self.commit(false)?;
                 }
-                let capacity = self.engine.options.segment_size.max(SEGMENT_HEADER_SIZE as u64 + len);
+                let dictionary_len = self
+                    .dictionary
+                    .as_ref()
+                    .map_or(0, |dictionary| (RECORD_HEADER_SIZE + dictionary.bytes.len()) as u64);
+                let capacity = self.engine.options.segment_size.max(SEGMENT_HEADER_SIZE as u64 + dictionary_len + len);
                 let id = self.engine.writer.lock().log.allocate_id()?;
                 let flags = SEGMENT_COMPACTED
                     | u32::from(compression::flag_of(self.engine.options.compression)) << SEGMENT_COMPRESSION_SHIFT;
                 let segment = Arc::new(Segment::create_with_flags(&self.engine.path, id, capacity, flags)?);
                 self.stats.segments_written += 1;
-                let at = match segment.append(&[record]) {
+                let with_dictionary = match &self.dictionary {
+                    Some(dictionary) => segment.append_dictionary(
+                        dictionary.prepared.id(),
+                        &dictionary.bytes,
+                        Arc::clone(&dictionary.prepared),
+                    ),
+                    None => Ok(true),
+                };
+                let appended = match with_dictionary {
+                    Ok(true) => segment.append(&[record]),
+                    Ok(false) => Ok(None),
+                    Err(error) => Err(error),
+                };
+                let at = match appended {
                     Ok(Some(at)) => at,
                     failed => {
                         // Not yet the job's output: delete it here (a full disk needs
@@ -261,10 +365,20 @@ impl Job<'_> {
         stored: &[u8],
     ) -> Result<Option<Vec<u8>>> {
         let setting = self.engine.options.compression;
-        let wanted = compression::flag_of(setting);
+        let wanted = match &self.dictionary {
+            Some(_) => compression::ZSTD_DICTIONARY,
+            None => compression::flag_of(setting),
+        };
         let value = stored.get(RECORD_HEADER_SIZE..).unwrap_or(&[]);
         let raw_and_short = header.compression() == compression::RAW && value.len() < compression::MIN_COMPRESSED_LEN;
-        if header.compression() == wanted || raw_and_short {
+        // A value compressed with a dictionary copies as it is only into outputs that
+        // start with that very dictionary.
+        let same_dictionary = header.compression() != compression::ZSTD_DICTIONARY
+            || self
+                .dictionary
+                .as_ref()
+                .is_some_and(|ours| segment.dictionary().is_ok_and(|theirs| theirs.id() == ours.prepared.id()));
+        if (header.compression() == wanted && same_dictionary) || raw_and_short {
             return Ok(None);
         }
         let decompressed;
@@ -274,8 +388,11 @@ impl Job<'_> {
             decompressed = decompress(segment, location, header, value)?;
             &decompressed[..]
         };
-        let flag = compression::compress(setting, raw, &mut self.scratch);
-        if flag == header.compression() {
+        let flag = match self.dictionary.as_mut() {
+            Some(dictionary) => dictionary.compressor.compress(raw, &mut self.scratch),
+            None => compression::compress(setting, raw, &mut self.scratch),
+        };
+        if flag == compression::RAW && header.compression() == compression::RAW {
             // Raw, and still does not shrink.
             return Ok(None);
         }

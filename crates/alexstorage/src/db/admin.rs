@@ -4,11 +4,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::compaction::{CompactionStats, Failpoint};
+use crate::compression;
+use crate::engine::decompress;
 use crate::family::DEFAULT_FAMILY_NAME;
-use crate::log::format::SEGMENT_HEADER_SIZE;
+use crate::log::format::{Decoded, RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 use crate::log::manifest::Manifest;
-use crate::log::recovery::{scan_compacted, verify_records, Sequence};
+use crate::log::recovery::{scan_compacted, verify_records, Replayed, Sequence};
 use crate::log::segment::Segment;
+use crate::log::Location;
 use crate::stats::{CorruptRecord, FamilyStats, Stats, VerifyReport};
 use crate::{Error, Result};
 
@@ -159,12 +162,26 @@ impl Db {
 fn verify_segment(segment: &Segment, manifest: &Manifest, sequence: &mut Sequence, report: &mut VerifyReport) {
     let published = segment.published();
     let contents = segment.read(0, published as usize).unwrap_or(&[]);
+    // Every compressed value must decompress to its length (its checksum only says
+    // the stored bytes are the ones written): the first that does not is reported.
+    let mut undecodable: Option<(usize, String)> = None;
+    let mut decode = |write: Replayed| {
+        if let Replayed::Put { location, .. } = write {
+            if undecodable.is_none() {
+                undecodable = decodes(segment, contents, location).err();
+            }
+        }
+    };
     let checked = match manifest.entry(segment.id()) {
-        Some(entry) if segment.is_compacted() => scan_compacted(contents, entry, manifest.sequence, &mut |_| {}),
+        Some(entry) if segment.is_compacted() => scan_compacted(contents, entry, manifest.sequence, &mut decode),
         // A compacted segment retired by a compaction that ran meanwhile.
         _ if segment.is_compacted() => return,
-        _ => verify_records(contents, segment.id(), sequence),
+        _ => verify_records(contents, segment.id(), sequence, &mut decode),
     };
+    let checked = checked.and_then(|records| match undecodable {
+        Some(bad) => Err(bad),
+        None => Ok(records),
+    });
     match checked {
         Ok(records) => {
             report.records += records;
@@ -177,4 +194,23 @@ fn verify_segment(segment: &Segment, manifest: &Manifest, sequence: &mut Sequenc
             *sequence = Sequence::at_most(u64::MAX);
         }
     }
+}
+
+/// Whether the value of the (checksummed) put at `location` of `segment`, whose bytes
+/// are `contents`, decodes: raw, or decompressing to its length (with the segment's
+/// dictionary, if it was compressed with one).
+fn decodes(segment: &Segment, contents: &[u8], location: Location) -> std::result::Result<(), (usize, String)> {
+    let at = location.offset() as usize;
+    let failed = |reason: String| (at, reason);
+    let Decoded::Record { header, len } = RecordHeader::decode(contents.get(at..).unwrap_or(&[])) else {
+        return Err(failed("record does not decode".into()));
+    };
+    if header.compression() == compression::RAW {
+        return Ok(());
+    }
+    let value = contents.get(at + RECORD_HEADER_SIZE..at + len).unwrap_or(&[]);
+    decompress(segment, location, header, value).map(|_| ()).map_err(|error| match error {
+        Error::Corruption { offset, reason, .. } => (offset as usize, reason),
+        other => failed(other.to_string()),
+    })
 }

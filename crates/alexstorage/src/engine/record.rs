@@ -56,7 +56,11 @@ pub(crate) fn decompress(
     header: RecordHeader,
     stored: &[u8],
 ) -> Result<Arc<[u8]>> {
-    compression::decompress(header.compression(), stored)
+    let dictionary = match header.compression() {
+        compression::ZSTD_DICTIONARY => Some(segment.dictionary()?),
+        _ => None,
+    };
+    compression::decompress(header.compression(), stored, dictionary.as_deref())
         .map_err(|reason| Error::corruption(segment.path(), u64::from(location.offset()), reason))
 }
 

@@ -67,6 +67,10 @@ pub enum RecordKind {
     /// bytes before a given offset were on stable storage when it was appended; see
     /// `DurableMark`.
     Durable = 4,
+    /// A zstd dictionary (format version 5): the first record of a compacted segment
+    /// whose values with compression flag 3 were compressed with it. Not a write:
+    /// family 0, key the dictionary's id, sequence 0, the dictionary as its value.
+    Dictionary = 5,
 }
 
 impl RecordKind {
@@ -76,6 +80,7 @@ impl RecordKind {
             2 => Some(RecordKind::Delete),
             3 => Some(RecordKind::Batch),
             4 => Some(RecordKind::Durable),
+            5 => Some(RecordKind::Dictionary),
             _ => None,
         }
     }
@@ -149,7 +154,8 @@ impl DurableMark {
 pub struct RecordHeader {
     /// What the record is.
     pub kind: RecordKind,
-    /// Bit flags; bits 0-1 give the value's compression (0 none, 1 LZ4, 2 zstd).
+    /// Bit flags; bits 0-1 give the value's compression (0 none, 1 LZ4, 2 zstd, 3
+    /// zstd with the segment's dictionary).
     pub flags: u8,
     /// Column family id; 0 is the default family.
     pub column_family: u16,
@@ -265,7 +271,7 @@ impl RecordHeader {
     /// unknown compression, or compression on a record that holds no user value.
     fn flags_problem(&self) -> Option<String> {
         let compression = self.compression();
-        if self.flags & !compression::COMPRESSION_BITS != 0 || compression > compression::ZSTD {
+        if self.flags & !compression::COMPRESSION_BITS != 0 {
             Some(format!("unknown record flags {:#04x}", self.flags))
         } else if compression != compression::RAW && self.kind != RecordKind::Put {
             Some(format!("a {:?} record with compression flags {:#04x}", self.kind, self.flags))
@@ -500,13 +506,13 @@ mod tests {
             bytes.extend_from_slice(value);
             bytes
         };
-        for flags in [compression::RAW, compression::LZ4, compression::ZSTD] {
+        for flags in [compression::RAW, compression::LZ4, compression::ZSTD, compression::ZSTD_DICTIONARY] {
             match RecordHeader::decode(&record(RecordKind::Put, flags)) {
                 Decoded::Record { header, .. } => assert_eq!(header.compression(), flags),
                 other => panic!("flags {flags}: {other:?}"),
             }
         }
-        for flags in [3, 4, 0x80, 0x05] {
+        for flags in [4, 0x80, 0x05, 0x07] {
             assert!(matches!(RecordHeader::decode(&record(RecordKind::Put, flags)), Decoded::Invalid(_)), "{flags}");
         }
         for kind in [RecordKind::Delete, RecordKind::Batch, RecordKind::Durable] {

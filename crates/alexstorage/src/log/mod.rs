@@ -71,9 +71,13 @@ impl Log {
         self.segments.values()
     }
 
-    /// Total bytes of records in all segments.
+    /// Total bytes of the records of writes in all segments (compacted segments'
+    /// dictionaries are not counted).
     pub fn bytes(&self) -> u64 {
-        self.segments.values().map(|segment| segment.published() - SEGMENT_HEADER_SIZE as u64).sum()
+        self.segments
+            .values()
+            .map(|segment| segment.published() - SEGMENT_HEADER_SIZE as u64 - segment.dictionary_bytes())
+            .sum()
     }
 
     /// Appends the concatenation of `parts` (one or more whole records) to the active

@@ -26,6 +26,7 @@ use super::io;
 use super::manifest::{self, CompactedSegment, Manifest};
 use super::segment::{self, Opened, Segment};
 use super::{Location, Log};
+use crate::compression;
 use crate::{Error, Result};
 
 /// One replayed write.
@@ -149,6 +150,7 @@ impl Log {
                     .map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))?;
             }
             segment.set_recovered_end(entry.end, entry.end, entry.end, false)?;
+            segment.note_dictionary();
             segments.insert(segment.id(), Arc::new(segment));
         }
         // The first log record follows the checkpoint's last write; without one, the
@@ -312,16 +314,28 @@ pub fn scan_compacted(
     let mut at = SEGMENT_HEADER_SIZE;
     let mut previous: Option<(u16, i64)> = None;
     let mut records = 0u64;
+    let mut dictionary = false;
     while at < end {
         let (header, len) = match RecordHeader::decode(&contents[at..]) {
             Decoded::Record { header, len } => (header, len),
             Decoded::End => return Err((at, "zero bytes before the end the manifest gives".into())),
             Decoded::Invalid(reason) => return Err((at, reason)),
         };
+        if header.kind == RecordKind::Dictionary {
+            // Only as the first record; not a write.
+            if at != SEGMENT_HEADER_SIZE || header.column_family != 0 || header.sequence != 0 || header.value_len == 0 {
+                return Err((at, "a dictionary record out of place".into()));
+            }
+            dictionary = true;
+            at += len;
+            continue;
+        }
         let at_key = (header.column_family, header.key);
         let in_order = previous.is_none_or(|previous| previous < at_key);
         let problem = if header.kind != RecordKind::Put {
             Some(format!("a {:?} record in a compacted segment", header.kind))
+        } else if header.compression() == compression::ZSTD_DICTIONARY && !dictionary {
+            Some("a value compressed with a dictionary in a segment without one".into())
         } else if !in_order || at_key < entry.first() || at_key > entry.last() {
             Some(format!(
                 "key {} of family {} out of order or outside the segment's range",
@@ -531,15 +545,20 @@ fn marks_after(contents: &[u8], segment: u32, offset: usize) -> u64 {
 /// Checks the records of `contents` (a segment's bytes from offset 0 up to its end of
 /// records) exactly as recovery reads them: checksums, sequence numbers following on
 /// from `sequence` by one, complete batches, and no end marker before the end. Returns
-/// the writes (puts and deletes, batch members included) counted, or the offset and
-/// reason of the first bad record.
+/// the writes (puts and deletes, batch members included) counted, each also given to
+/// `apply`, or the offset and reason of the first bad record.
 pub fn verify_records(
     contents: &[u8],
     segment: u32,
     sequence: &mut Sequence,
+    apply: &mut impl FnMut(Replayed),
 ) -> std::result::Result<u64, (usize, String)> {
     let mut writes = 0u64;
-    match scan(contents, SEGMENT_HEADER_SIZE, segment, sequence, &mut 0, &mut |_| writes += 1) {
+    let mut count = |write: Replayed| {
+        writes += 1;
+        apply(write);
+    };
+    match scan(contents, SEGMENT_HEADER_SIZE, segment, sequence, &mut 0, &mut count) {
         ScanEnd::Clean { end } if end == contents.len() => Ok(writes),
         ScanEnd::Clean { end } => Err((end, "zero bytes inside the written log".into())),
         ScanEnd::Bad { offset, reason, .. } | ScanEnd::Corrupt { offset, reason } => Err((offset, reason)),
@@ -580,13 +599,21 @@ fn scan(
             // tail, whatever follows it.
             return ScanEnd::Corrupt { offset: at, reason };
         }
+        if header.kind == RecordKind::Dictionary || header.compression() == compression::ZSTD_DICTIONARY {
+            // Dictionaries exist only in compacted segments; a checksummed record
+            // was fully written, so this is no torn tail.
+            return ScanEnd::Corrupt {
+                offset: at,
+                reason: "a dictionary or dictionary-compressed value in a log segment".into(),
+            };
+        }
         match header.kind {
             RecordKind::Put | RecordKind::Delete => {
                 apply(replayed(&header, Location::new(segment, at as u32), len));
                 sequence.advance(header.sequence);
                 at += len;
             }
-            RecordKind::Durable => {}
+            RecordKind::Durable | RecordKind::Dictionary => {}
             RecordKind::Batch => {
                 pending.clear();
                 match scan_batch(contents, at, &header, len, segment, &mut pending) {
@@ -627,7 +654,9 @@ fn scan_batch(
         let bytes = contents.get(inner..body_end).unwrap_or(&[]);
         match RecordHeader::decode(bytes) {
             Decoded::Record { header: record, len } => {
-                if matches!(record.kind, RecordKind::Batch | RecordKind::Durable) || record.sequence != header.sequence
+                if matches!(record.kind, RecordKind::Batch | RecordKind::Durable | RecordKind::Dictionary)
+                    || record.compression() == compression::ZSTD_DICTIONARY
+                    || record.sequence != header.sequence
                 {
                     return Err(format!("batch record {index} does not belong to the batch"));
                 }

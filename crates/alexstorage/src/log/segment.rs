@@ -29,17 +29,19 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::PoisonError;
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 
 use super::format::{
-    DurableMark, HeaderError, SegmentHeader, DURABLE_MARKS_VERSION, DURABLE_MARK_SIZE, FORMAT_VERSION,
-    RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_BITS, SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE,
+    Decoded, DurableMark, HeaderError, RecordHeader, RecordKind, SegmentHeader, DURABLE_MARKS_VERSION,
+    DURABLE_MARK_SIZE, FORMAT_VERSION, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_BITS,
+    SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE,
 };
 use super::io;
+use crate::compression::Dictionary;
 use crate::{Error, Result};
 
 /// The writers taking part in group commit: counted by the store, read by the leader.
@@ -95,6 +97,12 @@ pub struct Segment {
     compacted: bool,
     /// Its header's flags.
     flags: u32,
+    /// Bytes of its dictionary record, if it has one (a compacted segment's first
+    /// record): bytes of the segment that hold no write.
+    dictionary_bytes: AtomicU64,
+    /// Its dictionary, read and prepared at the first read that needs it (or set by
+    /// the compaction that wrote it).
+    dictionary: OnceLock<std::result::Result<Arc<Dictionary>, String>>,
     /// The format version of its header.
     version: u32,
     /// Whether a sync appends a durable mark ([`DurableMark`]): a writable log
@@ -113,7 +121,9 @@ pub struct Segment {
 /// Room a segment with durable marks keeps after its last record.
 pub const MARKS_ROOM: u64 = 2 * DURABLE_MARK_SIZE as u64;
 
-/// What opening a segment file found.
+/// What opening a segment file found (made once per file at open: the size of the
+/// segment variant costs nothing worth a box).
+#[allow(clippy::large_enum_variant)]
 pub enum Opened {
     /// A segment.
     Segment(Segment),
@@ -202,6 +212,8 @@ impl Segment {
             finished: std::sync::atomic::AtomicBool::new(false),
             compacted,
             flags,
+            dictionary_bytes: AtomicU64::new(0),
+            dictionary: OnceLock::new(),
             version,
             marks: writable && !compacted && version >= DURABLE_MARKS_VERSION,
             mark_at: AtomicU64::new(u64::MAX),
@@ -264,6 +276,76 @@ impl Segment {
     /// Whether compaction wrote the segment (its header's compacted flag).
     pub fn is_compacted(&self) -> bool {
         self.compacted
+    }
+
+    /// The dictionary of this compacted segment (its first record), prepared once;
+    /// `Error::Corruption` at that record if there is none or it is damaged.
+    pub fn dictionary(&self) -> Result<Arc<Dictionary>> {
+        let loaded = self.dictionary.get_or_init(|| self.load_dictionary().map(Arc::new));
+        match loaded {
+            Ok(dictionary) => Ok(Arc::clone(dictionary)),
+            Err(reason) => Err(Error::corruption(&self.path, SEGMENT_HEADER_SIZE as u64, reason.clone())),
+        }
+    }
+
+    fn load_dictionary(&self) -> std::result::Result<Dictionary, String> {
+        if !self.compacted {
+            return Err("a log segment holds no dictionary".into());
+        }
+        let start = SEGMENT_HEADER_SIZE as u64;
+        let header = self.read(start, RECORD_HEADER_SIZE).ok_or("no dictionary record")?;
+        let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        let record = self.read(start, RECORD_HEADER_SIZE + value_len).ok_or("dictionary record cut short")?;
+        match RecordHeader::decode(record) {
+            Decoded::Record { header, .. } if header.kind == RecordKind::Dictionary => {
+                Dictionary::new(record.get(RECORD_HEADER_SIZE..).unwrap_or(&[]))
+            }
+            Decoded::Record { header, .. } => Err(format!("first record is a {:?}, not a dictionary", header.kind)),
+            Decoded::Invalid(reason) => Err(reason),
+            Decoded::End => Err("no dictionary record".into()),
+        }
+    }
+
+    /// Appends `bytes`, a dictionary, as the first record of this new compacted
+    /// segment, and keeps it prepared for reads.
+    pub fn append_dictionary(&self, id: u32, bytes: &[u8], dictionary: Arc<Dictionary>) -> Result<bool> {
+        if !self.compacted || self.published() != SEGMENT_HEADER_SIZE as u64 {
+            return Err(Error::InvalidArgument("a dictionary goes first into a compacted segment".into()));
+        }
+        let len = u32::try_from(bytes.len()).map_err(|_| Error::InvalidArgument("dictionary too large".into()))?;
+        let header = RecordHeader::new(RecordKind::Dictionary, 0, i64::from(id), 0, len);
+        if self.append(&[&header.encode(bytes), bytes])?.is_none() {
+            return Ok(false);
+        }
+        self.dictionary_bytes.store((RECORD_HEADER_SIZE + bytes.len()) as u64, Ordering::Release);
+        let _ = self.dictionary.set(Ok(dictionary));
+        Ok(true)
+    }
+
+    /// Notes the dictionary record of a recovered compacted segment (if its first
+    /// record is one), for [`Segment::dictionary_bytes`]; it is checked when read.
+    pub fn note_dictionary(&self) {
+        if !self.compacted {
+            return;
+        }
+        if let Some(header) = self.read(SEGMENT_HEADER_SIZE as u64, RECORD_HEADER_SIZE) {
+            if header[4] == RecordKind::Dictionary as u8 {
+                let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+                self.dictionary_bytes.store(RECORD_HEADER_SIZE as u64 + u64::from(value_len), Ordering::Release);
+            }
+        }
+    }
+
+    /// The value of the segment's dictionary record (its dictionary's bytes), if it
+    /// has one.
+    pub fn dictionary_record(&self) -> Option<&[u8]> {
+        let len = self.dictionary_bytes().checked_sub(RECORD_HEADER_SIZE as u64)?;
+        self.read((SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZE) as u64, usize::try_from(len).ok()?).filter(|_| len > 0)
+    }
+
+    /// Bytes of the segment's dictionary record (0 without one): no write's.
+    pub fn dictionary_bytes(&self) -> u64 {
+        self.dictionary_bytes.load(Ordering::Acquire)
     }
 
     /// For a compacted segment, the value compression its compaction wrote with (a
