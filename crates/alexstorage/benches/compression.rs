@@ -1,7 +1,8 @@
 //! What value compression saves and costs: for each setting (`None`, `Lz4`,
 //! `Zstd(3)`) and two kinds of values, the bytes on disk after a compaction, and put,
-//! get and scan time per operation, in one run; plus what a trained zstd dictionary
-//! (not implemented in the store) would save on the same values.
+//! get and scan time per operation, in one run (under zstd the compaction trains a
+//! dictionary where one pays); plus what a trained zstd dictionary saves on the same
+//! values outside the store, value bytes only.
 //!
 //! ```text
 //! cargo bench -p alexstorage --bench compression -- [--keys 1000000] [--repeats 3] [--markdown FILE]

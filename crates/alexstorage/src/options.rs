@@ -26,7 +26,10 @@ pub enum Compression {
     Lz4,
     /// Zstandard at the given level (1 to 22, higher is smaller and slower to write;
     /// 0 is zstd's default, 3; negative levels, down to -131072, are faster than
-    /// level 1). Reads cost about the same at every level.
+    /// level 1). Reads cost about the same at every level. Compaction also trains a
+    /// dictionary on the store's values and compresses what it copies with it, when
+    /// that stores them in at most nine tenths of the space: small values alike in
+    /// shape (JSON documents, records) then take a fraction of what they take alone.
     Zstd(i32),
 }
 
