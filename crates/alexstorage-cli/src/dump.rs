@@ -14,6 +14,7 @@
 use std::io::{BufRead, Write};
 
 use alexstorage::{Db, WriteBatch};
+use indicatif::ProgressBar;
 
 use super::{escape, Failure};
 
@@ -23,7 +24,7 @@ const HEADER: &str = "alexstorage-dump 1";
 const BATCH: usize = 1000;
 
 /// Writes `db`'s every family, the default one first, to `out`; returns the entries.
-pub fn write(db: &Db, out: &mut impl Write) -> Result<u64, Failure> {
+pub fn write(db: &Db, out: &mut impl Write, progress: &ProgressBar) -> Result<u64, Failure> {
     writeln!(out, "{HEADER}")?;
     let mut entries = 0;
     let names = std::iter::once("default".to_owned()).chain(db.column_families());
@@ -33,6 +34,7 @@ pub fn write(db: &Db, out: &mut impl Write) -> Result<u64, Failure> {
             let (key, value) = entry?;
             writeln!(out, "{key}\t{}", escape(&value))?;
             entries += 1;
+            progress.inc(1);
         }
     }
     Ok(entries)
@@ -40,7 +42,7 @@ pub fn write(db: &Db, out: &mut impl Write) -> Result<u64, Failure> {
 
 /// Loads the dump `input` into `db` (its families created as they come), in batches;
 /// returns the entries. A line that is not of the format fails with its number.
-pub fn read(db: &Db, input: impl BufRead) -> Result<u64, Failure> {
+pub fn read(db: &Db, input: impl BufRead, progress: &ProgressBar) -> Result<u64, Failure> {
     let mut lines = input.split(b'\n');
     let first = lines.next().transpose()?.unwrap_or_default();
     if first != HEADER.as_bytes() {
@@ -68,6 +70,7 @@ pub fn read(db: &Db, input: impl BufRead) -> Result<u64, Failure> {
         let family = family.as_ref().ok_or_else(|| bad("an entry before any family line"))?;
         batch.put_cf(family, key, value);
         entries += 1;
+        progress.inc(1);
         if batch.len() >= BATCH {
             db.write(std::mem::take(&mut batch))?;
         }

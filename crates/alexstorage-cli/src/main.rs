@@ -274,7 +274,17 @@ fn run(command: Command) -> Result<Outcome, Failure> {
         Command::Dump { dir } => {
             let db = read_only(&dir)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let entries = with_progress("dumping", || dump::write(&db, &mut out))?;
+            // A bar over every family's entries (counted before the walk: a writer
+            // beside it may change the total a little).
+            let total = std::iter::once(db.len() as u64)
+                .chain(
+                    db.column_families().iter().filter_map(|name| db.column_family(name).ok()).map(|f| f.len() as u64),
+                )
+                .sum();
+            let bar = progress_bar("dumping", Some(total));
+            let entries = dump::write(&db, &mut out, &bar);
+            bar.finish_and_clear();
+            let entries = entries?;
             out.flush()?;
             drop(out);
             if std::io::stderr().is_terminal() {
@@ -285,7 +295,10 @@ fn run(command: Command) -> Result<Outcome, Failure> {
         Command::Load { dir, compression } => {
             let db = with_compression(Options::new(), compression).open(&dir)?;
             let input = std::io::BufReader::new(std::io::stdin().lock());
-            let entries = with_progress("loading", || dump::read(&db, input))?;
+            let bar = progress_bar("loading", None);
+            let entries = dump::read(&db, input, &bar);
+            bar.finish_and_clear();
+            let entries = entries?;
             db.flush()?;
             if std::io::stderr().is_terminal() {
                 let _ = writeln!(std::io::stderr(), "loaded {entries} entries");
@@ -344,6 +357,26 @@ fn read_only(dir: &Path) -> alexstorage::Result<Db> {
 }
 
 /// Runs `work`, with a spinner on stderr while it runs if stderr is a terminal.
+/// A progress bar on stderr when it is a terminal (hidden otherwise): over `total`
+/// items with the time left, or, without a total, a spinner counting them.
+fn progress_bar(what: &str, total: Option<u64>) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(total) => {
+            (indicatif::ProgressBar::new(total), "{msg} [{bar:40}] {human_pos}/{human_len} entries, {eta} left")
+        }
+        None => (indicatif::ProgressBar::new_spinner(), "{spinner} {msg}: {human_pos} entries"),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
 fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
     if !std::io::stderr().is_terminal() {
         return work();
