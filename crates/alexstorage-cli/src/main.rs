@@ -8,7 +8,7 @@
 //! alexstorage scan    DIR [--from KEY] [--to KEY] [--limit N] [--reverse]
 //! alexstorage dump    DIR                # every family's entries (docs/DUMP.md)
 //! alexstorage load    DIR                # a dump from stdin into DIR (created if missing)
-//! alexstorage stats   DIR [--json]
+//! alexstorage stats   DIR [--json]      # text: the store's state; --json: every Stats field
 //! alexstorage verify  DIR
 //! alexstorage compact DIR
 //! alexstorage backup  DIR TARGET
@@ -52,7 +52,7 @@ enum Command {
         #[arg(allow_hyphen_values = true)]
         value: std::ffi::OsString,
         /// The column family (created if missing).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_family)]
         cf: Option<String>,
     },
     /// Prints the value of KEY (its bytes, nothing else); exit 1 if absent.
@@ -63,7 +63,7 @@ enum Command {
         #[arg(allow_negative_numbers = true)]
         key: i64,
         /// The column family.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_family)]
         cf: Option<String>,
     },
     /// Deletes KEY (an absent key is no error).
@@ -74,7 +74,7 @@ enum Command {
         #[arg(allow_negative_numbers = true)]
         key: i64,
         /// The column family.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_family)]
         cf: Option<String>,
     },
     /// Prints entries in key order, one a line: KEY, a tab, the value with bytes that
@@ -95,10 +95,11 @@ enum Command {
         #[arg(long)]
         reverse: bool,
         /// The column family.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_family)]
         cf: Option<String>,
     },
-    /// Prints the store's counters and gauges.
+    /// Prints the store's state (keys, bytes, segments, families, recovery); --json adds
+    /// the operation counters, which count this command's own open.
     Stats {
         /// The store's directory.
         dir: PathBuf,
@@ -244,7 +245,10 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
             } else if let serde_json::Value::Object(fields) = value {
-                for (name, field) in fields {
+                // The store's state; the operation counters count this process's own
+                // (read-only) open, zero, and are left to --json and the service's
+                // own `Db::stats`.
+                for (name, field) in fields.iter().filter(|(name, _)| !PER_OPEN_COUNTERS.contains(&name.as_str())) {
                     writeln!(out, "{name}: {field}")?;
                 }
             }
@@ -357,6 +361,41 @@ fn read_only(dir: &Path) -> alexstorage::Result<Db> {
 }
 
 /// Runs `work`, with a spinner on stderr while it runs if stderr is a terminal.
+/// `Stats` fields that count operations since the store was opened: in a `stats`
+/// command, this process's own read-only open (all zero).
+const PER_OPEN_COUNTERS: &[&str] = &[
+    "puts",
+    "deletes",
+    "batches",
+    "batch_writes",
+    "bytes_written",
+    "gets",
+    "ranges",
+    "bytes_read",
+    "transactions_committed",
+    "transaction_conflicts",
+    "transaction_errors",
+    "sync_write_errors",
+    "write_stalls",
+    "write_stall_micros",
+    "sync_write_latency",
+    "compaction_duration",
+    "compactions",
+    "compaction_bytes_written",
+    "compaction_bytes_reclaimed",
+    "syncs",
+    "sync_writes",
+    "checkpoints",
+];
+
+/// A column family name as `--cf` takes it: 1 to 255 bytes.
+fn parse_family(name: &str) -> Result<String, String> {
+    match name.len() {
+        1..=255 => Ok(name.to_owned()),
+        _ => Err(format!("a column family name has 1 to 255 bytes, not {}", name.len())),
+    }
+}
+
 /// A progress bar on stderr when it is a terminal (hidden otherwise): over `total`
 /// items with the time left, or, without a total, a spinner counting them.
 fn progress_bar(what: &str, total: Option<u64>) -> indicatif::ProgressBar {

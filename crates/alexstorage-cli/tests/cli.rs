@@ -92,9 +92,11 @@ fn stats_verify_compact_and_backup() {
     let stdout = String::from_utf8(stdout).unwrap();
     assert_eq!(code, 0);
     assert!(stdout.lines().any(|line| line == "keys: 50"), "{stdout}");
+    // The text leaves out the counters of the command's own open (all zero).
+    assert!(!stdout.lines().any(|line| line.starts_with("puts:") || line.starts_with("gets:")), "{stdout}");
     let (code, stdout, _) = run(&["stats", store, "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
-    assert_eq!((code, json["keys"].as_u64()), (0, Some(50)));
+    assert_eq!((code, json["keys"].as_u64(), json["puts"].as_u64()), (0, Some(50), Some(0)));
     let (code, stdout, _) = run(&["verify", store]);
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&stdout));
     let (code, stdout, _) = run(&["compact", store]);
@@ -110,6 +112,7 @@ fn stats_verify_compact_and_backup() {
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let store = text(dir.path());
+    let long_name = "n".repeat(256);
     for args in [
         vec![],
         vec!["frobnicate", store],
@@ -118,6 +121,8 @@ fn usage_errors_exit_2() {
         vec!["get", store, "99999999999999999999"],
         vec!["put", store, "1"],
         vec!["scan", store, "--limit", "many"],
+        vec!["get", store, "1", "--cf", ""],
+        vec!["put", store, "1", "x", "--cf", &long_name],
     ] {
         let (code, stdout, _) = run(&args);
         assert_eq!((code, stdout.len()), (2, 0), "{args:?}");
