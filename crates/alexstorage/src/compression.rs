@@ -28,8 +28,13 @@ pub const ZSTD: u8 = 2;
 /// segment (compacted segments only: the segment's first record holds it).
 pub const ZSTD_DICTIONARY: u8 = 3;
 
-/// Largest dictionary compaction trains (zstd's own default size).
+/// Largest dictionary compaction trains (zstd's own default size); never more than a
+/// sixteenth of a segment.
 pub const DICTIONARY_SIZE: usize = 110 << 10;
+/// Smallest dictionary worth training.
+pub const MIN_DICTIONARY_SIZE: usize = 1 << 10;
+/// Largest dictionary a store accepts when reading one: a larger record is damage.
+pub const MAX_DICTIONARY_LEN: usize = 1 << 20;
 /// Fewest sample values a dictionary is trained on.
 pub const MIN_DICTIONARY_SAMPLES: usize = 64;
 
@@ -116,20 +121,30 @@ pub fn compress(compression: Compression, value: &[u8], out: &mut Vec<u8>) -> u8
 /// segment with flag [`ZSTD_DICTIONARY`] were compressed with.
 pub struct Dictionary {
     id: u32,
+    bytes: Box<[u8]>,
     decoder: zstd::zstd_safe::DDict<'static>,
 }
 
 impl Dictionary {
-    /// The dictionary in `bytes` (a trained zstd dictionary: magic number and id).
+    /// The dictionary in `bytes` (a trained zstd dictionary: magic number and id, at
+    /// most [`MAX_DICTIONARY_LEN`] bytes).
     pub fn new(bytes: &[u8]) -> Result<Dictionary, String> {
+        if bytes.len() > MAX_DICTIONARY_LEN {
+            return Err(format!("a dictionary of {} bytes", bytes.len()));
+        }
         let id = zstd::zstd_safe::get_dict_id_from_dict(bytes).ok_or("not a zstd dictionary (no dictionary id)")?;
         let decoder = zstd::zstd_safe::DDict::try_create(bytes).ok_or("zstd refused the dictionary")?;
-        Ok(Dictionary { id: id.get(), decoder })
+        Ok(Dictionary { id: id.get(), bytes: bytes.into(), decoder })
     }
 
     /// The dictionary's id (zstd frames compressed with it carry it).
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The dictionary's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -176,19 +191,19 @@ impl DictionaryCompressor {
     }
 }
 
-/// A dictionary of at most [`DICTIONARY_SIZE`] bytes trained on half of `samples`
+/// A dictionary of at most `size` bytes trained on half of `samples`
 /// (values), if zstd at `level` with it stores the other half in at most nine tenths
 /// of what it takes without one; `None` otherwise (too few samples, values that share
 /// nothing).
-pub fn train(samples: &[&[u8]], level: i32) -> Option<Vec<u8>> {
-    if samples.len() < MIN_DICTIONARY_SAMPLES {
+pub fn train(samples: &[&[u8]], size: usize, level: i32) -> Option<Vec<u8>> {
+    if samples.len() < MIN_DICTIONARY_SAMPLES || size < MIN_DICTIONARY_SIZE {
         return None;
     }
     // Trained on the even samples, judged on (up to 2,000 of) the odd ones: a
     // dictionary holds pieces of what it was trained on, so judging it on those would
     // flatter it (random values would seem to compress).
     let training: Vec<&[u8]> = samples.iter().step_by(2).copied().collect();
-    let dictionary = zstd::dict::from_samples(&training, DICTIONARY_SIZE).ok()?;
+    let dictionary = zstd::dict::from_samples(&training, size.min(DICTIONARY_SIZE)).ok()?;
     let mut with = DictionaryCompressor::new(&dictionary, level)?;
     let mut out = Vec::new();
     let (mut plain, mut trained) = (0u64, 0u64);
@@ -395,7 +410,7 @@ mod tests {
     fn a_trained_dictionary_shrinks_similar_values_and_is_checked_on_reads() {
         let values: Vec<Vec<u8>> = (0..5000).map(record).collect();
         let samples: Vec<&[u8]> = values.iter().map(|value| &value[..]).collect();
-        let bytes = train(&samples, 3).expect("similar documents train a dictionary");
+        let bytes = train(&samples, DICTIONARY_SIZE, 3).expect("similar documents train a dictionary");
         let dictionary = Dictionary::new(&bytes).unwrap();
         let mut compressor = DictionaryCompressor::new(&bytes, 3).unwrap();
         let (mut plain, mut trained, mut out) = (0, 0, Vec::new());
@@ -411,7 +426,7 @@ mod tests {
         assert!(decompress(ZSTD_DICTIONARY, &out, None).is_err());
         let other: Vec<Vec<u8>> = (10_000..15_000).map(record).collect();
         let other: Vec<&[u8]> = other.iter().map(|value| &value[..]).collect();
-        let other = Dictionary::new(&train(&other, 3).unwrap()).unwrap();
+        let other = Dictionary::new(&train(&other, DICTIONARY_SIZE, 3).unwrap()).unwrap();
         assert_ne!(other.id(), dictionary.id());
         assert!(decompress(ZSTD_DICTIONARY, &out, Some(&other)).is_err());
         // Damage: every single-byte change fails or decodes the exact value.
@@ -441,10 +456,10 @@ mod tests {
             })
             .collect();
         let samples: Vec<&[u8]> = noise.iter().map(|value| &value[..]).collect();
-        assert!(train(&samples, 3).is_none());
+        assert!(train(&samples, DICTIONARY_SIZE, 3).is_none());
         let few: Vec<Vec<u8>> = (0..MIN_DICTIONARY_SAMPLES as u64 - 1).map(record).collect();
         let few: Vec<&[u8]> = few.iter().map(|value| &value[..]).collect();
-        assert!(train(&few, 3).is_none());
+        assert!(train(&few, DICTIONARY_SIZE, 3).is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::engine::{range_is_empty, read_record, Engine, Registration, Slot, View};
+use crate::engine::{range_is_empty, read_record, read_record_up_to, Engine, Registration, Slot, View};
 use crate::family::FamilyRef;
 use crate::index::Alex;
 use crate::log::Location;
@@ -39,8 +39,7 @@ pub(crate) fn resolve(
     older: Option<Slot>,
 ) -> Result<Option<Value>> {
     if let Some(Slot { location, lease }) = latest {
-        let (written_at, value) = read_record(&engine.path, location, lease, family, key)?;
-        if written_at <= sequence {
+        if let (_, Some(value)) = read_record_up_to(&engine.path, location, lease, family, key, sequence)? {
             engine.metrics.bytes_read.add(value.len() as u64);
             return Ok(Some(value));
         }

@@ -11,7 +11,8 @@ pub struct Stats {
     pub keys: usize,
     /// Segment files.
     pub segments: usize,
-    /// Bytes of records in the log.
+    /// Bytes of the records of writes in the log (compacted segments' dictionaries
+    /// left out).
     pub log_bytes: u64,
     /// Bytes of heap the index uses.
     pub index_bytes: usize,

@@ -602,3 +602,83 @@ fn no_dictionary_when_it_would_not_pay() {
         .unwrap();
     assert_ne!(std::fs::read(segment).unwrap()[64 + 4], 5, "a dictionary was written");
 }
+
+/// The first record of the first compacted segment under `path`: (kind, value length).
+fn first_record(path: &Path) -> Option<(u8, usize)> {
+    let mut segments: Vec<_> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .collect();
+    segments.sort();
+    segments.into_iter().find_map(|segment| {
+        let bytes = std::fs::read(segment).unwrap();
+        // Segment header flags bit 0: compacted.
+        (bytes.len() > 92 && bytes[20] & 1 == 1)
+            .then(|| (bytes[64 + 4], u32::from_le_bytes(bytes[64 + 8..64 + 12].try_into().unwrap()) as usize))
+    })
+}
+
+/// A dictionary is at most a sixteenth of a segment (it starts every compacted
+/// one), and segments too small for a useful one get none.
+#[test]
+fn dictionaries_are_bounded_by_the_segment_size() {
+    for (segment_size, most) in [(64 << 10, Some(4 << 10)), (8 << 10, None)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Options::new()
+            .compression(Compression::Zstd(3))
+            .background_compaction(false)
+            .segment_size(segment_size)
+            .open(dir.path())
+            .unwrap();
+        for key in 0..3000 {
+            db.put(key, profile(key)).unwrap();
+        }
+        db.compact().unwrap();
+        let stats = db.stats();
+        assert_eq!(stats.log_bytes, stats.live_bytes);
+        match (first_record(dir.path()), most) {
+            (Some((5, len)), Some(most)) => assert!(len <= most, "{segment_size}: a dictionary of {len} bytes"),
+            (Some((kind, _)), None) => assert_eq!(kind, 1, "{segment_size}: a dictionary in a small segment"),
+            other => panic!("{segment_size}: {other:?}"),
+        }
+        for key in 0..3000 {
+            assert_eq!(&*db.get(key).unwrap().unwrap(), &profile(key)[..]);
+        }
+    }
+}
+
+/// A dictionary record whose length field is damaged (checksum not forged) is not
+/// trusted by the accounting: the store opens from its checkpoint with sane log
+/// bytes, and the values compressed with it are corruption, not panics.
+#[test]
+fn a_damaged_dictionary_length_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options(Compression::Zstd(3)).open(dir.path()).unwrap();
+    for key in 0..3000 {
+        db.put(key, profile(key)).unwrap();
+    }
+    db.compact().unwrap();
+    let healthy = db.stats().log_bytes;
+    drop(db);
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "seg") && std::fs::read(path).unwrap()[64 + 4] == 5)
+        .expect("a dictionary");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[64 + 11] = 0x7f; // the value length claims about 2 GiB
+    std::fs::write(&segment, &bytes).unwrap();
+    let db = Options::new().read_only(true).open(dir.path()).unwrap();
+    assert!(db.stats().log_bytes <= healthy + (1 << 20), "{:?}", db.stats());
+    let mut corrupt = 0;
+    for key in 0..3000 {
+        match db.get(key) {
+            Ok(value) => assert_eq!(&*value.unwrap(), &profile(key)[..]),
+            Err(Error::Corruption { .. }) => corrupt += 1,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(corrupt > 0);
+    assert!(db.verify().is_err());
+}

@@ -66,3 +66,27 @@ fn record_shaped_garbage_never_panics() {
         let _ = open_arbitrary_store(dir.path(), &data);
     }
 }
+
+/// The compressed variant of the damaged store really holds a dictionary (so damage
+/// reaches dictionary records and values compressed with them), and undamaged it
+/// reads back whole.
+#[test]
+fn the_compressed_variant_holds_a_dictionary() {
+    use alexstorage::testing::fuzzing::{damage_valid_store, expected_document, DOCUMENT_KEYS};
+    let dir = tempfile::tempdir().unwrap();
+    damage_valid_store(dir.path(), &[2]).unwrap();
+    let with_dictionary = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .filter(|bytes| bytes.len() > 92 && bytes[20] & 1 == 1)
+        .filter(|bytes| bytes[64 + 4] == 5)
+        .count();
+    assert!(with_dictionary > 0);
+    let db = alexstorage::Db::open(dir.path()).unwrap();
+    for key in DOCUMENT_KEYS {
+        let value = db.get(key).unwrap().unwrap();
+        assert!(!value.is_zero_copy());
+        assert_eq!(value.to_vec(), expected_document(key));
+    }
+    db.verify().unwrap();
+}

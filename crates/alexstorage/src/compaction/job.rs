@@ -1,13 +1,13 @@
 //! One compaction's copy, commit, switch and retire steps (see the module docs of
 //! `compaction/mod.rs` for the whole sequence and why each crash point is safe).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::compression::{self, Dictionary, DictionaryCompressor};
+use crate::compression::{self, Dictionary, DictionaryCompressor, DICTIONARY_SIZE, MIN_DICTIONARY_SIZE};
 use crate::engine::{checked_record, decompress, missing_segment, Engine};
 use crate::family::FamilyRef;
 use crate::log::format::{
@@ -54,17 +54,38 @@ struct Output {
 
 /// A compaction's zstd dictionary.
 struct JobDictionary {
-    /// Its bytes, the first record of every output segment.
-    bytes: Vec<u8>,
-    /// Prepared for reads of the outputs.
+    /// The dictionary (its bytes are the first record of every output segment),
+    /// prepared for reads of the outputs.
     prepared: Arc<Dictionary>,
     compressor: DictionaryCompressor,
+    /// By input segment id: whether that segment holds this very dictionary (its
+    /// values compressed with it then copy as they are).
+    same: HashMap<u32, bool>,
 }
 
 /// Values sampled to train a dictionary: about this many...
 const DICTIONARY_SAMPLES: usize = 8192;
-/// ...and at most this many bytes of them.
-const DICTIONARY_SAMPLE_BYTES: usize = 4 << 20;
+/// ...each cut to at most this many bytes.
+const DICTIONARY_SAMPLE_BYTES: usize = 1024;
+/// Values stored in more bytes than this are not sampled (decompressing them would
+/// cost more than they teach).
+const DICTIONARY_SAMPLE_STORED_MAX: usize = 64 << 10;
+
+/// The value of the put of `key` of family `family` at `location` of `segment`,
+/// decompressed and cut to [`DICTIONARY_SAMPLE_BYTES`]; `None` if it cannot be read.
+fn sample(segment: &Segment, location: Location, family: u16, key: i64) -> Option<Vec<u8>> {
+    let (header, record) = checked_record(segment, location, family, key).ok()?;
+    let value = record.get(RECORD_HEADER_SIZE..)?;
+    if value.len() > DICTIONARY_SAMPLE_STORED_MAX {
+        return None;
+    }
+    let mut value = match header.compression() {
+        compression::RAW => value.to_vec(),
+        _ => decompress(segment, location, header, value).ok()?.to_vec(),
+    };
+    value.truncate(DICTIONARY_SAMPLE_BYTES);
+    Some(value)
+}
 
 /// A record copied into an output.
 #[derive(Clone, Copy)]
@@ -175,7 +196,7 @@ impl Job<'_> {
             std::iter::once(FamilyRef::default_family().clone()).chain(view.families.refs()).collect()
         };
         if let Compression::Zstd(level) = self.engine.options.compression {
-            self.prepare_dictionary(&families, level)?;
+            self.prepare_dictionary(&families, level, cancel)?;
         }
         for family in &families {
             if !self.copy_family(family, cancel)? {
@@ -188,67 +209,97 @@ impl Job<'_> {
     /// Chooses the dictionary the outputs are compressed with under zstd at `level`:
     /// the one compacted segments already hold (their records then copy as they
     /// are), or else one trained on values sampled evenly across `families`, if it
-    /// stores them in at most nine tenths of what plain zstd takes.
-    fn prepare_dictionary(&mut self, families: &[FamilyRef], level: i32) -> Result<()> {
-        let existing = {
+    /// stores values it was not trained on in at most nine tenths of what plain zstd
+    /// takes. A dictionary starts every output, so it is at most a sixteenth of a
+    /// segment.
+    fn prepare_dictionary(&mut self, families: &[FamilyRef], level: i32, cancel: &AtomicBool) -> Result<()> {
+        let size = usize::try_from(self.engine.options.segment_size / 16).unwrap_or(usize::MAX).min(DICTIONARY_SIZE);
+        if size < MIN_DICTIONARY_SIZE {
+            return Ok(());
+        }
+        let holders: Vec<Arc<Segment>> = {
             let writer = self.engine.writer.lock();
-            let found = writer.log.segments().find_map(|segment| segment.dictionary_record().map(<[u8]>::to_vec));
-            found
+            let holders = writer.log.segments().filter(|segment| segment.dictionary_bytes() > 0).cloned().collect();
+            holders
         };
-        let bytes = match existing {
-            Some(bytes) => bytes,
+        // Loaded through the checksum: a damaged one is never spread.
+        let existing = holders
+            .iter()
+            .filter_map(|segment| segment.dictionary().ok())
+            .find(|dictionary| dictionary.bytes().len() <= size);
+        let prepared = match existing {
+            Some(dictionary) => dictionary,
             None => {
-                let samples = self.sample_values(families)?;
+                let keys = self.key_count(families) as u64;
+                let declined = self.compaction.dictionary_declined.load(Ordering::Relaxed);
+                if declined > 0 && keys < declined.saturating_mul(2) {
+                    return Ok(());
+                }
+                let samples = self.sample_values(families, cancel);
                 let views: Vec<&[u8]> = samples.iter().map(|sample| &sample[..]).collect();
-                match compression::train(&views, level) {
-                    Some(bytes) => bytes,
-                    None => return Ok(()),
+                let Some(bytes) = compression::train(&views, size, level) else {
+                    self.compaction.dictionary_declined.store(keys.max(1), Ordering::Relaxed);
+                    return Ok(());
+                };
+                match Dictionary::new(&bytes) {
+                    Ok(dictionary) => Arc::new(dictionary),
+                    Err(_) => return Ok(()),
                 }
             }
         };
-        let corrupt =
-            |reason: String| Error::corruption(&self.engine.path, 0, format!("compaction's dictionary: {reason}"));
-        let prepared = Arc::new(Dictionary::new(&bytes).map_err(corrupt)?);
-        let compressor = DictionaryCompressor::new(&bytes, level).ok_or_else(|| corrupt("zstd refused it".into()))?;
-        self.dictionary = Some(JobDictionary { bytes, prepared, compressor });
+        let Some(compressor) = DictionaryCompressor::new(prepared.bytes(), level) else { return Ok(()) };
+        self.dictionary = Some(JobDictionary { prepared, compressor, same: HashMap::new() });
         Ok(())
     }
 
+    /// The keys of `families`.
+    fn key_count(&self, families: &[FamilyRef]) -> usize {
+        let view = self.engine.read_view();
+        families.iter().filter_map(|family| view.index_of(family)).map(|index| index.len()).sum()
+    }
+
     /// About [`DICTIONARY_SAMPLES`] values, evenly spaced in (family, key) order over
-    /// `families`, decompressed; at most [`DICTIONARY_SAMPLE_BYTES`] of them.
-    fn sample_values(&self, families: &[FamilyRef]) -> Result<Vec<Vec<u8>>> {
-        let located: Vec<(u16, i64, Location, Option<Arc<Lease>>)> = {
-            let view = self.engine.read_view();
-            let total: usize =
-                families.iter().filter_map(|family| view.index_of(family)).map(|index| index.len()).sum();
-            let stride = (total / DICTIONARY_SAMPLES).max(1);
-            families
-                .iter()
-                .filter_map(|family| view.index_of(family).map(|index| (family.id, index)))
-                .flat_map(|(id, index)| index.iter().map(move |(key, at)| (id, key, at)))
-                .step_by(stride)
-                .map(|(id, key, at)| (id, key, Location(at), view.slot(Location(at)).lease))
-                .collect()
-        };
-        let mut samples = Vec::with_capacity(located.len());
-        let mut bytes = 0;
-        for (family, key, location, lease) in located {
-            let Some(lease) = lease else { continue };
-            // A key overwritten since it was located still has this record, which the
-            // lease keeps readable.
-            let (header, record) = checked_record(lease.segment(), location, family, key)?;
-            let value = record.get(RECORD_HEADER_SIZE..).unwrap_or(&[]);
-            let value = match header.compression() {
-                compression::RAW => value.to_vec(),
-                _ => decompress(lease.segment(), location, header, value)?.to_vec(),
-            };
-            bytes += value.len();
-            samples.push(value);
-            if bytes >= DICTIONARY_SAMPLE_BYTES {
-                break;
+    /// `families`, decompressed, each cut to its first [`DICTIONARY_SAMPLE_BYTES`]
+    /// (what a dictionary learns is what small values share). Values that cannot be
+    /// read are skipped: training needs no particular one. The index is walked in
+    /// chunks, so that writers wait for no more than one.
+    fn sample_values(&self, families: &[FamilyRef], cancel: &AtomicBool) -> Vec<Vec<u8>> {
+        let stride = (self.key_count(families) / DICTIONARY_SAMPLES).max(1);
+        let mut samples = Vec::new();
+        let mut position = 0usize;
+        for family in families {
+            let mut lo = Bound::Unbounded;
+            loop {
+                if cancel.load(Ordering::Acquire) {
+                    return samples;
+                }
+                let chunk: Vec<(i64, Location, Option<Arc<Lease>>)> = {
+                    let view = self.engine.read_view();
+                    let Some(index) = view.index_of(family) else { break };
+                    let mut chunk = Vec::new();
+                    let mut last = None;
+                    for (key, at) in index.range((lo, Bound::Unbounded)).take(READ_CHUNK) {
+                        if position % stride == 0 {
+                            chunk.push((key, Location(at), view.slot(Location(at)).lease));
+                        }
+                        position += 1;
+                        last = Some(key);
+                    }
+                    let Some(last) = last else { break };
+                    lo = Bound::Excluded(last);
+                    chunk
+                };
+                for (key, location, lease) in chunk {
+                    // A key overwritten since it was located still has this record,
+                    // which the lease keeps readable.
+                    let Some(lease) = lease else { continue };
+                    if let Some(sample) = sample(lease.segment(), location, family.id, key) {
+                        samples.push(sample);
+                    }
+                }
             }
         }
-        Ok(samples)
+        samples
     }
 
     /// Copies the keys of `family` whose record lies in an input, in key order; a
@@ -304,19 +355,16 @@ impl Job<'_> {
                 let dictionary_len = self
                     .dictionary
                     .as_ref()
-                    .map_or(0, |dictionary| (RECORD_HEADER_SIZE + dictionary.bytes.len()) as u64);
-                let capacity = self.engine.options.segment_size.max(SEGMENT_HEADER_SIZE as u64 + dictionary_len + len);
+                    .map_or(0, |dictionary| (RECORD_HEADER_SIZE + dictionary.prepared.bytes().len()) as u64);
+                let capacity = (self.engine.options.segment_size + dictionary_len)
+                    .max(SEGMENT_HEADER_SIZE as u64 + dictionary_len + len);
                 let id = self.engine.writer.lock().log.allocate_id()?;
                 let flags = SEGMENT_COMPACTED
                     | u32::from(compression::flag_of(self.engine.options.compression)) << SEGMENT_COMPRESSION_SHIFT;
                 let segment = Arc::new(Segment::create_with_flags(&self.engine.path, id, capacity, flags)?);
                 self.stats.segments_written += 1;
                 let with_dictionary = match &self.dictionary {
-                    Some(dictionary) => segment.append_dictionary(
-                        dictionary.prepared.id(),
-                        &dictionary.bytes,
-                        Arc::clone(&dictionary.prepared),
-                    ),
+                    Some(dictionary) => segment.append_dictionary(Arc::clone(&dictionary.prepared)),
                     None => Ok(true),
                 };
                 let appended = match with_dictionary {
@@ -374,10 +422,14 @@ impl Job<'_> {
         // A value compressed with a dictionary copies as it is only into outputs that
         // start with that very dictionary.
         let same_dictionary = header.compression() != compression::ZSTD_DICTIONARY
-            || self
-                .dictionary
-                .as_ref()
-                .is_some_and(|ours| segment.dictionary().is_ok_and(|theirs| theirs.id() == ours.prepared.id()));
+            || self.dictionary.as_mut().is_some_and(|ours| {
+                let prepared = &ours.prepared;
+                *ours.same.entry(segment.id()).or_insert_with(|| {
+                    segment
+                        .dictionary()
+                        .is_ok_and(|theirs| Arc::ptr_eq(&theirs, prepared) || theirs.bytes() == prepared.bytes())
+                })
+            });
         if (header.compression() == wanted && same_dictionary) || raw_and_short {
             return Ok(None);
         }
@@ -388,10 +440,14 @@ impl Job<'_> {
             decompressed = decompress(segment, location, header, value)?;
             &decompressed[..]
         };
-        let flag = match self.dictionary.as_mut() {
+        let mut flag = match self.dictionary.as_mut() {
             Some(dictionary) => dictionary.compressor.compress(raw, &mut self.scratch),
-            None => compression::compress(setting, raw, &mut self.scratch),
+            None => compression::RAW,
         };
+        if flag == compression::RAW {
+            // Without the dictionary (or where it did not save an eighth).
+            flag = compression::compress(setting, raw, &mut self.scratch);
+        }
         if flag == compression::RAW && header.compression() == compression::RAW {
             // Raw, and still does not shrink.
             return Ok(None);

@@ -130,6 +130,9 @@ pub(crate) struct Compaction {
     /// For tests: where a compaction stops as if the process died (0: nowhere;
     /// else the failpoint plus 100 for each pass to let through first).
     failpoint: AtomicU64,
+    /// The keys the store held when a dictionary last did not pay (0: never): it is
+    /// not trained again until the store has twice as many.
+    pub(super) dictionary_declined: AtomicU64,
 }
 
 impl Compaction {

@@ -178,14 +178,14 @@ fn verify_segment(segment: &Segment, manifest: &Manifest, sequence: &mut Sequenc
         _ if segment.is_compacted() => return,
         _ => verify_records(contents, segment.id(), sequence, &mut decode),
     };
-    let checked = checked.and_then(|records| match undecodable {
-        Some(bad) => Err(bad),
-        None => Ok(records),
-    });
     match checked {
         Ok(records) => {
             report.records += records;
             report.bytes += published - SEGMENT_HEADER_SIZE as u64;
+            // The records chain on: only the value is bad.
+            if let Some((offset, reason)) = undecodable {
+                report.corrupt.push(CorruptRecord { file: segment.path().into(), offset: offset as u64, reason });
+            }
         }
         Err((offset, reason)) => {
             report.corrupt.push(CorruptRecord { file: segment.path().into(), offset: offset as u64, reason });

@@ -56,7 +56,9 @@ use crate::{Options, Result};
 pub(crate) use family::{Families, Family};
 pub(crate) use metrics::Metrics;
 pub(crate) use pressure::{compaction_due, Pressure};
-pub(crate) use record::{checked_record, decompress, missing_segment, read_record, record_len, record_sequence};
+pub(crate) use record::{
+    checked_record, decompress, missing_segment, read_record, read_record_up_to, record_len, record_sequence,
+};
 pub(crate) use versions::{range_is_empty, History, Registration, Versions};
 pub(crate) use writer::Writer;
 

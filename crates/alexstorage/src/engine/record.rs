@@ -36,15 +36,38 @@ pub(crate) fn read_record(
     family: u16,
     key: i64,
 ) -> Result<(u64, Value)> {
+    let (sequence, value) = read_record_up_to(store, location, lease, family, key, u64::MAX)?;
+    match value {
+        Some(value) => Ok((sequence, value)),
+        None => Err(Error::corruption(store, u64::from(location.offset()), "record newer than every sequence")),
+    }
+}
+
+/// As [`read_record`], but the value only if the record's sequence is at most
+/// `newest` (a snapshot's): a newer record's value is neither decompressed nor
+/// returned (`None`), so a snapshot never pays for, or fails on, a version it does
+/// not see.
+#[inline]
+pub(crate) fn read_record_up_to(
+    store: &Path,
+    location: Location,
+    lease: Option<Arc<Lease>>,
+    family: u16,
+    key: i64,
+    newest: u64,
+) -> Result<(u64, Option<Value>)> {
     let Some(lease) = lease else { return Err(missing_segment(store, location)) };
     let (header, record) = checked_record(lease.segment(), location, family, key)?;
+    if header.sequence > newest {
+        return Ok((header.sequence, None));
+    }
     let value_len = record.len() - RECORD_HEADER_SIZE;
     if header.compression() != compression::RAW {
         let stored = record.get(RECORD_HEADER_SIZE..).unwrap_or(&[]);
-        return Ok((header.sequence, Value::owned(decompress(lease.segment(), location, header, stored)?)));
+        return Ok((header.sequence, Some(Value::owned(decompress(lease.segment(), location, header, stored)?))));
     }
     let offset = u64::from(location.offset()) + RECORD_HEADER_SIZE as u64;
-    Ok((header.sequence, Value::mapped(lease, offset, value_len)))
+    Ok((header.sequence, Some(Value::mapped(lease, offset, value_len))))
 }
 
 /// The value of the checked record with `header` at `location` of `segment`, stored

@@ -76,8 +76,15 @@ impl Log {
     pub fn bytes(&self) -> u64 {
         self.segments
             .values()
-            .map(|segment| segment.published() - SEGMENT_HEADER_SIZE as u64 - segment.dictionary_bytes())
+            .map(|segment| {
+                (segment.published() - SEGMENT_HEADER_SIZE as u64).saturating_sub(segment.dictionary_bytes())
+            })
             .sum()
+    }
+
+    /// Bytes of the compacted segments' dictionaries: on disk, but no write's.
+    pub fn dictionary_bytes(&self) -> u64 {
+        self.segments.values().map(|segment| segment.dictionary_bytes()).sum()
     }
 
     /// Appends the concatenation of `parts` (one or more whole records) to the active

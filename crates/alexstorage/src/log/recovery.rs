@@ -323,7 +323,12 @@ pub fn scan_compacted(
         };
         if header.kind == RecordKind::Dictionary {
             // Only as the first record; not a write.
-            if at != SEGMENT_HEADER_SIZE || header.column_family != 0 || header.sequence != 0 || header.value_len == 0 {
+            if at != SEGMENT_HEADER_SIZE
+                || header.column_family != 0
+                || header.sequence != 0
+                || header.value_len == 0
+                || header.value_len as usize > compression::MAX_DICTIONARY_LEN
+            {
                 return Err((at, "a dictionary record out of place".into()));
             }
             dictionary = true;

@@ -41,7 +41,7 @@ use super::format::{
     SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE,
 };
 use super::io;
-use crate::compression::Dictionary;
+use crate::compression::{Dictionary, MAX_DICTIONARY_LEN};
 use crate::{Error, Result};
 
 /// The writers taking part in group commit: counted by the store, read by the leader.
@@ -295,6 +295,9 @@ impl Segment {
         let start = SEGMENT_HEADER_SIZE as u64;
         let header = self.read(start, RECORD_HEADER_SIZE).ok_or("no dictionary record")?;
         let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        if value_len > MAX_DICTIONARY_LEN {
+            return Err(format!("a dictionary of {value_len} bytes"));
+        }
         let record = self.read(start, RECORD_HEADER_SIZE + value_len).ok_or("dictionary record cut short")?;
         match RecordHeader::decode(record) {
             Decoded::Record { header, .. } if header.kind == RecordKind::Dictionary => {
@@ -306,9 +309,10 @@ impl Segment {
         }
     }
 
-    /// Appends `bytes`, a dictionary, as the first record of this new compacted
-    /// segment, and keeps it prepared for reads.
-    pub fn append_dictionary(&self, id: u32, bytes: &[u8], dictionary: Arc<Dictionary>) -> Result<bool> {
+    /// Appends `dictionary` as the first record of this new compacted segment, and
+    /// keeps it prepared for reads. `Ok(false)` if it does not fit.
+    pub fn append_dictionary(&self, dictionary: Arc<Dictionary>) -> Result<bool> {
+        let (id, bytes) = (dictionary.id(), dictionary.bytes());
         if !self.compacted || self.published() != SEGMENT_HEADER_SIZE as u64 {
             return Err(Error::InvalidArgument("a dictionary goes first into a compacted segment".into()));
         }
@@ -322,25 +326,19 @@ impl Segment {
         Ok(true)
     }
 
-    /// Notes the dictionary record of a recovered compacted segment (if its first
-    /// record is one), for [`Segment::dictionary_bytes`]; it is checked when read.
+    /// Notes the dictionary record of a recovered compacted segment, if its first
+    /// record is one whose checksum matches, for [`Segment::dictionary_bytes`].
     pub fn note_dictionary(&self) {
         if !self.compacted {
             return;
         }
-        if let Some(header) = self.read(SEGMENT_HEADER_SIZE as u64, RECORD_HEADER_SIZE) {
-            if header[4] == RecordKind::Dictionary as u8 {
-                let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-                self.dictionary_bytes.store(RECORD_HEADER_SIZE as u64 + u64::from(value_len), Ordering::Release);
+        let start = SEGMENT_HEADER_SIZE as u64;
+        let written = self.read(start, self.published().saturating_sub(start) as usize).unwrap_or(&[]);
+        if let Decoded::Record { header, len } = RecordHeader::decode(written) {
+            if header.kind == RecordKind::Dictionary {
+                self.dictionary_bytes.store(len as u64, Ordering::Release);
             }
         }
-    }
-
-    /// The value of the segment's dictionary record (its dictionary's bytes), if it
-    /// has one.
-    pub fn dictionary_record(&self) -> Option<&[u8]> {
-        let len = self.dictionary_bytes().checked_sub(RECORD_HEADER_SIZE as u64)?;
-        self.read((SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZE) as u64, usize::try_from(len).ok()?).filter(|_| len > 0)
     }
 
     /// Bytes of the segment's dictionary record (0 without one): no write's.

@@ -15,6 +15,24 @@ pub fn expected_value(key: i64) -> Vec<u8> {
     (0..len).map(|index| (key as usize).wrapping_mul(13).wrapping_add(index) as u8).collect()
 }
 
+/// The keys the valid store's compressed variant also holds: small documents alike in
+/// shape, which a zstd compaction compresses with a trained dictionary.
+pub const DOCUMENT_KEYS: std::ops::Range<i64> = 2000..2300;
+
+/// The document under `key` of [`DOCUMENT_KEYS`].
+pub fn expected_document(key: i64) -> Vec<u8> {
+    let pick =
+        |salt: u64| ((key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 40;
+    format!(
+        "{{\"id\":{key},\"plan\":\"{}\",\"city\":\"{}\",\"logins\":{},\"verified\":{}}}",
+        ["free", "pro", "team"][(pick(1) % 3) as usize],
+        ["Lisbon", "Osaka", "Lima", "Oslo"][(pick(2) % 4) as usize],
+        pick(3) % 10_000,
+        pick(4) % 2 == 0
+    )
+    .into_bytes()
+}
+
 /// The value the valid store's column family `f` holds for `key` (never one of the
 /// default family's: reading one where the other belongs is caught).
 pub fn expected_family_value(key: i64) -> Vec<u8> {
@@ -47,10 +65,22 @@ pub fn open_arbitrary_store(dir: &Path, data: &[u8]) -> Result<()> {
 /// Writes a valid store (puts, overwrites, deletes, a batch, a column family `f` beside
 /// the default one, a family `g` written and dropped, a clean close), applies
 /// `damage` (pairs of offset and xor mask, or truncations), opens it and reads every
-/// key: any value returned must be the one written.
+/// key: any value returned must be the one written. When bit 1 of the first damage
+/// byte is set, the store compresses with zstd and also holds [`DOCUMENT_KEYS`],
+/// compacted with a trained dictionary.
 pub fn damage_valid_store(dir: &Path, damage: &[u8]) -> Result<()> {
+    let compressed = damage.first().is_some_and(|first| first & 2 == 2);
     {
-        let db = Options::new().segment_size(8192).open(dir)?;
+        let db = match compressed {
+            true => Options::new().segment_size(32 << 10).compression(crate::Compression::Zstd(1)).open(dir)?,
+            false => Options::new().segment_size(8192).open(dir)?,
+        };
+        if compressed {
+            for key in DOCUMENT_KEYS {
+                db.put(key, expected_document(key))?;
+            }
+            db.compact()?;
+        }
         for key in -40..40 {
             db.put(key, expected_value(key))?;
         }
@@ -102,7 +132,7 @@ fn read_everything(dir: &Path, write_after: bool) -> Result<()> {
     let _ = db.len();
     let _ = db.stats();
     let _ = db.verify();
-    for key in (-64..64).chain([i64::MIN, i64::MAX, 0x0123_4567]) {
+    for key in (-64..64).chain(DOCUMENT_KEYS).chain([i64::MIN, i64::MAX, 0x0123_4567]) {
         if let Ok(Some(value)) = db.get(key) {
             // A store built by damage_valid_store holds only expected values; an
             // arbitrary store may hold anything, but reading it must not fail.
@@ -130,6 +160,11 @@ pub fn damage_valid_store_checked(dir: &Path, damage: &[u8]) {
         for key in -40..40 {
             if let Ok(Some(value)) = db.get(key) {
                 assert_eq!(value.to_vec(), expected_value(key), "key {key}: wrong bytes returned");
+            }
+        }
+        for key in DOCUMENT_KEYS {
+            if let Ok(Some(value)) = db.get(key) {
+                assert_eq!(value.to_vec(), expected_document(key), "key {key}: wrong bytes returned");
             }
         }
         let names = db.column_families();
