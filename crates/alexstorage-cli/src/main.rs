@@ -7,10 +7,10 @@
 //! alexstorage delete  DIR KEY
 //! alexstorage scan    DIR [--from KEY] [--to KEY] [--limit N] [--reverse]
 //! alexstorage dump    DIR                # every family's entries (docs/DUMP.md)
-//! alexstorage load    DIR                # a dump from stdin into DIR (created if missing)
+//! alexstorage load    DIR [--compression C]   # a dump from stdin into DIR (created if missing)
 //! alexstorage stats   DIR [--json]      # text: the store's state; --json: every Stats field
 //! alexstorage verify  DIR
-//! alexstorage compact DIR
+//! alexstorage compact DIR [--compression C]   # C: none, lz4, zstd or zstd:LEVEL
 //! alexstorage backup  DIR TARGET
 //! ```
 //!
@@ -117,8 +117,9 @@ enum Command {
     Compact {
         /// The store's directory.
         dir: PathBuf,
-        /// Value compression from now on: none, lz4, zstd or zstd:LEVEL. Every record
-        /// is rewritten with it; without it, the store keeps its setting.
+        /// Value compression from now on: none, lz4, zstd or zstd:LEVEL. Records
+        /// stored another way are rewritten with it (a new zstd level alone rewrites
+        /// nothing); without it, the store keeps its setting.
         #[arg(long, value_parser = parse_compression)]
         compression: Option<Compression>,
     },
@@ -285,7 +286,11 @@ fn run(command: Command) -> Result<Outcome, Failure> {
                     db.column_families().iter().filter_map(|name| db.column_family(name).ok()).map(|f| f.len() as u64),
                 )
                 .sum();
-            let bar = progress_bar("dumping", Some(total));
+            // Not over the dump itself, when stdout is the same terminal.
+            let bar = match std::io::stdout().is_terminal() {
+                true => indicatif::ProgressBar::hidden(),
+                false => progress_bar("dumping", Some(total)),
+            };
             let entries = dump::write(&db, &mut out, &bar);
             bar.finish_and_clear();
             let entries = entries?;
@@ -297,8 +302,10 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             Ok(Outcome::Done)
         }
         Command::Load { dir, compression } => {
+            // The header first: input that is no dump creates no store.
+            let mut input = std::io::BufReader::new(std::io::stdin().lock());
+            dump::read_header(&mut input)?;
             let db = with_compression(Options::new(), compression).open(&dir)?;
-            let input = std::io::BufReader::new(std::io::stdin().lock());
             let bar = progress_bar("loading", None);
             let entries = dump::read(&db, input, &bar);
             bar.finish_and_clear();
@@ -325,8 +332,8 @@ fn run(command: Command) -> Result<Outcome, Failure> {
     }
 }
 
-/// Opens the existing store at `dir` for writing (never creating one: only `put`
-/// does).
+/// Opens the existing store at `dir` for writing (never creating one: only `put` and
+/// `load` do).
 fn existing(dir: &Path) -> Result<Db, Failure> {
     if !dir.join("ALEXSTORAGE").is_file() {
         return Err(format!("no store at {}", dir.display()).into());
@@ -360,7 +367,6 @@ fn read_only(dir: &Path) -> alexstorage::Result<Db> {
     Options::new().read_only(true).open(dir)
 }
 
-/// Runs `work`, with a spinner on stderr while it runs if stderr is a terminal.
 /// `Stats` fields that count operations since the store was opened: in a `stats`
 /// command, this process's own read-only open (all zero).
 const PER_OPEN_COUNTERS: &[&str] = &[
@@ -386,6 +392,10 @@ const PER_OPEN_COUNTERS: &[&str] = &[
     "syncs",
     "sync_writes",
     "checkpoints",
+    "snapshots",
+    "retained_versions",
+    "unsynced_bytes",
+    "writes_refused",
 ];
 
 /// A column family name as `--cf` takes it: 1 to 255 bytes.
@@ -416,6 +426,7 @@ fn progress_bar(what: &str, total: Option<u64>) -> indicatif::ProgressBar {
     bar
 }
 
+/// Runs `work`, with a spinner on stderr while it runs if stderr is a terminal.
 fn with_progress<T>(what: &str, work: impl FnOnce() -> T) -> T {
     if !std::io::stderr().is_terminal() {
         return work();

@@ -309,6 +309,7 @@ fn compression_is_kept_by_compact_and_set_by_load_or_compact() {
     for key in 0..50 {
         dump.push_str(&format!("{key}\t{}\n", document(key).replace('\\', "\\\\")));
     }
+    dump.push_str("end 50\n");
     let load =
         alexstorage().args(["load", text(&store), "--compression", "zstd:5"]).write_stdin(dump).output().unwrap();
     assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
@@ -335,4 +336,49 @@ fn compression_is_kept_by_compact_and_set_by_load_or_compact() {
         assert_eq!(code, 2, "{bad}: {stderr}");
     }
     compressed(true);
+}
+
+/// A dump cut short (no trailer, a wrong count, a last line without its line feed),
+/// CR LF line ends, keys not written as a dump writes them, and text after the
+/// trailer are refused (exit 3, naming the line); input that is no dump creates no
+/// store; loading into a store with data merges.
+#[test]
+fn load_refuses_cut_and_mangled_dumps_and_merges_into_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = "alexstorage-dump 1\nfamily default\n1\tone\n2\ttwo\nend 2\n";
+    for (input, line) in [
+        ("alexstorage-dump 1\nfamily default\n1\tone\n2\ttwo\n", "trailer"),
+        ("alexstorage-dump 1\nfamily default\n1\tone\n2\ttwo\nend 2", "line 5"),
+        ("alexstorage-dump 1\nfamily default\n1\tone\n2\ttw", "line 4"),
+        ("alexstorage-dump 1\nfamily default\n1\tone\nend 2\n", "line 4"),
+        ("alexstorage-dump 1\nfamily default\n1\tone\nend 1\n3\tthree\n", "line 5"),
+        ("alexstorage-dump 1\nfamily default\r\n1\tone\r\nend 1\r\n", "line 2"),
+        ("alexstorage-dump 1\nfamily default\n+1\tone\nend 1\n", "line 3"),
+        ("alexstorage-dump 1\nfamily default\n007\tone\nend 1\n", "line 3"),
+        ("alexstorage-dump 1\nfamily default\n1\ta\\x+fb\nend 1\n", "line 3"),
+    ] {
+        let store = dir.path().join("cut");
+        let output = alexstorage().args(["load", text(&store)]).write_stdin(input).output().unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(3), "{input:?}: {stderr}");
+        assert!(stderr.contains(line), "{input:?}: {stderr}");
+        std::fs::remove_dir_all(&store).ok();
+    }
+    // Not a dump at all (CR LF from the first line on): no store is created.
+    let nothing = dir.path().join("nothing");
+    let output = alexstorage().args(["load", text(&nothing)]).write_stdin(good.replace('\n', "\r\n")).output().unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("CR LF"));
+    assert!(!nothing.exists(), "a refused dump created a store");
+    assert_eq!(run(&["load", text(&nothing), "--compression", "gzip"]).0, 2);
+
+    // Merging: the dump's keys overwrite, others stay.
+    let store = dir.path().join("merge");
+    assert_eq!(run(&["put", text(&store), "2", "old"]).0, 0);
+    assert_eq!(run(&["put", text(&store), "3", "kept"]).0, 0);
+    let output = alexstorage().args(["load", text(&store)]).write_stdin(good).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for (key, value) in [("1", "one"), ("2", "two"), ("3", "kept")] {
+        assert_eq!(run(&["get", text(&store), key]).1, value.as_bytes(), "key {key}");
+    }
 }
