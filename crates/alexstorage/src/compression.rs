@@ -218,6 +218,12 @@ pub fn train(samples: &[&[u8]], size: usize, level: i32) -> Option<Vec<u8>> {
     (trained.saturating_mul(10) <= plain.saturating_mul(9)).then_some(dictionary)
 }
 
+/// The length of the original of the compressed value `stored` (what its prefix
+/// claims), if the prefix reads.
+pub fn original_len(stored: &[u8]) -> Option<u64> {
+    read_varint(stored).map(|(len, _)| len)
+}
+
 /// The value stored as `stored` with compression flag `flag` (not [`RAW`]),
 /// decompressed into bytes of its own (with `dictionary`, its segment's, for
 /// [`ZSTD_DICTIONARY`]); the error says what is wrong with it.

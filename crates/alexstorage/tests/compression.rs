@@ -648,37 +648,49 @@ fn dictionaries_are_bounded_by_the_segment_size() {
     }
 }
 
-/// A dictionary record whose length field is damaged (checksum not forged) is not
-/// trusted by the accounting: the store opens from its checkpoint with sane log
-/// bytes, and the values compressed with it are corruption, not panics.
+/// A dictionary record damaged without its checksum forged (its length, or its
+/// content) is not trusted: the store opens from its checkpoint with sane log bytes,
+/// the values compressed with it are corruption, not panics, and a compaction stops
+/// at them rather than spread the damage (no other copy is made from it).
 #[test]
-fn a_damaged_dictionary_length_is_not_trusted() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = options(Compression::Zstd(3)).open(dir.path()).unwrap();
-    for key in 0..3000 {
-        db.put(key, profile(key)).unwrap();
-    }
-    db.compact().unwrap();
-    let healthy = db.stats().log_bytes;
-    drop(db);
-    let segment = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|ext| ext == "seg") && std::fs::read(path).unwrap()[64 + 4] == 5)
-        .expect("a dictionary");
-    let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[64 + 11] = 0x7f; // the value length claims about 2 GiB
-    std::fs::write(&segment, &bytes).unwrap();
-    let db = Options::new().read_only(true).open(dir.path()).unwrap();
-    assert!(db.stats().log_bytes <= healthy + (1 << 20), "{:?}", db.stats());
-    let mut corrupt = 0;
-    for key in 0..3000 {
-        match db.get(key) {
-            Ok(value) => assert_eq!(&*value.unwrap(), &profile(key)[..]),
-            Err(Error::Corruption { .. }) => corrupt += 1,
-            Err(other) => panic!("{other}"),
+fn a_damaged_dictionary_is_never_trusted_or_spread() {
+    for (at, damage) in [(64 + 11, 0x7f), (64 + 28 + 300, 0x55)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = options(Compression::Zstd(3)).open(dir.path()).unwrap();
+        for key in 0..3000 {
+            db.put(key, profile(key)).unwrap();
         }
+        db.compact().unwrap();
+        let healthy = db.stats().log_bytes;
+        drop(db);
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|ext| ext == "seg") && std::fs::read(path).unwrap()[64 + 4] == 5)
+            .expect("a dictionary");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        bytes[at] ^= damage;
+        std::fs::write(&segment, &bytes).unwrap();
+        let reads = |db: &Db| {
+            let mut corrupt = 0;
+            for key in 0..3000 {
+                match db.get(key) {
+                    Ok(value) => assert_eq!(&*value.unwrap(), &profile(key)[..]),
+                    Err(Error::Corruption { .. }) => corrupt += 1,
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            corrupt
+        };
+        let db = Options::new().read_only(true).open(dir.path()).unwrap();
+        assert!(db.stats().log_bytes <= healthy + (1 << 20), "{:?}", db.stats());
+        let corrupt = reads(&db);
+        assert!(corrupt > 0, "damage at {at}");
+        assert!(db.verify().is_err());
+        drop(db);
+        let db = options(Compression::Zstd(3)).open(dir.path()).unwrap();
+        db.put(5000, profile(5000)).unwrap();
+        assert!(matches!(db.compact(), Err(Error::Corruption { .. })), "damage at {at}: compacted");
+        assert_eq!(reads(&db), corrupt, "damage at {at}: the compaction changed what reads");
     }
-    assert!(corrupt > 0);
-    assert!(db.verify().is_err());
 }

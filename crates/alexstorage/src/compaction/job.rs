@@ -67,8 +67,8 @@ struct JobDictionary {
 const DICTIONARY_SAMPLES: usize = 8192;
 /// ...each cut to at most this many bytes.
 const DICTIONARY_SAMPLE_BYTES: usize = 1024;
-/// Values stored in more bytes than this are not sampled (decompressing them would
-/// cost more than they teach).
+/// Values longer than this are not sampled (decompressing them would cost more than
+/// they teach).
 const DICTIONARY_SAMPLE_STORED_MAX: usize = 64 << 10;
 
 /// The value of the put of `key` of family `family` at `location` of `segment`,
@@ -81,6 +81,9 @@ fn sample(segment: &Segment, location: Location, family: u16, key: i64) -> Optio
     }
     let mut value = match header.compression() {
         compression::RAW => value.to_vec(),
+        // Not decompressed when it would be long (a few stored bytes may stand for a
+        // gigabyte of zeros).
+        _ if compression::original_len(value)? > DICTIONARY_SAMPLE_STORED_MAX as u64 => return None,
         _ => decompress(segment, location, header, value).ok()?.to_vec(),
     };
     value.truncate(DICTIONARY_SAMPLE_BYTES);
@@ -236,6 +239,9 @@ impl Job<'_> {
                     return Ok(());
                 }
                 let samples = self.sample_values(families, cancel);
+                if cancel.load(Ordering::Acquire) {
+                    return Ok(());
+                }
                 let views: Vec<&[u8]> = samples.iter().map(|sample| &sample[..]).collect();
                 let Some(bytes) = compression::train(&views, size, level) else {
                     self.compaction.dictionary_declined.store(keys.max(1), Ordering::Relaxed);
@@ -356,7 +362,10 @@ impl Job<'_> {
                     .dictionary
                     .as_ref()
                     .map_or(0, |dictionary| (RECORD_HEADER_SIZE + dictionary.prepared.bytes().len()) as u64);
+                // Room for the dictionary beyond the records' share, within the 4 GiB a
+                // segment may span.
                 let capacity = (self.engine.options.segment_size + dictionary_len)
+                    .min(u64::from(u32::MAX))
                     .max(SEGMENT_HEADER_SIZE as u64 + dictionary_len + len);
                 let id = self.engine.writer.lock().log.allocate_id()?;
                 let flags = SEGMENT_COMPACTED

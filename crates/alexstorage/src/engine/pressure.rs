@@ -84,9 +84,9 @@ impl Pressure {
         // first compaction of a large, unsorted log can), writers wait for it.
         // A dropped family's records are garbage that no copy has to catch up with: a
         // large drop must not stall every writer until the next compaction ends.
-        // Dictionaries are disk too (a bounded share: at most a sixteenth of each
-        // compacted segment).
-        let total = (writer.log.bytes() + writer.log.dictionary_bytes()).saturating_sub(writer.dropped_bytes);
+        // Compacted segments' dictionaries are left out, as from the garbage: no
+        // compaction can reclaim them (they are at most a sixteenth of each).
+        let total = writer.log.bytes().saturating_sub(writer.dropped_bytes);
         let live = writer.live_bytes;
         let slack = options.segment_size.max(live / 16);
         let limit = (live as f64 / (1.0 - options.compaction_threshold)) as u64 + slack;

@@ -82,11 +82,6 @@ impl Log {
             .sum()
     }
 
-    /// Bytes of the compacted segments' dictionaries: on disk, but no write's.
-    pub fn dictionary_bytes(&self) -> u64 {
-        self.segments.values().map(|segment| segment.dictionary_bytes()).sum()
-    }
-
     /// Appends the concatenation of `parts` (one or more whole records) to the active
     /// segment, rolling over to a new one when it does not fit. Returns the location of
     /// the first byte. On error nothing was written.

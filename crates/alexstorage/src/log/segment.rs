@@ -327,17 +327,23 @@ impl Segment {
     }
 
     /// Notes the dictionary record of a recovered compacted segment, if its first
-    /// record is one whose checksum matches, for [`Segment::dictionary_bytes`].
+    /// record's header says it is one of a plausible length (within the written part
+    /// and [`MAX_DICTIONARY_LEN`]), for [`Segment::dictionary_bytes`]. Its checksum is
+    /// checked when the dictionary is first needed ([`Segment::dictionary`]), not on
+    /// every open: a damaged one is then corruption, and never reused.
     pub fn note_dictionary(&self) {
         if !self.compacted {
             return;
         }
         let start = SEGMENT_HEADER_SIZE as u64;
-        let written = self.read(start, self.published().saturating_sub(start) as usize).unwrap_or(&[]);
-        if let Decoded::Record { header, len } = RecordHeader::decode(written) {
-            if header.kind == RecordKind::Dictionary {
-                self.dictionary_bytes.store(len as u64, Ordering::Release);
-            }
+        let Some(header) = self.read(start, RECORD_HEADER_SIZE) else { return };
+        let value_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        let len = (RECORD_HEADER_SIZE + value_len) as u64;
+        if header[4] == RecordKind::Dictionary as u8
+            && value_len <= MAX_DICTIONARY_LEN
+            && start + len <= self.published()
+        {
+            self.dictionary_bytes.store(len, Ordering::Release);
         }
     }
 
