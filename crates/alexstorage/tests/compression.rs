@@ -694,3 +694,42 @@ fn a_damaged_dictionary_is_never_trusted_or_spread() {
         assert_eq!(reads(&db), corrupt, "damage at {at}: the compaction changed what reads");
     }
 }
+
+/// A snapshot reads the version it sees even when the newer version's compressed
+/// bytes are damaged (its checksum forged): it neither decompresses nor fails on a
+/// version it does not see; the latest read reports the damage.
+#[test]
+fn a_snapshot_never_decodes_a_newer_version() {
+    use std::os::unix::fs::FileExt;
+
+    use alexstorage::testing::format::{Decoded, RecordHeader, RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE};
+    let dir = tempfile::tempdir().unwrap();
+    let db = options(Compression::Lz4).open(dir.path()).unwrap();
+    db.put(7, document(7, 3000)).unwrap();
+    let snapshot = db.snapshot();
+    db.put(7, document(8, 3000)).unwrap();
+    db.flush().unwrap();
+    // The newer record of key 7: the one with the higher sequence.
+    let segment = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    let (mut at, mut newest) = (SEGMENT_HEADER_SIZE, None);
+    while let Decoded::Record { header, len } = RecordHeader::decode(&bytes[at..]) {
+        if header.key == 7 && header.flags != 0 {
+            newest = Some((at, len));
+        }
+        at += len;
+    }
+    let (at, len) = newest.unwrap();
+    let mut record = bytes[at..at + len].to_vec();
+    record[RECORD_HEADER_SIZE] ^= 1; // the length prefix claims another length
+    let crc = common::crc32c(&record[4..]);
+    record[..4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().write_all_at(&record, at as u64).unwrap();
+
+    assert_eq!(&*snapshot.get(7).unwrap().unwrap(), &document(7, 3000)[..]);
+    assert!(matches!(db.get(7), Err(Error::Corruption { .. })));
+}
