@@ -36,6 +36,9 @@ fn check(key: i64, value: &[u8], size: usize) {
     assert!(ok, "wrong value for key {key}");
 }
 
+/// Batch sizes of the `multi_get` rows.
+const MULTI_GET_BATCHES: [usize; 4] = [8, 16, 64, 256];
+
 fn median(mut runs: Vec<f64>) -> f64 {
     runs.sort_by(f64::total_cmp);
     runs[runs.len() / 2]
@@ -120,6 +123,7 @@ fn main() {
     let mut put_ns = Vec::new();
     let mut btree_ns = Vec::new();
     let mut get_ns = Vec::new();
+    let mut multi_ns: Vec<Vec<f64>> = vec![Vec::new(); MULTI_GET_BATCHES.len()];
     let mut hash_ns = Vec::new();
     let mut tx_get_ns = Vec::new();
     let mut rmw_rate = Vec::new();
@@ -158,6 +162,18 @@ fn main() {
             check(key, &value, size);
         }
         get_ns.push(start.elapsed().as_nanos() as f64 / keys as f64);
+
+        // The same keys through multi_get, in batches of each size.
+        for (batch, runs) in MULTI_GET_BATCHES.iter().zip(multi_ns.iter_mut()) {
+            let start = Instant::now();
+            for chunk in probe.chunks(*batch) {
+                let values = db.multi_get(black_box(chunk)).unwrap();
+                for (&key, value) in chunk.iter().zip(&values) {
+                    check(key, value.as_deref().expect("missing key"), size);
+                }
+            }
+            runs.push(start.elapsed().as_nanos() as f64 / keys as f64);
+        }
 
         // The same gets inside transactions of 16 reads each (begin included).
         let start = Instant::now();
@@ -324,6 +340,15 @@ fn main() {
         families.reopen_ms,
         families.reopen_ms / reopen,
     );
+    let mut table = table;
+    for (batch, runs) in MULTI_GET_BATCHES.iter().zip(multi_ns) {
+        let multi = median(runs);
+        table.push_str(&format!(
+            "| multi_get in batches of {batch}, ns per key | {multi:.0} | get: {get:.0}; HashMap: {hash:.0} | {:.2}x faster than get, {:.2}x the HashMap's | |\n",
+            get / multi,
+            hash / multi
+        ));
+    }
     println!("{table}");
     if let Some(path) = markdown {
         std::fs::write(path, &table).unwrap();

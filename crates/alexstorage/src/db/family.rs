@@ -239,6 +239,20 @@ impl ColumnFamily {
         }
     }
 
+    /// The latest values of `keys` in this family, one result per key, in order: as
+    /// [`Db::multi_get`].
+    pub fn multi_get(&self, keys: &[i64]) -> Result<Vec<Option<Value>>> {
+        let engine = self.engine()?;
+        engine.metrics.gets.add(keys.len() as u64);
+        let mut slots = Vec::with_capacity(keys.len());
+        {
+            let view = engine.read_view();
+            let index = view.index_of(&self.family).ok_or_else(|| self.family.missing())?;
+            view.locate_many(index, keys, &mut slots);
+        }
+        super::read_slots(engine, self.family.id, keys, slots)
+    }
+
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: i64) -> Result<bool> {
         let view = self.engine()?.read_view();

@@ -266,6 +266,19 @@ impl<P: Copy + Default> DataNode<P> {
         (self.slots.get(candidate)?.key == key).then_some(candidate)
     }
 
+    /// Hints the processor to fetch the slot the model predicts for `key`, where the
+    /// search for it starts (a batch of lookups fetches every key's first, then
+    /// searches: the misses overlap).
+    #[inline]
+    pub(crate) fn prefetch_prediction(&self, key: i64) {
+        let capacity = self.capacity();
+        if capacity > 0 {
+            // The line before the prediction too: an exponential search looks both ways.
+            let predicted = self.model.predict_slot(to_unsigned(key), capacity);
+            self.prefetch_slots(predicted.saturating_sub(2), 4);
+        }
+    }
+
     /// The payload of `key`, if present.
     #[inline]
     pub(crate) fn get(&self, key: i64) -> Option<P> {

@@ -126,3 +126,34 @@ fn ranges_all_bound_kinds() {
     assert_eq!(both.next(), None);
     assert_eq!(both.next_back(), None);
 }
+
+/// `get_many` returns what `get` of each key returns, in order, for groups of every
+/// size around the lookup group: present, absent, repeated and extreme keys, in a tree
+/// with many small nodes and in one bulk-loaded.
+#[test]
+fn get_many_matches_get() {
+    let keys: Vec<i64> = (0..3000).map(|i: i64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64) >> 7).collect();
+    let (tiny, _) = insert_all(keys.iter().copied(), TINY);
+    let mut pairs: Vec<(i64, u64)> = keys.iter().map(|&key| (key, key as u64 ^ 1)).collect();
+    pairs.sort_unstable();
+    let loaded = Alex::bulk_load(&pairs).unwrap();
+    let empty: Alex<u64> = Alex::with_config(TINY);
+    for index in [&tiny, &loaded, &empty] {
+        for len in [0, 1, 15, 16, 17, 33, 100, 1000] {
+            let probe: Vec<i64> = (0..len)
+                .map(|i| match i % 5 {
+                    0 => i64::MIN,
+                    1 => i64::MAX,
+                    2 => keys[(i * 7) % keys.len()] + 1,
+                    _ => keys[(i * 13) % keys.len()],
+                })
+                .collect();
+            let mut out = vec![Some(99)];
+            index.get_many(&probe, &mut out);
+            assert_eq!(out.len(), len + 1, "appends");
+            let want: Vec<Option<u64>> =
+                std::iter::once(Some(99)).chain(probe.iter().map(|&key| index.get(key))).collect();
+            assert_eq!(out, want, "{len} keys");
+        }
+    }
+}
