@@ -10,7 +10,10 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use crate::engine::{missing_segment, record_sequence, Registration, Slot, View};
+use crate::engine::{
+    missing_segment, prefetch_record, record_sequence, Registration, Slot, View, MULTI_GET_SECTION,
+    RECORD_PREFETCH_DISTANCE,
+};
 use crate::family::FamilyRef;
 use crate::index::Alex;
 use crate::log::Location;
@@ -74,18 +77,42 @@ impl Snapshot {
     /// The values `keys` had when the snapshot was taken, one result per key, in
     /// order: as [`Snapshot::get`] of each, faster per key (see [`crate::Db::multi_get`]).
     pub fn multi_get(&self, keys: &[i64]) -> Result<Vec<Option<Value>>> {
+        self.multi_get_in(FamilyRef::default_family(), keys)
+    }
+
+    /// [`Snapshot::multi_get`] in `family`; `Error::ColumnFamilyNotFound` once the
+    /// family is gone. Keys are looked up in sections of [`MULTI_GET_SECTION`], each
+    /// under the view's lock once (the snapshot makes them one view), so that no
+    /// batch holds the lock for long.
+    pub(crate) fn multi_get_in(&self, family: &FamilyRef, keys: &[i64]) -> Result<Vec<Option<Value>>> {
         let registration = &self.registration;
-        registration.engine.metrics.gets.add(keys.len() as u64);
-        let mut latest = Vec::with_capacity(keys.len());
-        let older: Vec<Option<Slot>> = {
-            let view = registration.engine.read_view();
-            view.locate_many(&view.index, keys, &mut latest);
-            keys.iter().map(|&key| view.history.at(0, key, registration.sequence)).collect()
-        };
-        keys.iter()
-            .zip(latest.into_iter().zip(older))
-            .map(|(&key, (latest, older))| resolve(&registration.engine, registration.sequence, 0, key, latest, older))
-            .collect()
+        let engine = &registration.engine;
+        engine.metrics.gets.add(keys.len() as u64);
+        let mut values = Vec::with_capacity(keys.len());
+        let (mut latest, mut older) = (Vec::new(), Vec::new());
+        for section in keys.chunks(MULTI_GET_SECTION) {
+            latest.clear();
+            older.clear();
+            {
+                let view = engine.read_view();
+                let index = view.index_of(family).ok_or_else(|| family.missing())?;
+                view.locate_many(index, section, &mut latest);
+                older.extend(section.iter().map(|&key| view.history.at(family.id, key, registration.sequence)));
+            }
+            // Each record is prefetched a few keys ahead of its read.
+            for slot in latest.iter().take(RECORD_PREFETCH_DISTANCE) {
+                prefetch_record(slot.as_ref());
+            }
+            for (at, &key) in section.iter().enumerate() {
+                if let Some(ahead) = latest.get(at + RECORD_PREFETCH_DISTANCE) {
+                    prefetch_record(ahead.as_ref());
+                }
+                let newest = latest.get_mut(at).and_then(Option::take);
+                let kept = older.get_mut(at).and_then(Option::take);
+                values.push(resolve(engine, registration.sequence, family.id, key, newest, kept)?);
+            }
+        }
+        Ok(values)
     }
 
     /// The value `key` of `family` had when the snapshot was taken (nothing, for a

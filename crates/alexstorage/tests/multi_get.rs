@@ -108,35 +108,69 @@ fn families_and_snapshots_have_their_own_multi_get() {
     assert_eq!(db.stats().gets, gets + keys.len() as u64, "each key counts as a get");
 }
 
-/// A writer sets keys 0..8 to one round in each atomic batch; every `multi_get` of
-/// them sees one round for all (one view for the whole call).
+/// A writer sets every key of a set to one round in each atomic batch; every
+/// `multi_get` of them sees one round for all (one view for the whole call), for a
+/// batch inside one lock section and one spanning several (a snapshot's view).
 #[test]
 fn a_multi_get_sees_one_moment() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Options::new().segment_size(1 << 16).open(dir.path()).unwrap();
-    let keys: Vec<i64> = (0..8).map(|key| key * 1_000_003).collect();
-    let write_round = |round: u64| {
-        let mut batch = WriteBatch::new();
-        for &key in &keys {
-            batch.put(key, round.to_le_bytes());
-        }
-        db.write(batch).unwrap();
-    };
-    write_round(0);
-    let done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            for round in 1..3000 {
-                write_round(round);
+    for (count, rounds) in [(40, 2000u64), (2500, 60)] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Options::new().segment_size(1 << 20).open(dir.path()).unwrap();
+        let keys: Vec<i64> = (0..count).map(|key| key * 1_000_003).collect();
+        let write_round = |round: u64| {
+            let mut batch = WriteBatch::new();
+            for &key in &keys {
+                batch.put(key, round.to_le_bytes());
             }
-            done.store(true, Ordering::Release);
+            db.write(batch).unwrap();
+        };
+        write_round(0);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for round in 1..rounds {
+                    write_round(round);
+                }
+                done.store(true, Ordering::Release);
+            });
+            let mut reads = 0;
+            while !done.load(Ordering::Acquire) || reads < 20 {
+                let values = db.multi_get(&keys).unwrap();
+                let first = values[0].as_deref().unwrap().to_vec();
+                assert!(values.iter().all(|value| value.as_deref() == Some(&first[..])), "{count} keys: a torn batch");
+                reads += 1;
+            }
         });
-        let mut reads = 0;
-        while !done.load(Ordering::Acquire) || reads < 100 {
-            let values = db.multi_get(&keys).unwrap();
-            let first = values[0].as_deref().unwrap().to_vec();
-            assert!(values.iter().all(|value| value.as_deref() == Some(&first[..])), "a torn batch: {values:?}");
-            reads += 1;
-        }
-    });
+    }
+}
+
+/// Batches larger than a lock section (1,024 keys) give the same answers through
+/// the store, a family and a snapshot, and count their value bytes.
+#[test]
+fn batches_larger_than_a_section_match_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let family = db.column_family("f").unwrap();
+    for key in 0..3000 {
+        db.put(key, value(key, 0)).unwrap();
+        family.put(key, value(key, 1)).unwrap();
+    }
+    let snapshot = db.snapshot();
+    for key in (0..3000).step_by(3) {
+        db.put(key, value(key, 2)).unwrap();
+    }
+    let keys: Vec<i64> = (0..5000).map(|index| (index * 7919) % 3500).collect();
+    let before = db.stats().bytes_read;
+    let now = db.multi_get(&keys).unwrap();
+    let expected_bytes: u64 = now.iter().flatten().map(|value| value.len() as u64).sum();
+    assert_eq!(db.stats().bytes_read - before, expected_bytes, "bytes read");
+    let named = family.multi_get(&keys).unwrap();
+    let then = snapshot.multi_get(&keys).unwrap();
+    let then_named = snapshot.multi_get_cf(&family, &keys).unwrap();
+    for (at, &key) in keys.iter().enumerate() {
+        assert_eq!(now[at].as_deref(), db.get(key).unwrap().as_deref(), "key {key}");
+        assert_eq!(named[at].as_deref(), family.get(key).unwrap().as_deref(), "family, key {key}");
+        assert_eq!(then[at].as_deref(), snapshot.get(key).unwrap().as_deref(), "snapshot, key {key}");
+        assert_eq!(then_named[at].as_deref(), snapshot.get_cf(&family, key).unwrap().as_deref(), "key {key}");
+    }
 }

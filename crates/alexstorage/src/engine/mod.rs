@@ -149,22 +149,12 @@ impl View {
     }
 
     /// Where the latest versions of `keys` in `index` are (one of the view's indexes),
-    /// in order, appended to `out`; each record's first bytes are prefetched as it is
-    /// found, so that reading the records after the lock overlaps their misses.
+    /// in order, appended to `out`, with leases on their segments.
     pub fn locate_many(&self, index: &Alex<u64>, keys: &[i64], out: &mut Vec<Option<Slot>>) {
         let mut found = Vec::with_capacity(keys.len());
         index.get_many(keys, &mut found);
         out.reserve(keys.len());
-        for location in found {
-            out.push(location.map(|location| {
-                let slot = self.slot(Location(location));
-                if let Some(lease) = &slot.lease {
-                    // The header and the first bytes of the value: two lines.
-                    lease.segment().prefetch(u64::from(slot.location.offset()), 128);
-                }
-                slot
-            }));
-        }
+        out.extend(found.into_iter().map(|location| location.map(|location| self.slot(Location(location)))));
     }
 
     /// Where the latest version of `key` of `family` is: `Err` if the family is gone.
@@ -172,6 +162,24 @@ impl View {
     pub fn locate_in(&self, family: &FamilyRef, key: i64) -> crate::Result<Option<Slot>> {
         let index = self.index_of(family).ok_or_else(|| family.missing())?;
         Ok(index.get(key).map(|location| self.slot(Location(location))))
+    }
+}
+
+/// Keys a `multi_get` looks up per section of the view's lock: a larger batch holds
+/// a snapshot and takes the lock once per section, so that it never holds the lock
+/// (and so every writer) for long.
+pub(crate) const MULTI_GET_SECTION: usize = 1024;
+
+/// How many records ahead of the one being read a `multi_get` prefetches: enough to
+/// cover a miss, few enough that the lines are still in L1 when read.
+pub(crate) const RECORD_PREFETCH_DISTANCE: usize = 8;
+
+/// Hints the processor to fetch the record of `slot` (its header and the first bytes
+/// of its value), if there is one.
+#[inline]
+pub(crate) fn prefetch_record(slot: Option<&Slot>) {
+    if let Some(Slot { location, lease: Some(lease) }) = slot {
+        lease.segment().prefetch(u64::from(location.offset()), 128);
     }
 }
 

@@ -273,9 +273,10 @@ impl<P: Copy + Default> DataNode<P> {
     pub(crate) fn prefetch_prediction(&self, key: i64) {
         let capacity = self.capacity();
         if capacity > 0 {
-            // The line before the prediction too: an exponential search looks both ways.
+            // Slots on both sides of the prediction (an exponential search looks both
+            // ways): two lines, wherever the prediction falls in its line.
             let predicted = self.model.predict_slot(to_unsigned(key), capacity);
-            self.prefetch_slots(predicted.saturating_sub(2), 4);
+            self.prefetch_slots(predicted.saturating_sub(2), 6);
         }
     }
 

@@ -623,19 +623,28 @@ impl Segment {
         Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset as usize), len) })
     }
 
-    /// Hints the processor to fetch the published bytes `offset .. offset + len` (a
-    /// record about to be read): nothing if they are not published.
+    /// Hints the processor to fetch every cache line of the bytes `offset .. offset
+    /// + len` (a record about to be read) that lies in the published part.
     #[inline]
     pub fn prefetch(&self, offset: u64, len: usize) {
         #[cfg(target_arch = "x86_64")]
-        if let Some(bytes) = self.read(offset, len.min(self.published().saturating_sub(offset) as usize)) {
-            for line in bytes.chunks(64) {
-                // SAFETY: a prefetch never faults (not even on a page not yet read in)
-                // and has no architectural effect; the pointer comes from published
-                // bytes of the live mapping in any case.
-                unsafe {
-                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast::<i8>());
+        {
+            let start = offset & !63;
+            let end = offset.saturating_add(len as u64).min(self.published());
+            let mut line = start;
+            while line < end {
+                if let Some(byte) = self.read(line, 1) {
+                    // SAFETY: the intrinsic is `unsafe` only for its target feature
+                    // (SSE, which every x86_64 has); a prefetch never faults (not even
+                    // on a page not yet read in) and has no architectural effect, and
+                    // the pointer comes from published bytes of the live mapping.
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                            byte.as_ptr().cast::<i8>(),
+                        );
+                    }
                 }
+                line += 64;
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
