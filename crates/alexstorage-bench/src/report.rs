@@ -208,6 +208,18 @@ pub fn goals(results: &Results, keys: usize, subject_compacts: bool) -> Vec<Goal
         (format!("{ratio:.2}x HashMap's ns/op"), ratio <= 1.5)
     });
     push("get", "within 1.5x of the in-memory HashMap", within);
+    // Batched reads: batches of 64, per key, against single gets and RocksDB's MultiGet.
+    let batch = crate::workloads::batch_label(64);
+    let batched = |peer: &str, workload: &str, times: f64, what: &str| {
+        median("multi-get", &batch, SUBJECT).zip(median(workload, "", peer)).map(|(ours, theirs)| {
+            let ratio = theirs.value / ours.value;
+            (format!("{ratio:.2}x {what}"), ratio >= times)
+        })
+    };
+    push("multi-get", "batches of 64 >= 3x our get, per key", batched(SUBJECT, "get", 3.0, "our get"));
+    push("multi-get", "batches of 64 >= 1.2x the HashMap's get", batched("hashmap", "get", 1.2, "HashMap get"));
+    push("multi-get", "batches of 64 >= 10x RocksDB's get", batched("rocksdb", "get", 10.0, "RocksDB get"));
+    push("multi-get", "batches of 64 >= 8x RocksDB's MultiGet", beats("multi-get", &batch, "rocksdb", 8.0));
     let tail = median("get", "", SUBJECT).and_then(|sample| {
         let ratio = sample.p99_ns? / sample.p50_ns?;
         Some((format!("p99 = {ratio:.2}x p50"), ratio <= 3.0))

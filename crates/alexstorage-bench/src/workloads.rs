@@ -20,6 +20,14 @@ use crate::sys;
 /// with compression) runs: those its setting changes.
 pub const VARIANT_WORKLOADS: [Workload; 4] = [Workload::Load, Workload::Get, Workload::Scan, Workload::Space];
 
+/// Batch sizes of the `multi-get` workload.
+pub const MULTI_GET_BATCHES: [usize; 4] = [8, 16, 64, 256];
+
+/// The `multi-get` variant of batches of `batch` keys.
+pub fn batch_label(batch: usize) -> String {
+    format!("batches of {batch}")
+}
+
 /// Every `SAMPLE_EVERY`-th operation is timed on its own for the percentiles.
 pub const SAMPLE_EVERY: usize = 64;
 
@@ -32,6 +40,9 @@ pub enum Workload {
     Get,
     /// N gets of absent keys.
     GetMiss,
+    /// The get workload's keys read in batches of 8, 16, 64 and 256 (each engine's
+    /// batched read where it has one).
+    MultiGet,
     /// Scans of 100 consecutive keys from random starts.
     Scan,
     /// Gets from several threads; and one reader beside one writer.
@@ -65,10 +76,11 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in run order.
-    pub const ALL: [Workload; 17] = [
+    pub const ALL: [Workload; 18] = [
         Workload::Load,
         Workload::Get,
         Workload::GetMiss,
+        Workload::MultiGet,
         Workload::Scan,
         Workload::ReadThreads,
         Workload::Mixed,
@@ -91,6 +103,7 @@ impl Workload {
             Workload::Load => "load",
             Workload::Get => "get",
             Workload::GetMiss => "get-miss",
+            Workload::MultiGet => "multi-get",
             Workload::Scan => "scan",
             Workload::ReadThreads => "read-threads",
             Workload::Mixed => "mixed",
@@ -322,6 +335,13 @@ impl Bench<'_> {
             (self.step)("get");
             let sample = self.gets(&*store).with_context(|| format!("{name}: get"))?;
             results.record("get", "", name, Unit::NsPerOp, Class::Buffered, sample);
+        }
+        if wants(Workload::MultiGet) {
+            for batch in MULTI_GET_BATCHES {
+                (self.step)(&format!("multi-get, batches of {batch}"));
+                let sample = self.multi_gets(&*store, batch).with_context(|| format!("{name}: multi-get"))?;
+                results.record("multi-get", &batch_label(batch), name, Unit::NsPerKey, Class::Buffered, sample);
+            }
         }
         if wants(Workload::GetMiss) {
             (self.step)("get-miss");
@@ -557,6 +577,40 @@ impl Bench<'_> {
             let found = reader.get(key, &mut |bytes| check_value(key, bytes, size))?;
             ensure!(found, "key {key} is missing");
             Ok(())
+        })
+    }
+
+    /// The get workload's keys in batches of `batch`, each read with the engine's
+    /// batched read and every value checked: ns per key.
+    fn multi_gets(&self, store: &dyn Store, batch: usize) -> Result<Sample> {
+        let keys = &self.data.keys;
+        let size = self.data.value_size;
+        let batches: Vec<Vec<i64>> = self
+            .streams
+            .get
+            .chunks(batch)
+            .map(|chunk| chunk.iter().map(|&index| keys[index as usize]).collect())
+            .collect();
+        let timed = time_run(batches.len(), |index| {
+            let wanted = &batches[index];
+            let mut seen = 0;
+            store.multi_get(wanted, &mut |at, value| {
+                let key = wanted[at];
+                let value = value.with_context(|| format!("key {key} is missing"))?;
+                seen += 1;
+                check_value(key, value, size)
+            })?;
+            ensure!(seen == wanted.len(), "{seen} of {} keys read", wanted.len());
+            Ok(())
+        })?;
+        let per_key = batch as f64;
+        let sample = timed.sample();
+        let keys_read = self.streams.get.len() as f64;
+        Ok(Sample {
+            value: sample.value * batches.len() as f64 / keys_read,
+            ops_per_s: sample.ops_per_s.map(|batches_per_s| batches_per_s * per_key),
+            p50_ns: sample.p50_ns.map(|ns| ns / per_key),
+            p99_ns: sample.p99_ns.map(|ns| ns / per_key),
         })
     }
 
@@ -981,6 +1035,10 @@ mod tests {
             store.put(victim, &value).unwrap();
             let error = bench.gets(&*store).unwrap_err().to_string();
             assert!(error.contains(&victim.to_string()), "{}: {error}", engine.name());
+            for batch in [1, 16] {
+                let error = format!("{:#}", bench.multi_gets(&*store, batch).unwrap_err());
+                assert!(error.contains(&victim.to_string()), "{} multi-get: {error}", engine.name());
+            }
         }
         let measured = |variant: &str| {
             results

@@ -5,7 +5,7 @@ use std::path::Path;
 use alexstorage::{Compression, Db, Durability, Options};
 use anyhow::Result;
 
-use super::{Class, EngineKind, Feature, Found, Latest, Modify, Reader, Store, Visit};
+use super::{Class, EngineKind, Feature, Found, Indexed, Latest, Modify, Reader, Store, Visit};
 
 /// AlexStorage with its defaults, durability per class.
 pub struct AlexStorage;
@@ -94,6 +94,13 @@ impl Store for Db {
 
     fn reader(&self) -> Result<Box<dyn Reader + '_>> {
         Ok(Box::new(Latest(self)))
+    }
+
+    fn multi_get(&self, keys: &[i64], found: Indexed<'_>) -> Result<()> {
+        for (at, value) in Db::multi_get(self, keys)?.iter().enumerate() {
+            found(at, value.as_deref())?;
+        }
+        Ok(())
     }
 
     fn scan(&self, start: i64, count: usize, visit: Visit<'_>) -> Result<usize> {

@@ -6,7 +6,7 @@ use anyhow::Result;
 use heed::types::Bytes;
 use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, WithTls};
 
-use super::{Class, EngineKind, Feature, Found, Modify, Reader, Store, Visit, READS_PER_TXN};
+use super::{Class, EngineKind, Feature, Found, Indexed, Modify, Reader, Store, Visit, READS_PER_TXN};
 use crate::data::{key_bytes, key_from_bytes};
 
 /// The map size: LMDB needs its maximum size up front; this leaves room for 10M keys
@@ -95,6 +95,15 @@ impl Store for LmdbStore {
 
     fn reader(&self) -> Result<Box<dyn Reader + '_>> {
         Ok(Box::new(LmdbReader { store: self, txn: None, served: 0 }))
+    }
+
+    /// The batch's gets in one read transaction.
+    fn multi_get(&self, keys: &[i64], found: Indexed<'_>) -> Result<()> {
+        let txn = self.env.read_txn()?;
+        for (at, &key) in keys.iter().enumerate() {
+            found(at, self.db.get(&txn, &key_bytes(key))?)?;
+        }
+        Ok(())
     }
 
     fn scan(&self, start: i64, count: usize, visit: Visit<'_>) -> Result<usize> {

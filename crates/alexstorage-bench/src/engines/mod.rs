@@ -44,6 +44,9 @@ pub enum Feature {
 /// Called with the bytes of a value that was found.
 pub type Found<'a> = &'a mut dyn FnMut(&[u8]) -> Result<()>;
 
+/// Called with the position of a key in a batch and its value, if present.
+pub type Indexed<'a> = &'a mut dyn FnMut(usize, Option<&[u8]>) -> Result<()>;
+
 /// Called with each key and value a scan returns, in order.
 pub type Visit<'a> = &'a mut dyn FnMut(i64, &[u8]) -> Result<()>;
 
@@ -74,6 +77,23 @@ pub trait Store: Send + Sync {
     /// (LMDB, redb) keep one open for a bounded number of gets, as their documentation
     /// recommends for read-heavy loops; the others read the latest state each time.
     fn reader(&self) -> Result<Box<dyn Reader + '_>>;
+
+    /// Reads the latest values of `keys` as one batch, the engine's batched read where
+    /// it has one (one read transaction, a `MultiGet`), else one get after another;
+    /// calls `found` with each key's position in `keys` and its value, if present.
+    fn multi_get(&self, keys: &[i64], found: Indexed<'_>) -> Result<()> {
+        for (at, &key) in keys.iter().enumerate() {
+            let mut present = false;
+            self.get(key, &mut |bytes| {
+                present = true;
+                found(at, Some(bytes))
+            })?;
+            if !present {
+                found(at, None)?;
+            }
+        }
+        Ok(())
+    }
 
     /// Visits up to `count` entries with keys `>= start`, in ascending key order.
     /// Returns how many it visited. Only called when the engine supports [`Feature::Scan`].
