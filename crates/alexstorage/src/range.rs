@@ -14,7 +14,10 @@ use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use crate::engine::{range_is_empty, read_record, read_record_up_to, Engine, Registration, Slot, View};
+use crate::engine::{
+    prefetch_record, range_is_empty, read_record, read_record_up_to, Engine, Registration, Slot, View,
+    RECORD_PREFETCH_DISTANCE,
+};
 use crate::family::FamilyRef;
 use crate::index::Alex;
 use crate::log::Location;
@@ -210,6 +213,17 @@ impl SnapshotRange {
         }
     }
 
+    /// Prefetches the record of the located key `ahead` places past the next one to
+    /// be returned from this end (from the low end, or with `BACK` the high end).
+    #[inline]
+    fn prefetch_ahead<const BACK: bool>(&self, ahead: usize) {
+        let buffer = if BACK { &self.back } else { &self.front };
+        let at = if BACK { buffer.len().checked_sub(ahead + 1) } else { Some(ahead) };
+        if let Some(located) = at.and_then(|at| buffer.get(at)) {
+            prefetch_record(located.latest.as_ref());
+        }
+    }
+
     /// The next entry from the low end, or with `BACK` from the high end.
     /// (Generic over the end, so that each direction compiles to its own loop.)
     #[inline]
@@ -231,9 +245,16 @@ impl SnapshotRange {
                     if std::mem::take(&mut self.missing) {
                         return Some(Err(self.family.missing()));
                     }
+                    // The first records of the refilled chunk, before the first read.
+                    for ahead in 0..RECORD_PREFETCH_DISTANCE {
+                        self.prefetch_ahead::<BACK>(ahead);
+                    }
                     continue;
                 }
             };
+            // Records of a scan as loaded lie anywhere in the log: fetch the one a few
+            // keys ahead while this one is read, so that their misses overlap.
+            self.prefetch_ahead::<BACK>(RECORD_PREFETCH_DISTANCE - 1);
             if let Some(item) = self.resolve(located) {
                 return Some(item);
             }
