@@ -210,7 +210,7 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             }
         }
         Command::Delete { dir, key, cf } => {
-            let db = existing(&dir)?;
+            let db = existing(&dir, Options::new())?;
             match cf {
                 // A family that does not exist holds no key: nothing to delete (and
                 // none to create).
@@ -262,10 +262,7 @@ fn run(command: Command) -> Result<Outcome, Failure> {
             Ok(Outcome::Done)
         }
         Command::Compact { dir, compression } => {
-            if !dir.join("ALEXSTORAGE").is_file() {
-                return Err(format!("no store at {}", dir.display()).into());
-            }
-            let db = with_compression(Options::new(), compression).open(&dir)?;
+            let db = existing(&dir, with_compression(Options::new(), compression))?;
             let stats = with_progress("compacting", || db.compact())?;
             writeln!(
                 std::io::stdout(),
@@ -332,13 +329,13 @@ fn run(command: Command) -> Result<Outcome, Failure> {
     }
 }
 
-/// Opens the existing store at `dir` for writing (never creating one: only `put` and
-/// `load` do).
-fn existing(dir: &Path) -> Result<Db, Failure> {
+/// Opens the existing store at `dir` for writing with `options` (never creating one:
+/// only `put` and `load` do).
+fn existing(dir: &Path, options: Options) -> Result<Db, Failure> {
     if !dir.join("ALEXSTORAGE").is_file() {
         return Err(format!("no store at {}", dir.display()).into());
     }
-    Ok(Db::open(dir)?)
+    Ok(options.open(dir)?)
 }
 
 /// `options` with `compression`, if one was given (otherwise the store's own).

@@ -8,8 +8,8 @@
 //! [`MIN_COMPRESSED_LEN`] long): otherwise it is stored as given, flag [`RAW`], and
 //! read with zero copies.
 //!
-//! zstd keeps its (de)compression contexts in thread-locals: making one costs more
-//! than compressing a small value.
+//! zstd keeps its (de)compression contexts in thread-locals, made once per thread and
+//! reused for every value.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -78,39 +78,44 @@ pub fn zstd_levels() -> std::ops::RangeInclusive<i32> {
 /// when the value is to be stored as given: compression off, a short value, one that
 /// does not shrink by an eighth, or a compressor error.
 pub fn compress(compression: Compression, value: &[u8], out: &mut Vec<u8>) -> u8 {
-    if compression == Compression::None || value.len() < MIN_COMPRESSED_LEN || value.len() as u64 > MAX_VALUE_LEN {
-        return RAW;
-    }
-    out.clear();
-    push_varint(out, value.len() as u64);
-    let prefix = out.len();
-    let flag = match compression {
-        Compression::None => return RAW,
-        Compression::Lz4 => {
-            out.resize(prefix + lz4_flex::block::get_maximum_output_size(value.len()), 0);
-            match out.get_mut(prefix..).map(|room| lz4_flex::block::compress_into(value, room)) {
-                Some(Ok(written)) => out.truncate(prefix + written),
-                _ => return RAW,
-            }
-            LZ4
-        }
-        Compression::Zstd(level) => {
-            out.resize(prefix + zstd::zstd_safe::compress_bound(value.len()), 0);
-            let done = ZSTD_COMPRESSOR.with(|cell| {
+    match compression {
+        Compression::None => RAW,
+        Compression::Lz4 => framed(value, out, lz4_flex::block::get_maximum_output_size(value.len()), LZ4, |room| {
+            lz4_flex::block::compress_into(value, room).ok()
+        }),
+        Compression::Zstd(level) => framed(value, out, zstd::zstd_safe::compress_bound(value.len()), ZSTD, |room| {
+            ZSTD_COMPRESSOR.with(|cell| {
                 let mut cell = cell.try_borrow_mut().ok()?;
                 if cell.as_ref().is_none_or(|(at, _)| *at != level) {
                     *cell = Some((level, zstd::bulk::Compressor::new(level).ok()?));
                 }
                 let (_, compressor) = cell.as_mut()?;
-                compressor.compress_to_buffer(value, out.get_mut(prefix..)?).ok()
-            });
-            match done {
-                Some(written) => out.truncate(prefix + written),
-                None => return RAW,
-            }
-            ZSTD
-        }
-    };
+                compressor.compress_to_buffer(value, room).ok()
+            })
+        }),
+    }
+}
+
+/// Stores `value` into `out` (cleared first) as its length prefix and what `codec`
+/// writes into the `bound` bytes of room after it (returning how many it wrote), and
+/// returns `flag`; or returns [`RAW`] (leaving `out` unspecified) for a value to store
+/// as given: too short, too long, not shrunk by an eighth, or a codec error.
+fn framed(
+    value: &[u8],
+    out: &mut Vec<u8>,
+    bound: usize,
+    flag: u8,
+    codec: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> u8 {
+    if value.len() < MIN_COMPRESSED_LEN || value.len() as u64 > MAX_VALUE_LEN {
+        return RAW;
+    }
+    out.clear();
+    push_varint(out, value.len() as u64);
+    let prefix = out.len();
+    out.resize(prefix + bound, 0);
+    let Some(written) = out.get_mut(prefix..).and_then(codec) else { return RAW };
+    out.truncate(prefix + written);
     if out.len() > value.len() - value.len() / 8 {
         return RAW;
     }
@@ -172,22 +177,10 @@ impl DictionaryCompressor {
     /// As [`compress`], with the dictionary: returns [`ZSTD_DICTIONARY`], or [`RAW`]
     /// for a value to store as given.
     pub fn compress(&mut self, value: &[u8], out: &mut Vec<u8>) -> u8 {
-        if value.len() < MIN_COMPRESSED_LEN || value.len() as u64 > MAX_VALUE_LEN {
-            return RAW;
-        }
-        out.clear();
-        push_varint(out, value.len() as u64);
-        let prefix = out.len();
-        out.resize(prefix + zstd::zstd_safe::compress_bound(value.len()), 0);
-        let Some(room) = out.get_mut(prefix..) else { return RAW };
-        match self.context.compress_using_cdict(room, value, &self.encoder) {
-            Ok(written) => out.truncate(prefix + written),
-            Err(_) => return RAW,
-        }
-        if out.len() > value.len() - value.len() / 8 {
-            return RAW;
-        }
-        ZSTD_DICTIONARY
+        let (context, encoder) = (&mut self.context, &self.encoder);
+        framed(value, out, zstd::zstd_safe::compress_bound(value.len()), ZSTD_DICTIONARY, |room| {
+            context.compress_using_cdict(room, value, encoder).ok()
+        })
     }
 }
 

@@ -43,18 +43,45 @@ pub(crate) fn resolve(
 ) -> Result<Option<Value>> {
     if let Some(Slot { location, lease }) = latest {
         if let (_, Some(value)) = read_record_up_to(&engine.path, location, lease, family, key, sequence)? {
-            engine.metrics.bytes_read.add(value.len() as u64);
+            engine.metrics.reads.bytes(value.len() as u64);
             return Ok(Some(value));
         }
     }
     match older {
         Some(Slot { location, lease }) => {
             let (_, value) = read_record(&engine.path, location, lease, family, key)?;
-            engine.metrics.bytes_read.add(value.len() as u64);
+            engine.metrics.reads.bytes(value.len() as u64);
             Ok(Some(value))
         }
         None => Ok(None),
     }
+}
+
+/// [`resolve`] of each of `keys` (a `multi_get`'s), given their latest versions and,
+/// where `older` holds them, their kept ones, appended to `out` in order; each record
+/// is prefetched a few keys ahead of its read, so that the misses overlap. The latest
+/// reads of a store pass `u64::MAX` as the sequence and no kept versions.
+pub(crate) fn resolve_many(
+    engine: &Engine,
+    sequence: u64,
+    family: u16,
+    keys: &[i64],
+    latest: &mut [Option<Slot>],
+    older: &mut [Option<Slot>],
+    out: &mut Vec<Option<Value>>,
+) -> Result<()> {
+    for slot in latest.iter().take(RECORD_PREFETCH_DISTANCE) {
+        prefetch_record(slot.as_ref());
+    }
+    for (at, &key) in keys.iter().enumerate() {
+        if let Some(ahead) = latest.get(at + RECORD_PREFETCH_DISTANCE) {
+            prefetch_record(ahead.as_ref());
+        }
+        let newest = latest.get_mut(at).and_then(Option::take);
+        let kept = older.get_mut(at).and_then(Option::take);
+        out.push(resolve(engine, sequence, family, key, newest, kept)?);
+    }
+    Ok(())
 }
 
 /// A key located under the lock: its latest version and the version kept for the

@@ -10,14 +10,11 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use crate::engine::{
-    missing_segment, prefetch_record, record_sequence, Registration, Slot, View, MULTI_GET_SECTION,
-    RECORD_PREFETCH_DISTANCE,
-};
+use crate::engine::{missing_segment, record_sequence, Registration, Slot, View, MULTI_GET_SECTION};
 use crate::family::FamilyRef;
 use crate::index::Alex;
 use crate::log::Location;
-use crate::range::{locate_chunk, resolve, Located, Range, MAX_CHUNK};
+use crate::range::{locate_chunk, resolve, resolve_many, Located, Range, MAX_CHUNK};
 use crate::{Error, Result, Value};
 
 /// A point-in-time, read-only view of the store.
@@ -66,7 +63,7 @@ impl Snapshot {
     /// The value `key` had when the snapshot was taken.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
         let registration = &self.registration;
-        registration.engine.metrics.gets.increment();
+        registration.engine.metrics.reads.gets(1);
         let (latest, older) = {
             let view = registration.engine.read_view();
             (view.locate(key), view.history.at(0, key, registration.sequence))
@@ -87,7 +84,7 @@ impl Snapshot {
     pub(crate) fn multi_get_in(&self, family: &FamilyRef, keys: &[i64]) -> Result<Vec<Option<Value>>> {
         let registration = &self.registration;
         let engine = &registration.engine;
-        engine.metrics.gets.add(keys.len() as u64);
+        engine.metrics.reads.gets(keys.len() as u64);
         let mut values = Vec::with_capacity(keys.len());
         let (mut latest, mut older) = (Vec::new(), Vec::new());
         for section in keys.chunks(MULTI_GET_SECTION) {
@@ -99,18 +96,7 @@ impl Snapshot {
                 view.locate_many(index, section, &mut latest);
                 older.extend(section.iter().map(|&key| view.history.at(family.id, key, registration.sequence)));
             }
-            // Each record is prefetched a few keys ahead of its read.
-            for slot in latest.iter().take(RECORD_PREFETCH_DISTANCE) {
-                prefetch_record(slot.as_ref());
-            }
-            for (at, &key) in section.iter().enumerate() {
-                if let Some(ahead) = latest.get(at + RECORD_PREFETCH_DISTANCE) {
-                    prefetch_record(ahead.as_ref());
-                }
-                let newest = latest.get_mut(at).and_then(Option::take);
-                let kept = older.get_mut(at).and_then(Option::take);
-                values.push(resolve(engine, registration.sequence, family.id, key, newest, kept)?);
-            }
+            resolve_many(engine, registration.sequence, family.id, section, &mut latest, &mut older, &mut values)?;
         }
         Ok(values)
     }
@@ -119,7 +105,7 @@ impl Snapshot {
     /// family created since); `Error::ColumnFamilyNotFound` once the family is gone.
     pub(crate) fn get_in(&self, family: &FamilyRef, key: i64) -> Result<Option<Value>> {
         let registration = &self.registration;
-        registration.engine.metrics.gets.increment();
+        registration.engine.metrics.reads.gets(1);
         let (latest, older) = {
             let view = registration.engine.read_view();
             (view.locate_in(family, key)?, view.history.at(family.id, key, registration.sequence))

@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use alexstorage::{Compression, Db, Error, Options, WriteBatch};
 
@@ -81,6 +81,22 @@ fn check(db: &Db, model: &BTreeMap<i64, Vec<u8>>, context: &str) {
     let scanned: Vec<(i64, Vec<u8>)> = db.iter().map(|entry| entry.unwrap()).map(|(k, v)| (k, v.to_vec())).collect();
     let expected: Vec<(i64, Vec<u8>)> = model.iter().map(|(k, v)| (*k, v.clone())).collect();
     assert_eq!(scanned, expected, "{context}: scan");
+}
+
+/// The store's segment files, in id order.
+fn segment_files(path: &Path) -> Vec<PathBuf> {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
+        .collect();
+    segments.sort();
+    segments
+}
+
+/// The segment files whose first record is a dictionary (record kind 5 at offset 64).
+fn segments_with_dictionary(path: &Path) -> Vec<PathBuf> {
+    segment_files(path).into_iter().filter(|segment| std::fs::read(segment).unwrap().get(64 + 4) == Some(&5)).collect()
 }
 
 fn dir_bytes(path: &Path) -> u64 {
@@ -421,11 +437,7 @@ fn damaged_compressed_values_are_corruption_at_the_record() {
         drop(db);
         // Find key 7's record, make its length varint claim one byte more, and
         // forge the checksum over the changed bytes.
-        let segment = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
-            .unwrap();
+        let segment = segment_files(dir.path()).remove(0);
         let mut bytes = std::fs::read(&segment).unwrap();
         let mut at = SEGMENT_HEADER_SIZE;
         let offset = loop {
@@ -542,16 +554,8 @@ fn compaction_trains_a_dictionary_for_small_similar_values() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), damaged.join(entry.file_name())).unwrap();
     }
-    let (segment, mut bytes) = std::fs::read_dir(&damaged)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .map(|path| {
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
-        })
-        .find(|(_, bytes)| bytes.len() > 92 && bytes[64 + 4] == 5)
-        .expect("a compacted segment starting with a dictionary");
+    let segment = segments_with_dictionary(&damaged).into_iter().next().expect("a segment starting with a dictionary");
+    let mut bytes = std::fs::read(&segment).unwrap();
     let dictionary_len = u32::from_le_bytes(bytes[64 + 8..64 + 12].try_into().unwrap()) as usize;
     // The zstd dictionary's id (bytes 4..8 of the dictionary) changes.
     bytes[64 + 28 + 5] ^= 0x40;
@@ -595,23 +599,13 @@ fn no_dictionary_when_it_would_not_pay() {
     db.compact().unwrap();
     let stats = db.stats();
     assert_eq!((stats.live_bytes, stats.log_bytes), (before, before));
-    let segment = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .unwrap();
-    assert_ne!(std::fs::read(segment).unwrap()[64 + 4], 5, "a dictionary was written");
+    assert!(!segment_files(dir.path()).is_empty());
+    assert_eq!(segments_with_dictionary(dir.path()), Vec::<PathBuf>::new(), "a dictionary was written");
 }
 
 /// The first record of the first compacted segment under `path`: (kind, value length).
 fn first_record(path: &Path) -> Option<(u8, usize)> {
-    let mut segments: Vec<_> = std::fs::read_dir(path)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .collect();
-    segments.sort();
-    segments.into_iter().find_map(|segment| {
+    segment_files(path).into_iter().find_map(|segment| {
         let bytes = std::fs::read(segment).unwrap();
         // Segment header flags bit 0: compacted.
         (bytes.len() > 92 && bytes[20] & 1 == 1)
@@ -663,11 +657,7 @@ fn a_damaged_dictionary_is_never_trusted_or_spread() {
         db.compact().unwrap();
         let healthy = db.stats().log_bytes;
         drop(db);
-        let segment = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .find(|path| path.extension().is_some_and(|ext| ext == "seg") && std::fs::read(path).unwrap()[64 + 4] == 5)
-            .expect("a dictionary");
+        let segment = segments_with_dictionary(dir.path()).into_iter().next().expect("a dictionary");
         let mut bytes = std::fs::read(&segment).unwrap();
         bytes[at] ^= damage;
         std::fs::write(&segment, &bytes).unwrap();
@@ -710,11 +700,7 @@ fn a_snapshot_never_decodes_a_newer_version() {
     db.put(7, document(8, 3000)).unwrap();
     db.flush().unwrap();
     // The newer record of key 7: the one with the higher sequence.
-    let segment = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .unwrap();
+    let segment = segment_files(dir.path()).remove(0);
     let bytes = std::fs::read(&segment).unwrap();
     let (mut at, mut newest) = (SEGMENT_HEADER_SIZE, None);
     while let Decoded::Record { header, len } = RecordHeader::decode(&bytes[at..]) {

@@ -88,6 +88,7 @@ impl Db {
         let counters = writer.counters;
         let syncs = &self.engine.syncs;
         let metrics = &self.engine.metrics;
+        let reads = metrics.reads.totals();
         Stats {
             keys: view.index.len(),
             segments: writer.log.segments().count(),
@@ -100,9 +101,9 @@ impl Db {
             batch_writes: counters.batch_writes,
             bytes_written: counters.bytes_written,
             live_bytes: writer.live_bytes,
-            gets: metrics.gets.get(),
+            gets: reads.0,
             ranges: metrics.ranges.get(),
-            bytes_read: metrics.bytes_read.get(),
+            bytes_read: reads.1,
             transactions_committed: metrics.transactions_committed.load(Ordering::Relaxed),
             transaction_conflicts: metrics.transaction_conflicts.load(Ordering::Relaxed),
             transaction_errors: metrics.transaction_errors.load(Ordering::Relaxed),

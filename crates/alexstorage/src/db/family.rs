@@ -17,7 +17,7 @@ use std::ops::RangeBounds;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use crate::engine::{read_record, Engine, Family, Writer, MULTI_GET_SECTION};
+use crate::engine::{read_record, Engine, Family, Writer};
 use crate::family::{check_name, FamilyRef, DEFAULT_FAMILY_NAME};
 use crate::index::Alex;
 use crate::log::catalog::{self, Catalog, CatalogEntry};
@@ -227,13 +227,13 @@ impl ColumnFamily {
     /// The latest value of `key`.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
         let engine = self.engine()?;
-        engine.metrics.gets.increment();
+        engine.metrics.reads.gets(1);
         let slot = engine.read_view().locate_in(&self.family, key)?;
         match slot {
             None => Ok(None),
             Some(slot) => {
                 let (_, value) = read_record(&engine.path, slot.location, slot.lease, self.family.id, key)?;
-                engine.metrics.bytes_read.add(value.len() as u64);
+                engine.metrics.reads.bytes(value.len() as u64);
                 Ok(Some(value))
             }
         }
@@ -242,18 +242,8 @@ impl ColumnFamily {
     /// The latest values of `keys` in this family, one result per key, in order: as
     /// [`Db::multi_get`].
     pub fn multi_get(&self, keys: &[i64]) -> Result<Vec<Option<Value>>> {
-        let engine = self.engine()?;
-        if keys.len() > MULTI_GET_SECTION {
-            return Snapshot::new(self.engine.register_snapshot()).multi_get_in(&self.family, keys);
-        }
-        engine.metrics.gets.add(keys.len() as u64);
-        let mut slots = Vec::with_capacity(keys.len());
-        {
-            let view = engine.read_view();
-            let index = view.index_of(&self.family).ok_or_else(|| self.family.missing())?;
-            view.locate_many(index, keys, &mut slots);
-        }
-        super::read_slots(engine, self.family.id, keys, slots)
+        self.engine()?;
+        super::multi_get_in(&self.engine, &self.family, keys)
     }
 
     /// Whether `key` has a value.

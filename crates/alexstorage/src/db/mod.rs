@@ -50,8 +50,9 @@ use parking_lot::Mutex;
 use crate::background::Worker;
 use crate::checkpointer::{Capture, Checkpointer};
 use crate::compaction::Compaction;
-use crate::engine::{prefetch_record, read_record, Engine, Slot, MULTI_GET_SECTION, RECORD_PREFETCH_DISTANCE};
-use crate::range::Range;
+use crate::engine::{read_record, Engine, MULTI_GET_SECTION};
+use crate::family::FamilyRef;
+use crate::range::{resolve_many, Range};
 use crate::snapshot::Snapshot;
 use crate::{Result, Value};
 
@@ -202,13 +203,13 @@ impl Db {
 
     /// The latest value of `key`.
     pub fn get(&self, key: i64) -> Result<Option<Value>> {
-        self.engine.metrics.gets.increment();
+        self.engine.metrics.reads.gets(1);
         let slot = self.engine.read_view().locate(key);
         match slot {
             None => Ok(None),
             Some(slot) => {
                 let (_, value) = read_record(&self.engine.path, slot.location, slot.lease, 0, key)?;
-                self.engine.metrics.bytes_read.add(value.len() as u64);
+                self.engine.metrics.reads.bytes(value.len() as u64);
                 Ok(Some(value))
             }
         }
@@ -224,16 +225,7 @@ impl Db {
     /// keys (so a huge batch never holds writers back for long). If reading any key
     /// fails (a damaged record), the call returns that error.
     pub fn multi_get(&self, keys: &[i64]) -> Result<Vec<Option<Value>>> {
-        if keys.len() > MULTI_GET_SECTION {
-            return self.snapshot().multi_get(keys);
-        }
-        self.engine.metrics.gets.add(keys.len() as u64);
-        let mut slots = Vec::with_capacity(keys.len());
-        {
-            let view = self.engine.read_view();
-            view.locate_many(&view.index, keys, &mut slots);
-        }
-        read_slots(&self.engine, 0, keys, slots)
+        multi_get_in(&self.engine, FamilyRef::default_family(), keys)
     }
 
     /// Whether `key` has a value.
@@ -285,32 +277,22 @@ impl Db {
     }
 }
 
-/// Reads the records of `slots` (located for `keys` of family `family`), in order:
-/// each checked as a get's, `None` where a key had no slot.
-pub(crate) fn read_slots(
-    engine: &Engine,
-    family: u16,
-    keys: &[i64],
-    mut slots: Vec<Option<Slot>>,
-) -> Result<Vec<Option<Value>>> {
+/// `multi_get` of `keys` in `family` of the store of `engine`: up to
+/// [`MULTI_GET_SECTION`] keys in one section of the view's lock, more through a
+/// snapshot taken now (one view across sections).
+pub(crate) fn multi_get_in(engine: &Arc<Engine>, family: &FamilyRef, keys: &[i64]) -> Result<Vec<Option<Value>>> {
+    if keys.len() > MULTI_GET_SECTION {
+        return Snapshot::new(engine.register_snapshot()).multi_get_in(family, keys);
+    }
+    engine.metrics.reads.gets(keys.len() as u64);
+    let mut latest = Vec::with_capacity(keys.len());
+    {
+        let view = engine.read_view();
+        let index = view.index_of(family).ok_or_else(|| family.missing())?;
+        view.locate_many(index, keys, &mut latest);
+    }
     let mut values = Vec::with_capacity(keys.len());
-    // Each record is prefetched a few keys ahead of its read.
-    for slot in slots.iter().take(RECORD_PREFETCH_DISTANCE) {
-        prefetch_record(slot.as_ref());
-    }
-    for (at, &key) in keys.iter().enumerate() {
-        if let Some(ahead) = slots.get(at + RECORD_PREFETCH_DISTANCE) {
-            prefetch_record(ahead.as_ref());
-        }
-        values.push(match slots.get_mut(at).and_then(Option::take) {
-            None => None,
-            Some(slot) => {
-                let (_, value) = read_record(&engine.path, slot.location, slot.lease, family, key)?;
-                engine.metrics.bytes_read.add(value.len() as u64);
-                Some(value)
-            }
-        });
-    }
+    resolve_many(engine, u64::MAX, family.id, keys, &mut latest, &mut [], &mut values)?;
     Ok(values)
 }
 

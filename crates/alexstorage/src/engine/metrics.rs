@@ -29,8 +29,7 @@ impl ShardedCounter {
     /// Adds `amount`, in the calling thread's cell.
     #[inline]
     pub fn add(&self, amount: u64) {
-        const _: () = assert!(LEASE_SHARDS.is_power_of_two());
-        if let Some(cell) = self.cells.get(thread_shard() & (LEASE_SHARDS - 1)) {
+        if let Some(cell) = own_cell(&self.cells) {
             cell.fetch_add(amount, Ordering::Relaxed);
         }
     }
@@ -38,6 +37,51 @@ impl ShardedCounter {
     /// The total.
     pub fn get(&self) -> u64 {
         self.cells.iter().map(|cell| cell.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// The calling thread's cell of `cells` (one per lease shard).
+#[inline]
+fn own_cell<T>(cells: &[T; LEASE_SHARDS]) -> Option<&T> {
+    const _: () = assert!(LEASE_SHARDS.is_power_of_two());
+    cells.get(thread_shard() & (LEASE_SHARDS - 1))
+}
+
+/// Point reads and the bytes of the values they returned, both counted in one cell
+/// per thread shard, so that a get writes one cache line, its thread's own.
+#[derive(Default)]
+pub(crate) struct Reads {
+    cells: [CachePadded<ReadCell>; LEASE_SHARDS],
+}
+
+#[derive(Default)]
+struct ReadCell {
+    gets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Reads {
+    /// Counts `count` point reads.
+    #[inline]
+    pub fn gets(&self, count: u64) {
+        if let Some(cell) = own_cell(&self.cells) {
+            cell.gets.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `count` bytes of values returned.
+    #[inline]
+    pub fn bytes(&self, count: u64) {
+        if let Some(cell) = own_cell(&self.cells) {
+            cell.bytes.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    /// The point reads and the bytes returned so far.
+    pub fn totals(&self) -> (u64, u64) {
+        self.cells.iter().fold((0, 0), |(gets, bytes), cell| {
+            (gets + cell.gets.load(Ordering::Relaxed), bytes + cell.bytes.load(Ordering::Relaxed))
+        })
     }
 }
 
@@ -88,13 +132,12 @@ impl Histogram {
 
 /// The store's metrics (see the module docs).
 pub(crate) struct Metrics {
-    /// Point reads: gets, through a `Db`, a family, a snapshot or a transaction.
-    pub gets: ShardedCounter,
+    /// Point reads (gets and each key of a `multi_get`, through a `Db`, a family, a
+    /// snapshot or a transaction) and the bytes of the values reads returned (gets and
+    /// ranges; a compressed value counts its decompressed length).
+    pub reads: Reads,
     /// Ranges started (each an ordered scan).
     pub ranges: ShardedCounter,
-    /// Bytes of the values reads returned (gets and ranges; a compressed value counts
-    /// its decompressed length).
-    pub bytes_read: ShardedCounter,
     /// Transactions whose commit wrote their batch.
     pub transactions_committed: AtomicU64,
     /// Transaction commits refused with `Error::Conflict`.
@@ -116,9 +159,8 @@ pub(crate) struct Metrics {
 impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
-            gets: ShardedCounter::default(),
+            reads: Reads::default(),
             ranges: ShardedCounter::default(),
-            bytes_read: ShardedCounter::default(),
             transactions_committed: AtomicU64::new(0),
             transaction_conflicts: AtomicU64::new(0),
             transaction_errors: AtomicU64::new(0),

@@ -170,8 +170,9 @@ impl View {
 /// (and so every writer) for long.
 pub(crate) const MULTI_GET_SECTION: usize = 1024;
 
-/// How many records ahead of the one being read a `multi_get` prefetches: enough to
-/// cover a miss, few enough that the lines are still in L1 when read.
+/// How many records ahead of the one being read a `multi_get` or a range prefetches
+/// (a few misses in flight without hundreds of lines waiting to be read; chosen, not
+/// tuned by measurement).
 pub(crate) const RECORD_PREFETCH_DISTANCE: usize = 8;
 
 /// Hints the processor to fetch the record of `slot` (its header and the first bytes

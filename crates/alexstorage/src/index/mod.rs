@@ -140,8 +140,8 @@ pub struct IndexStats {
     pub bytes: usize,
 }
 
-/// Keys [`Alex::get_many`] looks up together: enough misses in flight to cover a
-/// DRAM latency, few enough for the line-fill buffers (10 to 12 per core).
+/// Keys [`Alex::get_many`] looks up together: about the misses a core keeps in flight
+/// (its line-fill buffers); chosen, not tuned by measurement.
 pub const GET_MANY_GROUP: usize = 16;
 
 /// The ALEX learned index: an ordered map from `i64` to a `Copy` payload.
