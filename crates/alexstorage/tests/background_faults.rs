@@ -3,7 +3,9 @@
 //! of small segments (so that roll-overs, checkpoints and compactions run all along)
 //! while a fault is armed on the `n`-th I/O operation in the store's directory (every
 //! `n` of the first few, then `n` growing by a quarter each time, to past the last),
-//! counting operations of any kind and then syncs only. Wherever it
+//! counting operations of any kind and then syncs only; then with faults aimed at each
+//! background thread in turn, the writer going on until the fault fires there (so that
+//! every thread is hit however the threads are scheduled). Wherever it
 //! fires, the error must reach a caller or leave the store consistent: after the
 //! process dies, every acknowledged write is there (after a power cut of the simulated
 //! disk, every write a `flush()` acknowledged), a write that failed with an I/O error
@@ -21,6 +23,8 @@ use alexstorage::testing::faults::{arm, disarm_in, fired_in, fired_on_thread_in,
 use alexstorage::{Durability, Error, Options};
 
 const WRITES: usize = 1_000;
+/// How far a run aimed at one thread writes waiting for its fault to fire.
+const MAX_WRITES: usize = 50_000;
 
 fn options() -> Options {
     Options::new()
@@ -55,12 +59,17 @@ struct Run {
     final_flush: bool,
 }
 
-fn run(dir: &Path, plan: Plan) -> Run {
+/// Writes [`WRITES`] values with `plan` armed (and, if `until_fired`, goes on until it
+/// fires, to at most [`MAX_WRITES`]), flushing after every hundred, then crashes.
+fn run(dir: &Path, plan: Plan, until_fired: bool) -> Run {
     let db = options().open(dir).unwrap();
     arm(plan.in_dir(dir));
     let mut writes = Vec::with_capacity(WRITES);
     let mut durable = 0;
-    for write in 0..WRITES {
+    for write in 0..MAX_WRITES {
+        if write >= WRITES && (!until_fired || fired_in(Some(dir)).is_some()) {
+            break;
+        }
         let key = (write * 7 % 97) as i64;
         let value = value(write);
         let status = match db.put(key, &value) {
@@ -127,59 +136,105 @@ fn check(dir: &Path, run: &Run, durable: usize, context: &str) {
     assert_eq!(db.get(-1).unwrap().as_deref(), Some(&b"after"[..]), "{context}: a write after recovery is kept");
 }
 
+/// What the runs so far saw.
+#[derive(Default)]
+struct Tally {
+    threads: BTreeSet<String>,
+    fired: usize,
+    refused: usize,
+    cuts: usize,
+    syncer_failures: usize,
+}
+
+/// One run of `plan` in a new store, ended by a process crash or (if `power_cut`) a
+/// power cut, then checked; returns the thread the fault fired on, if it did.
+fn one(plan: Plan, power_cut: bool, until_fired: bool, tally: &mut Tally) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = watch(dir.path()).unwrap();
+    let context = format!("{plan:?}, power cut {power_cut}");
+    let outcome = run(dir.path(), plan, until_fired);
+    let context = format!("{context} ({:?})", outcome.fired);
+    if let Some((Op::Sync, path, thread)) = &outcome.fired {
+        if thread == "alexstorage-sync" && path.extension().is_some_and(|ext| ext == "seg") {
+            // The periodic syncer's failure poisons the store: nothing after it may be
+            // acknowledged as durable.
+            assert!(!outcome.final_flush, "{context}: a flush succeeded after the syncer's sync failed");
+            tally.syncer_failures += 1;
+        }
+    }
+    let durable = if power_cut {
+        // A power cut loses every unsynced page and directory entry: then only what a
+        // `flush()` acknowledged is sure.
+        disk.cut(&mut std::iter::once(0).chain(std::iter::repeat(1))).unwrap();
+        tally.cuts += 1;
+        if outcome.final_flush {
+            outcome.writes.len()
+        } else {
+            outcome.durable
+        }
+    } else {
+        // A process crash: every acknowledged write is still in the page cache.
+        outcome.writes.len()
+    };
+    check(dir.path(), &outcome, durable, &context);
+    drop(disk);
+    let (_, _, thread) = outcome.fired?;
+    tally.fired += 1;
+    tally.refused += usize::from(outcome.writes.iter().any(|(_, _, status)| *status != Status::Acknowledged));
+    tally.threads.insert(thread.clone());
+    Some(thread)
+}
+
+/// Faults on the `n`-th operation of any thread, `n` swept from 0 to past the last.
 #[test]
 fn faults_in_background_work_lose_nothing_acknowledged() {
-    let mut threads: BTreeSet<String> = BTreeSet::new();
-    let (mut fired, mut refused, mut cuts, mut syncer_failures) = (0, 0, 0, 0);
+    let mut tally = Tally::default();
     for kinds in [Vec::new(), vec![Op::Sync]] {
         for fault in [Fault::Io, Fault::NoSpace] {
             let mut fail_at = 0;
             loop {
-                let dir = tempfile::tempdir().unwrap();
-                // Every other run ends in a power cut that loses every unsynced page
-                // and directory entry: then only what a `flush()` acknowledged is sure.
-                let power_cut = fail_at % 2 == 1;
-                let disk = watch(dir.path()).unwrap();
                 let plan = Plan { ops: kinds.clone(), ..Plan::at(fail_at, fault) };
-                let outcome = run(dir.path(), plan);
-                let context = format!("{fault:?} at operation {fail_at} of {kinds:?} ({:?})", outcome.fired);
-                if let Some((Op::Sync, path, thread)) = &outcome.fired {
-                    if thread == "alexstorage-sync" && path.extension().is_some_and(|ext| ext == "seg") {
-                        // The periodic syncer's failure poisons the store: nothing after
-                        // it may be acknowledged as durable.
-                        assert!(!outcome.final_flush, "{context}: a flush succeeded after the syncer's sync failed");
-                        syncer_failures += 1;
-                    }
+                if one(plan, fail_at % 2 == 1, false, &mut tally).is_none() {
+                    break;
                 }
-                let durable = if power_cut {
-                    disk.cut(&mut std::iter::once(0).chain(std::iter::repeat(1))).unwrap();
-                    cuts += 1;
-                    if outcome.final_flush {
-                        outcome.writes.len()
-                    } else {
-                        outcome.durable
-                    }
-                } else {
-                    // A process crash: every acknowledged write is still in the page cache.
-                    outcome.writes.len()
-                };
-                check(dir.path(), &outcome, durable, &context);
-                drop(disk);
-                let Some((_, _, thread)) = &outcome.fired else { break };
-                fired += 1;
-                refused += usize::from(outcome.writes.iter().any(|(_, _, status)| *status != Status::Acknowledged));
-                threads.insert(thread.clone());
                 // Every one of the first operations, then steps growing by a quarter.
                 fail_at += 1 + fail_at / 4;
             }
         }
     }
     println!(
-        "{fired} faults fired ({syncer_failures} in the periodic syncer's segment syncs), {refused} runs refused \
-         writes after one, {cuts} power cuts, on threads {threads:?}"
+        "{} faults fired ({} in the periodic syncer's segment syncs), {} runs refused writes after one, {} power \
+         cuts, on threads {:?}",
+        tally.fired, tally.syncer_failures, tally.refused, tally.cuts, tally.threads
     );
+    // Which threads the sweep reaches depends on scheduling; the test below aims at each.
+    assert!(tally.refused > 0, "no fault made a write fail");
+}
+
+/// Faults aimed at each background thread in turn, whatever the scheduling: the
+/// writer goes on until the fault fires there.
+#[test]
+fn faults_aimed_at_each_background_thread_lose_nothing_acknowledged() {
+    let mut tally = Tally::default();
     for thread in ["alexstorage-sync", "alexstorage-compaction", "alexstorage-checkpoint"] {
-        assert!(threads.contains(thread), "no fault fired on {thread}: {threads:?}");
+        for (run, (kinds, fault, fail_at)) in [
+            (Vec::new(), Fault::Io, 0),
+            (vec![Op::Sync], Fault::NoSpace, 0),
+            (Vec::new(), Fault::NoSpace, 3),
+            (vec![Op::Sync], Fault::Io, 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let plan = Plan { ops: kinds, ..Plan::at(fail_at, fault) }.on_thread(thread);
+            let fired = one(plan, run % 2 == 1, true, &mut tally);
+            assert_eq!(fired.as_deref(), Some(thread), "a fault aimed at {thread} fired there");
+        }
     }
-    assert!(refused > 0 && syncer_failures > 0, "no fault made a write fail, or none failed the syncer");
+    println!(
+        "{} faults fired ({} in the periodic syncer's segment syncs), {} runs refused writes after one, {} power cuts",
+        tally.fired, tally.syncer_failures, tally.refused, tally.cuts
+    );
+    assert!(tally.syncer_failures > 0, "no fault failed the syncer's segment sync");
+    assert!(tally.refused > 0, "no fault made a write fail");
 }

@@ -18,7 +18,8 @@ pub enum Fault {
 }
 
 /// A plan: fail the operation number `fail_at` (counting from 0, operations of
-/// the kinds in `ops` only, on paths inside `dir` only if set) with `fault`.
+/// the kinds in `ops` only, on paths inside `dir` only if set, on the thread named
+/// `thread` only if set) with `fault`.
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// Which matching operation fails.
@@ -30,17 +31,25 @@ pub struct Plan {
     /// Only operations on this directory or the files in it count, if set: tests
     /// running at once in one process, each in its own directory, each arm their own.
     pub dir: Option<PathBuf>,
+    /// Only operations on the thread with this name count, if set: a test can aim a
+    /// fault at one background thread whatever the others do meanwhile.
+    pub thread: Option<String>,
 }
 
 impl Plan {
     /// Fails operation `fail_at` of any kind, anywhere, with `fault`.
     pub fn at(fail_at: u64, fault: Fault) -> Plan {
-        Plan { fail_at, ops: Vec::new(), fault, dir: None }
+        Plan { fail_at, ops: Vec::new(), fault, dir: None, thread: None }
     }
 
     /// This plan, counting only operations in `dir`.
     pub fn in_dir(self, dir: &Path) -> Plan {
         Plan { dir: Some(dir.to_path_buf()), ..self }
+    }
+
+    /// This plan, counting only operations on the thread named `thread`.
+    pub fn on_thread(self, thread: &str) -> Plan {
+        Plan { thread: Some(thread.to_owned()), ..self }
     }
 }
 
@@ -103,6 +112,8 @@ pub(super) fn check(op: Op, path: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     let mut state = STATE.lock();
+    let current = std::thread::current();
+    let thread = current.name().unwrap_or("unnamed");
     // Every matching plan counts the operation, whichever of them fails it.
     let mut failure = None;
     for armed in state.iter_mut() {
@@ -112,13 +123,16 @@ pub(super) fn check(op: Op, path: &Path) -> std::io::Result<()> {
         if armed.plan.dir.as_deref().is_some_and(|dir| !path.starts_with(dir)) {
             continue;
         }
+        if armed.plan.thread.as_deref().is_some_and(|wanted| wanted != thread) {
+            continue;
+        }
         let number = armed.seen;
         armed.seen += 1;
         if number != armed.plan.fail_at || failure.is_some() {
             continue;
         }
         armed.failed = Some((op, path.to_path_buf()));
-        armed.thread = Some(std::thread::current().name().unwrap_or("unnamed").to_owned());
+        armed.thread = Some(thread.to_owned());
         failure = Some(match armed.plan.fault {
             Fault::Io => rustix::io::Errno::IO,
             Fault::NoSpace => rustix::io::Errno::NOSPC,
