@@ -514,7 +514,7 @@ fn compaction_child() {
     println!("READY");
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut version = (seed as u32) << 20;
-    loop {
+    for round in 0u64.. {
         for _ in 0..400 {
             state ^= state << 13;
             state ^= state >> 7;
@@ -532,7 +532,13 @@ fn compaction_child() {
             }
             println!("A");
         }
-        db.compact().unwrap();
+        // Full and incremental compactions by turns (the background compactor runs
+        // incremental ones too).
+        if round % 2 == 0 {
+            db.compact().unwrap();
+        } else {
+            db.compact_incremental().unwrap();
+        }
         println!("C");
     }
 }

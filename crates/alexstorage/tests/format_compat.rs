@@ -3,7 +3,7 @@
 //! CRC-32C, into what an older build left: identity file version 3, checkpoint
 //! version 2 (no family sections), manifest version 1 (zeros where version 2 names
 //! families). The data must all be there, the old checkpoint used, and a writable open
-//! (only) raises the identity file to the current version (5). A version-1 manifest
+//! (only) raises the identity file to the current version (6). A version-1 manifest
 //! with nonzero family bytes is corruption of the manifest; an identity file of a
 //! newer version is refused as unsupported.
 
@@ -19,7 +19,7 @@ use alexstorage::testing::faults::{arm, disarm_in, Fault, Plan};
 use alexstorage::{Db, Error, Options};
 
 /// The format version this build writes.
-const CURRENT: u32 = 5;
+const CURRENT: u32 = 6;
 const IDENTITY: &str = "ALEXSTORAGE";
 const CHECKPOINT: &str = "CHECKPOINT";
 const MANIFEST: &str = "MANIFEST";

@@ -1,7 +1,7 @@
 //! One compaction's copy, commit, switch and retire steps (see the module docs of
 //! `compaction/mod.rs` for the whole sequence and why each crash point is safe).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,10 +11,11 @@ use crate::compression::{self, Dictionary, DictionaryCompressor, DICTIONARY_SIZE
 use crate::engine::{checked_record, decompress, missing_segment, Engine};
 use crate::family::FamilyRef;
 use crate::log::format::{
-    RecordHeader, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE,
+    RecordHeader, RecordKind, RECORD_HEADER_SIZE, SEGMENT_COMPACTED, SEGMENT_COMPRESSION_SHIFT, SEGMENT_HEADER_SIZE,
 };
 use crate::log::io;
 use crate::log::manifest::{self, CompactedSegment, Manifest};
+use crate::log::recovery::{scan_compacted, verify_records, Replayed, Sequence};
 use crate::log::segment::Segment;
 use crate::log::Location;
 use crate::value::{Lease, Leases};
@@ -27,17 +28,27 @@ const READ_CHUNK: usize = 4096;
 /// Keys switched to their copies per exclusive-lock section.
 const SWITCH_CHUNK: usize = 1024;
 
-/// Where the seal (step 1) left the log.
+/// The inputs step 1 chose.
 pub(super) struct Seal {
-    /// Segments with a smaller id are the inputs.
-    pub boundary: u32,
-    /// The last sequence number assigned at the seal.
+    /// The ids of the input segments (the *victims*): every record in them that is
+    /// still live is copied, and they are retired at the end.
+    pub victims: HashSet<u32>,
+    /// The first log segment id after the compaction: every log segment below it is
+    /// a victim.
+    pub log_start: u32,
+    /// The manifest's sequence after the compaction: every record in the victims
+    /// (and in every compacted segment) has a sequence at most this, and the log from
+    /// `log_start` on runs on from it.
     pub sequence: u64,
     /// The manifest in force at the seal.
     pub manifest: Manifest,
     /// The writer's `dropped_bytes` at the seal: records of dropped families that all
-    /// lie below the boundary, gone once the compaction ends.
+    /// lie in the victims, gone once the compaction ends (0 for an incremental one).
     pub dropped_bytes: u64,
+    /// Whether every segment is a victim: then no tombstone is needed any more.
+    pub full: bool,
+    /// The garbage bytes in the victims, which the compaction should give back.
+    pub expected: u64,
 }
 
 /// An output segment being filled.
@@ -108,16 +119,25 @@ struct Move {
 pub(super) struct Job<'a> {
     engine: &'a Engine,
     compaction: &'a Compaction,
-    /// Segments with a smaller id are the inputs.
-    boundary: u32,
-    /// The last sequence number at the seal.
+    /// See [`Seal::victims`].
+    victims: HashSet<u32>,
+    /// See [`Seal::log_start`].
+    log_start: u32,
+    /// See [`Seal::sequence`].
     sequence: u64,
+    /// Whether every segment is a victim.
+    full: bool,
     /// The manifest in force.
     manifest: Manifest,
     /// See [`Seal::dropped_bytes`].
     dropped_bytes: u64,
-    /// The previous compacted segments not yet retired.
+    /// The compacted victims not yet retired.
     remaining: Vec<CompactedSegment>,
+    /// The compacted segments that are not victims: listed by every manifest.
+    untouched: Vec<CompactedSegment>,
+    /// The tombstones (family, key) -> sequence to carry into the outputs: those in
+    /// the victims whose key a compacted segment that stays may hold an older put of.
+    tombstones: BTreeMap<(u16, i64), u64>,
     /// Outputs committed so far.
     committed: Vec<CompactedSegment>,
     output: Option<Output>,
@@ -136,12 +156,17 @@ pub(super) struct Job<'a> {
 impl<'a> Job<'a> {
     /// A compaction of the inputs `seal` left.
     pub fn new(engine: &'a Engine, compaction: &'a Compaction, seal: Seal) -> Job<'a> {
+        let (remaining, untouched) = seal.manifest.compacted.iter().partition(|entry| seal.victims.contains(&entry.id));
         Job {
             engine,
             compaction,
-            boundary: seal.boundary,
+            victims: seal.victims,
+            log_start: seal.log_start,
             sequence: seal.sequence,
-            remaining: seal.manifest.compacted.clone(),
+            full: seal.full,
+            remaining,
+            untouched,
+            tombstones: BTreeMap::new(),
             dropped_bytes: seal.dropped_bytes,
             manifest: seal.manifest,
             committed: Vec::new(),
@@ -198,6 +223,9 @@ impl Job<'_> {
             let view = self.engine.read_view();
             std::iter::once(FamilyRef::default_family().clone()).chain(view.families.refs()).collect()
         };
+        if !self.full {
+            self.tombstones = self.tombstones_to_carry()?;
+        }
         if let Compression::Zstd(level) = self.engine.options.compression {
             self.prepare_dictionary(&families, level, cancel)?;
         }
@@ -308,10 +336,57 @@ impl Job<'_> {
         samples
     }
 
-    /// Copies the keys of `family` whose record lies in an input, in key order; a
+    /// The tombstones in the victims that the outputs must carry, newest of each key:
+    /// those whose key lies in the range of a compacted segment that is not a victim,
+    /// which may hold an older put of it (dropping the tombstone with its victim
+    /// would bring that put back at the next recovery). Whether the key is still
+    /// deleted is decided as the outputs are written ([`Job::copy_family`]).
+    fn tombstones_to_carry(&self) -> Result<BTreeMap<(u16, i64), u64>> {
+        let mut tombstones = BTreeMap::new();
+        if self.untouched.is_empty() {
+            return Ok(tombstones);
+        }
+        let victims: Vec<Arc<Segment>> = {
+            let writer = self.engine.writer.lock();
+            let victims =
+                writer.log.segments().filter(|segment| self.victims.contains(&segment.id())).cloned().collect();
+            victims
+        };
+        let mut note = |write: Replayed| {
+            if let Replayed::Delete { column_family, key, sequence } = write {
+                let at = (column_family, key);
+                if self.untouched.iter().any(|entry| entry.first() <= at && at <= entry.last()) {
+                    let newest = tombstones.entry(at).or_insert(sequence);
+                    *newest = (*newest).max(sequence);
+                }
+            }
+        };
+        for segment in &victims {
+            let end = segment.published();
+            let contents = usize::try_from(end).ok().and_then(|end| segment.read(0, end));
+            let contents =
+                contents.ok_or_else(|| Error::corruption(segment.path(), 0, "segment shorter than its records"))?;
+            let scanned = match self.manifest.entry(segment.id()) {
+                Some(entry) => scan_compacted(contents, entry, u64::MAX, &mut note),
+                None => verify_records(contents, segment.id(), &mut Sequence::at_most(u64::MAX), &mut note),
+            };
+            scanned.map_err(|(offset, reason)| Error::corruption(segment.path(), offset as u64, reason))?;
+        }
+        Ok(tombstones)
+    }
+
+    /// Copies the keys of `family` whose record lies in a victim, in key order, and
+    /// the tombstones to carry of the keys that are not in the index (a key in the
+    /// index was written after its tombstone, which is then no longer needed); a
     /// family dropped meanwhile is left (its records are garbage). `Ok(false)` if
     /// cancelled.
     fn copy_family(&mut self, family: &FamilyRef, cancel: &AtomicBool) -> Result<bool> {
+        let mut tombstones: Vec<(i64, u64)> = self
+            .tombstones
+            .range((family.id, i64::MIN)..=(family.id, i64::MAX))
+            .map(|(&(_, key), &sequence)| (key, sequence))
+            .collect();
+        tombstones.reverse();
         let mut lo = Bound::Unbounded;
         loop {
             if cancel.load(Ordering::Acquire) {
@@ -325,19 +400,41 @@ impl Job<'_> {
                     .take(READ_CHUNK)
                     .map(|(key, at)| {
                         let location = Location(at);
-                        let lease = if location.segment() < self.boundary { view.slot(location).lease } else { None };
+                        let victim = self.victims.contains(&location.segment());
+                        let lease = if victim { view.slot(location).lease } else { None };
                         (key, location, lease)
                     })
                     .collect()
             };
-            let Some(&(last, _, _)) = chunk.last() else { return Ok(true) };
+            let Some(&(last, _, _)) = chunk.last() else { break };
             lo = Bound::Excluded(last);
             for (key, location, lease) in chunk {
-                if location.segment() < self.boundary {
+                // Tombstones of keys below this one, which the index did not hold
+                // when the chunk was read: still deleted then.
+                while let Some(&(deleted, sequence)) = tombstones.last().filter(|(deleted, _)| *deleted <= key) {
+                    tombstones.pop();
+                    if deleted < key {
+                        self.carry_tombstone(family.id, deleted, sequence)?;
+                    }
+                }
+                if self.victims.contains(&location.segment()) {
                     self.copy(family.id, key, location, lease)?;
                 }
             }
         }
+        while let Some((deleted, sequence)) = tombstones.pop() {
+            self.carry_tombstone(family.id, deleted, sequence)?;
+        }
+        Ok(true)
+    }
+
+    /// Writes a tombstone of `key` of family `family` at `sequence` into the output.
+    fn carry_tombstone(&mut self, family: u16, key: i64, sequence: u64) -> Result<()> {
+        let header = RecordHeader::new(RecordKind::Delete, family, key, sequence, 0);
+        self.emit(family, key, &header.encode(&[]))?;
+        self.stats.tombstones += 1;
+        self.stats.bytes_written += RECORD_HEADER_SIZE as u64;
+        Ok(())
     }
 
     /// Copies the record of `key` of family `family` at `location` into the output.
@@ -347,6 +444,22 @@ impl Job<'_> {
         let old_len = stored.len() as u64;
         let rewritten = self.recompress(lease.segment(), location, header, stored)?;
         let record: &[u8] = rewritten.as_deref().unwrap_or(stored);
+        let len = record.len() as u64;
+        let at = self.emit(family, key, record)?;
+        if let Some(output) = self.output.as_mut() {
+            let copy = Location::new(output.segment.id(), at as u32).0;
+            output.moves.push(Move { family, key, old: location.0, new: copy, grown: len as i64 - old_len as i64 });
+        }
+        self.stats.bytes_read += old_len;
+        self.stats.bytes_written += len;
+        self.stats.records += 1;
+        Ok(())
+    }
+
+    /// Appends `record`, of `key` of family `family` (the next in key order), to the
+    /// output, committing a full one and starting the next as needed. Returns its
+    /// offset in the output.
+    fn emit(&mut self, family: u16, key: i64, record: &[u8]) -> Result<u64> {
         let len = record.len() as u64;
         let appended = match self.output.as_ref() {
             Some(output) => output.segment.append(&[record])?,
@@ -400,13 +513,8 @@ impl Job<'_> {
         if let Some(output) = self.output.as_mut() {
             output.last = (family, key);
             output.records += 1;
-            let copy = Location::new(output.segment.id(), at as u32).0;
-            output.moves.push(Move { family, key, old: location.0, new: copy, grown: len as i64 - old_len as i64 });
         }
-        self.stats.bytes_read += old_len;
-        self.stats.bytes_written += len;
-        self.stats.records += 1;
-        Ok(())
+        Ok(at)
     }
 
     /// The record `stored` (with `header`, at `location` of `segment`) rewritten with
@@ -483,7 +591,7 @@ impl Job<'_> {
             self.fails_at(Failpoint::Finished)?;
             output = self.output.take();
         }
-        // Previous compacted segments whose every key the outputs now cover.
+        // Compacted victims whose every key the outputs now cover.
         let covered = entry.map(|entry| entry.last());
         let (passed, kept): (Vec<CompactedSegment>, Vec<CompactedSegment>) =
             self.remaining.iter().partition(|old| last || covered.is_some_and(|covered| old.last() <= covered));
@@ -520,8 +628,9 @@ impl Job<'_> {
         }
         self.fails_at(Failpoint::Switched)?;
         let passed: HashSet<u32> = passed.iter().map(|entry| entry.id).collect();
-        let boundary = self.boundary;
-        self.retire(|segment| passed.contains(&segment.id()) || (last && segment.id() < boundary));
+        let victims = std::mem::take(&mut self.victims);
+        self.retire(|segment| passed.contains(&segment.id()) || (last && victims.contains(&segment.id())));
+        self.victims = victims;
         self.fails_at(Failpoint::Retired)
     }
 
@@ -546,30 +655,32 @@ impl Job<'_> {
     }
 
     /// The manifest a commit makes durable: the outputs so far (with `entry`, the one
-    /// being committed), the previous compacted segments still needed (`kept`), and,
-    /// at the `last` commit, the log starting at the boundary.
+    /// being committed), the compacted victims still needed (`kept`), the compacted
+    /// segments that are not victims, and, at the `last` commit, the log starting
+    /// after the victims.
     fn next_manifest(&self, entry: Option<CompactedSegment>, kept: &[CompactedSegment], last: bool) -> Manifest {
-        let mut compacted: Vec<CompactedSegment> = self.committed.iter().chain(&entry).chain(kept).copied().collect();
+        let mut compacted: Vec<CompactedSegment> =
+            self.committed.iter().chain(&entry).chain(kept).chain(&self.untouched).copied().collect();
         compacted.sort_by_key(|entry| entry.id);
         Manifest {
             generation: self.manifest.generation + 1,
             sequence: self.sequence,
-            log_start: if last { self.boundary } else { self.manifest.log_start },
+            log_start: if last { self.log_start } else { self.manifest.log_start },
             compacted,
         }
     }
 
-    /// Syncs the log segments written since the seal; a failure poisons the store,
-    /// like any failed sync.
+    /// Syncs the log segments that are not victims (those written since the seal, and
+    /// after an incremental compaction's choice); a failure poisons the store, like
+    /// any failed sync.
     fn sync_newer_log(&self) -> Result<()> {
-        let boundary = self.boundary;
         let newer: Vec<Arc<Segment>> = self
             .engine
             .writer
             .lock()
             .log
             .segments()
-            .filter(|segment| segment.id() >= boundary && !segment.is_compacted())
+            .filter(|segment| !segment.is_compacted() && !self.victims.contains(&segment.id()))
             .cloned()
             .collect();
         self.engine.sync_or_poison(&newer)

@@ -48,6 +48,7 @@
 //! the counters, and drives the background compactor.
 
 mod job;
+mod select;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -61,9 +62,11 @@ use crate::checkpointer::{Capture, Checkpointer};
 use crate::compression;
 use crate::engine::{compaction_due, Engine};
 use crate::log::format::SEGMENT_HEADER_SIZE;
+use crate::log::segment::Segment;
 use crate::{Error, Result};
 
 use job::{Job, Seal};
+use select::Choice;
 
 /// What a compaction did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -81,6 +84,12 @@ pub struct CompactionStats {
     pub segments_written: u64,
     /// Live records copied (in key order).
     pub records: u64,
+    /// Tombstones carried into the new segments: an incremental compaction keeps a
+    /// deleted key's tombstone while a compacted segment it left in place may hold an
+    /// older put of the key (a full compaction drops them all).
+    pub tombstones: u64,
+    /// Whether every segment was rewritten ([`Scope::Full`]), rather than only some.
+    pub full: bool,
 }
 
 /// Places where a test can make a compaction stop as if the process died there
@@ -133,6 +142,8 @@ pub(crate) struct Compaction {
     /// The keys the store held when a dictionary last did not pay (0: never): it is
     /// not trained again until the store has twice as many.
     pub(super) dictionary_declined: AtomicU64,
+    /// The next compaction is a full one, whatever its caller asked for.
+    full_next: AtomicBool,
 }
 
 impl Compaction {
@@ -170,13 +181,14 @@ impl Compaction {
         true
     }
 
-    /// Runs one compaction (see the module docs). Stops early, between two steps and
-    /// with the store consistent, when `cancel` is set.
+    /// Runs one compaction of `scope` (see the module docs). Stops early, between two
+    /// steps and with the store consistent, when `cancel` is set.
     pub fn run(
         &self,
         engine: &Arc<Engine>,
         checkpointer: &Checkpointer,
         cancel: &AtomicBool,
+        scope: Scope,
     ) -> Result<CompactionStats> {
         let _one = self.lock.lock();
         let mut newest_checkpoint = checkpointer.lock();
@@ -186,18 +198,28 @@ impl Compaction {
         if cancel.load(Ordering::Acquire) {
             return Ok(CompactionStats::default());
         }
-        // Sync the segment being appended to now, outside the writer's lock, so that
-        // sealing it under the lock has little left to sync.
-        engine.sync_or_poison(&engine.segments())?;
-        let Some(seal) = seal(engine)? else {
+        // After an incremental compaction that gave back too little (its victims'
+        // space was mostly tombstones it had to carry on), a full one.
+        let scope = if self.full_next.swap(false, Ordering::AcqRel) { Scope::Full } else { scope };
+        if scope == Scope::Full {
+            // Sync the segment being appended to now, outside the writer's lock, so
+            // that sealing it under the lock has little left to sync.
+            engine.sync_or_poison(&engine.segments())?;
+        }
+        let Some(seal) = seal(engine, scope)? else {
             return Ok(CompactionStats::default());
         };
+        let (full, expected) = (seal.full, seal.expected);
         if self.fails_at(Failpoint::Sealed) {
             return Err(failed(Failpoint::Sealed));
         }
-        let (stats, finished) = Job::new(engine, self, seal).run(cancel)?;
+        let (mut stats, finished) = Job::new(engine, self, seal).run(cancel)?;
+        stats.full = full;
         if !finished {
             return Ok(stats);
+        }
+        if !full && stats.bytes_reclaimed < expected / 2 {
+            self.full_next.store(true, Ordering::Release);
         }
         self.completed.fetch_add(1, Ordering::Relaxed);
         engine.metrics.compactions.observe(started.elapsed());
@@ -218,10 +240,32 @@ impl Compaction {
     }
 }
 
-/// Step 1: seals the active segment under the writer's lock. `None` if the log is
-/// already one run of live records in key order, written with the current
-/// compression setting.
-fn seal(engine: &Engine) -> Result<Option<Seal>> {
+/// How much of the store a compaction rewrites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every segment: the store ends as one run of live records in key order, with no
+    /// garbage and no tombstone ([`crate::Db::compact`]).
+    Full,
+    /// The segments whose space pays most to reclaim (the log's oldest, and compacted
+    /// segments most overwritten), until the garbage is at most half the compaction
+    /// threshold; a full compaction when that cannot get it there. What the
+    /// background compactor runs ([`crate::Db::compact_incremental`]).
+    Incremental,
+}
+
+/// Step 1: chooses the inputs. A full compaction seals the active segment under the
+/// writer's lock and takes every segment; an incremental one takes the segments
+/// `select.rs` chooses and leaves the active segment alone. `None` if there is
+/// nothing to do: for a full compaction, the log is already one run of live records
+/// in key order written with the current compression setting.
+fn seal(engine: &Engine, scope: Scope) -> Result<Option<Seal>> {
+    if scope == Scope::Incremental {
+        match select_incremental(engine)? {
+            Selected::Seal(seal) => return Ok(Some(seal)),
+            Selected::Nothing => return Ok(None),
+            Selected::Full => {}
+        }
+    }
     let mut writer = engine.writer.lock();
     writer.check_usable()?;
     let unsorted: u64 = writer
@@ -234,6 +278,7 @@ fn seal(engine: &Engine) -> Result<Option<Seal>> {
     // (switching compression on and compacting shrinks a compacted store).
     let wanted = compression::flag_of(engine.options.compression);
     let recompress = writer.log.segments().any(|segment| segment.is_compacted() && segment.compacted_with() != wanted);
+    // Tombstones that compacted segments carry count as garbage: they go too.
     if unsorted == 0 && writer.log.bytes() == writer.live_bytes && !recompress {
         return Ok(None);
     }
@@ -242,11 +287,92 @@ fn seal(engine: &Engine) -> Result<Option<Seal>> {
             writer.poisoned = Some(error.to_string());
         }
     })?;
+    let victims = writer.log.segments().map(|segment| segment.id()).filter(|&id| id < boundary).collect();
     Ok(Some(Seal {
-        boundary,
+        victims,
+        log_start: boundary,
         sequence: writer.sequence,
         manifest: writer.log.manifest().clone(),
         dropped_bytes: writer.dropped_bytes,
+        full: true,
+        expected: 0,
+    }))
+}
+
+/// What an incremental compaction is to do.
+enum Selected {
+    /// Rewrite the segments the seal names.
+    Seal(Seal),
+    /// Nothing: the garbage is at most half the threshold already.
+    Nothing,
+    /// Run a full compaction instead.
+    Full,
+}
+
+/// The inputs of an incremental compaction. A full one runs instead where a dropped
+/// family's records wait (only a full compaction reclaims them all), a compacted
+/// segment is written with another compression setting, or no choice of segments
+/// gets the garbage down.
+fn select_incremental(engine: &Engine) -> Result<Selected> {
+    let (segments, mut candidates, garbage, total) = {
+        let writer = engine.writer.lock();
+        writer.check_usable()?;
+        let wanted = compression::flag_of(engine.options.compression);
+        if writer.dropped_bytes > 0
+            || writer.log.segments().any(|segment| segment.is_compacted() && segment.compacted_with() != wanted)
+        {
+            return Ok(Selected::Full);
+        }
+        let segments: Vec<Arc<Segment>> = writer.log.segments().cloned().collect();
+        let candidates = select::candidates(&segments, writer.log.active_id());
+        let total = writer.log.bytes();
+        (segments, candidates, total.saturating_sub(writer.live_bytes), total)
+    };
+    select::count_live(engine, &segments, &mut candidates);
+    let target = (engine.options.compaction_threshold / 2.0 * total as f64) as u64;
+    let victims = match select::choose(&candidates, garbage, target) {
+        Choice::Victims(victims) => victims,
+        Choice::Nothing => return Ok(Selected::Nothing),
+        Choice::Impossible => return Ok(Selected::Full),
+    };
+    let writer = engine.writer.lock();
+    writer.check_usable()?;
+    let manifest = writer.log.manifest().clone();
+    let last_log_victim = candidates
+        .iter()
+        .filter(|candidate| !candidate.compacted && victims.contains(&candidate.id))
+        .map(|candidate| candidate.id)
+        .max();
+    let (log_start, sequence) = match last_log_victim {
+        // Only compacted segments: the log and the manifest's sequence stay.
+        None => (manifest.log_start, manifest.sequence),
+        Some(last) => {
+            // The log now starts at the first segment after the victims; the manifest's
+            // sequence is that of the last write before it, so that recovery still
+            // checks that the log runs on from it without a gap.
+            let kept = writer.log.segments().find(|segment| !segment.is_compacted() && segment.id() > last);
+            match kept {
+                Some(kept) => match select::first_write_sequence(kept) {
+                    Some(first) => (kept.id(), first.saturating_sub(1)),
+                    None => (kept.id(), writer.sequence),
+                },
+                None => (last.saturating_add(1), writer.sequence),
+            }
+        }
+    };
+    let expected = candidates
+        .iter()
+        .filter(|candidate| victims.contains(&candidate.id))
+        .map(|candidate| candidate.bytes.saturating_sub(candidate.live))
+        .sum();
+    Ok(Selected::Seal(Seal {
+        victims,
+        log_start,
+        sequence: sequence.max(manifest.sequence),
+        manifest,
+        dropped_bytes: 0,
+        full: false,
+        expected,
     }))
 }
 
@@ -295,7 +421,7 @@ pub(crate) fn start_compactor(
         if !compaction_due(&engine.options, &engine.writer.lock()) {
             return Next::After(POLL);
         }
-        let outcome = compaction.run(&engine, &checkpointer, stop);
+        let outcome = compaction.run(&engine, &checkpointer, stop, Scope::Incremental);
         engine.pressure.set_failing(outcome.is_err());
         match outcome {
             Ok(_) => Next::After(POLL),

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::compaction::{CompactionStats, Failpoint};
+use crate::compaction::{CompactionStats, Failpoint, Scope};
 use crate::compression;
 use crate::engine::decompress;
 use crate::family::DEFAULT_FAMILY_NAME;
@@ -45,7 +45,40 @@ impl Db {
         if self.engine.options.read_only {
             return Err(Error::ReadOnly);
         }
-        self.store.compaction.run(&self.engine, &self.store.checkpointer, &AtomicBool::new(false))
+        self.store.compaction.run(&self.engine, &self.store.checkpointer, &AtomicBool::new(false), Scope::Full)
+    }
+
+    /// Runs the compaction the background compactor runs once garbage passes
+    /// [`crate::Options::compaction_threshold`]: it rewrites only the segments whose
+    /// space pays most to reclaim (the log's oldest segments, and the compacted
+    /// segments most overwritten since), least live first, until the garbage is at
+    /// most half the threshold, and leaves the rest in place: on a store that is
+    /// written all over, far fewer bytes rewritten than [`Db::compact`]. Where no such
+    /// choice gets the garbage down (most of it in the segment being written, or
+    /// spread thin over segments more than four fifths live), or a dropped column
+    /// family's records wait to be reclaimed, it runs a full compaction instead
+    /// ([`CompactionStats::full`] says which ran). Below the threshold it may do
+    /// nothing.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let options = alexstorage::Options::new().segment_size(64 << 10).background_compaction(false);
+    /// let db = options.open(dir.path()).unwrap();
+    /// for round in 0..4u8 {
+    ///     for key in 0..2_000 {
+    ///         db.put(key, [round; 64]).unwrap();
+    ///     }
+    /// }
+    /// // The first three rounds are garbage: the oldest log segments go, uncopied.
+    /// let stats = db.compact_incremental().unwrap();
+    /// assert!(!stats.full && stats.bytes_reclaimed > 0 && stats.records == 0);
+    /// assert_eq!(&db.get(7).unwrap().unwrap()[..], &[3u8; 64][..]);
+    /// ```
+    pub fn compact_incremental(&self) -> Result<CompactionStats> {
+        if self.engine.options.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.store.compaction.run(&self.engine, &self.store.checkpointer, &AtomicBool::new(false), Scope::Incremental)
     }
 
     /// Makes every write acknowledged so far durable, in any durability mode.

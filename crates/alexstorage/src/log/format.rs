@@ -5,7 +5,12 @@
 use crate::compression;
 use crate::options::Compression;
 
-/// Current format version of every file this build writes. Version 5 added value
+/// Current format version of every file this build writes. Version 6 lets compacted
+/// segments hold tombstones (delete records, in key order with the puts): an
+/// incremental compaction that leaves older compacted segments in place must carry a
+/// deleted key's tombstone while one of them may still hold an older put of it (a
+/// writable open of an older store raises its identity file to 6, so that an older
+/// build, which refuses a delete in a compacted segment, refuses the store). Version 5 added value
 /// compression (record flags bits 0-1, see `compression.rs`; a writable open of an older
 /// store raises its identity file to 5, so that an older build, which cannot read a
 /// compressed value, refuses it). Version 4 added column
@@ -17,12 +22,12 @@ use crate::options::Compression;
 /// that never reached the disk from bytes that did and were damaged; version 2 added
 /// compacted segments (segment header flag [`SEGMENT_COMPACTED`]) and the `MANIFEST`
 /// that lists them. Version 1 to 3 files are still read.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The first version whose log segments carry durable marks.
 pub const DURABLE_MARKS_VERSION: u32 = 3;
 
-/// Segment header flag: the segment was written by compaction (puts only, in key
-/// order) and is live only while the manifest lists it.
+/// Segment header flag: the segment was written by compaction (puts, and from version
+/// 6 tombstones, in key order) and is live only while the manifest lists it.
 pub const SEGMENT_COMPACTED: u32 = 1;
 /// Segment header flag bits 1-2 (version 5): in a compacted segment, the value
 /// compression its compaction wrote with (a `compression.rs` flag: 0 none, 1 LZ4, 2

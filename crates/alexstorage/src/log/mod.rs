@@ -66,6 +66,11 @@ impl Log {
         self.segments.get(&id)
     }
 
+    /// The id of the segment being appended to, if one is.
+    pub fn active_id(&self) -> Option<u32> {
+        self.active.as_ref().map(|active| active.id())
+    }
+
     /// Every live segment, oldest first.
     pub fn segments(&self) -> impl Iterator<Item = &Arc<Segment>> {
         self.segments.values()

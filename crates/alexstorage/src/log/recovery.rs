@@ -300,9 +300,10 @@ fn checkpoint_starts<'a>(
 }
 
 /// Replays a compacted segment's records, checking what compaction guarantees: puts
-/// only, (family, key) strictly ascending within the entry's range, sequences at most
-/// `sequence`, exactly `entry.records` records ending at `entry.end`. Returns the
-/// records read, or the offset and reason of the first violation.
+/// and tombstones (without a value) only, (family, key) strictly ascending within the
+/// entry's range, sequences at most `sequence`, exactly `entry.records` records ending
+/// at `entry.end`. Returns the records read, or the offset and reason of the first
+/// violation.
 pub fn scan_compacted(
     contents: &[u8],
     entry: &CompactedSegment,
@@ -337,8 +338,10 @@ pub fn scan_compacted(
         }
         let at_key = (header.column_family, header.key);
         let in_order = previous.is_none_or(|previous| previous < at_key);
-        let problem = if header.kind != RecordKind::Put {
+        let problem = if header.kind != RecordKind::Put && header.kind != RecordKind::Delete {
             Some(format!("a {:?} record in a compacted segment", header.kind))
+        } else if header.kind == RecordKind::Delete && (header.value_len != 0 || header.flags != 0) {
+            Some("a tombstone with a value or flags in a compacted segment".into())
         } else if header.compression() == compression::ZSTD_DICTIONARY && !dictionary {
             Some("a value compressed with a dictionary in a segment without one".into())
         } else if !in_order || at_key < entry.first() || at_key > entry.last() {

@@ -1,0 +1,307 @@
+//! Incremental compaction (`Db::compact_incremental`, what the background compactor
+//! runs): it rewrites only some segments and leaves older compacted ones in place, so
+//! a deleted key's tombstone must outlive its log segment while an older put of the
+//! key may remain. Checked here: deleted keys stay deleted through crashes and full
+//! replays (no checkpoint), a crash at every step loses and resurrects nothing, a
+//! random workload matches a `BTreeMap` across compactions of both kinds, reopens and
+//! crashes, and overwrites in write order are reclaimed without copying.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use alexstorage::testing::format::{
+    Decoded, RecordHeader, RecordKind, SegmentHeader, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE,
+};
+use alexstorage::{Db, Error, Failpoint, Options, WriteBatch};
+
+fn options() -> Options {
+    Options::new().segment_size(16 << 10).background_compaction(false)
+}
+
+/// A value naming its key and version, `len` bytes long.
+fn value(key: i64, version: u32, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    let seed = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(version);
+    while bytes.len() < len {
+        bytes.extend_from_slice(&seed.wrapping_add(bytes.len() as u64).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Every key reads its model value, a full scan is the model, and `verify` passes.
+fn check(db: &Db, model: &BTreeMap<i64, Vec<u8>>, context: &str) {
+    assert_eq!(db.len(), model.len(), "{context}");
+    for (key, expected) in model {
+        assert_eq!(db.get(*key).unwrap().as_deref(), Some(&expected[..]), "{context}: key {key}");
+    }
+    let scanned: Vec<(i64, Vec<u8>)> = db.iter().map(|entry| entry.map(|(k, v)| (k, v.to_vec())).unwrap()).collect();
+    let expected: Vec<(i64, Vec<u8>)> = model.iter().map(|(k, v)| (*k, v.clone())).collect();
+    assert!(scanned == expected, "{context}: a scan differs from the model");
+    db.verify().unwrap_or_else(|error| panic!("{context}: verify: {error}"));
+}
+
+/// Reopens after a crash, with the checkpoint removed if `replay` (so that every
+/// compacted segment, tombstones included, is replayed), and checks the model.
+fn crash_and_check(db: Db, dir: &Path, model: &BTreeMap<i64, Vec<u8>>, replay: bool, context: &str) -> Db {
+    db.simulate_crash();
+    if replay {
+        let _ = std::fs::remove_file(dir.join("CHECKPOINT"));
+    }
+    let db = options().open(dir).unwrap_or_else(|error| panic!("{context}: reopen: {error}"));
+    check(&db, model, context);
+    db
+}
+
+/// (puts, tombstones) in the compacted segment files of `dir`, each file's records
+/// checked to ascend strictly by key.
+fn compacted_records(dir: &Path) -> (usize, usize) {
+    let (mut puts, mut tombstones) = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "seg") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        if SegmentHeader::decode(&bytes).unwrap().flags & SEGMENT_COMPACTED == 0 {
+            continue;
+        }
+        let mut at = SEGMENT_HEADER_SIZE;
+        let mut previous = None;
+        while let Decoded::Record { header, len } = RecordHeader::decode(&bytes[at..]) {
+            match header.kind {
+                RecordKind::Put => puts += 1,
+                RecordKind::Delete => tombstones += 1,
+                _ => {}
+            }
+            if header.kind != RecordKind::Dictionary {
+                assert!(previous < Some(header.key), "{} is not in key order", path.display());
+                previous = Some(header.key);
+            }
+            at += len;
+        }
+    }
+    (puts, tombstones)
+}
+
+#[test]
+fn deleted_keys_stay_deleted_while_their_old_segments_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options().open(dir.path()).unwrap();
+    let mut model = BTreeMap::new();
+    for key in 0..4000i64 {
+        let bytes = value(key, 0, 100);
+        db.put(key, &bytes).unwrap();
+        model.insert(key, bytes);
+    }
+    // Every key in compacted segments, each holding a slice of the keys.
+    db.compact().unwrap();
+    // One key in twenty deleted: each compacted segment stays 95 % live.
+    for key in (7..4000i64).step_by(20) {
+        db.delete(key).unwrap();
+        model.remove(&key);
+    }
+    // The first 200 keys overwritten ten times: the log's oldest segments and the
+    // compacted segment of those keys become mostly garbage.
+    for version in 1..=10 {
+        for key in 0..200i64 {
+            let bytes = value(key, version, 100);
+            db.put(key, &bytes).unwrap();
+            model.insert(key, bytes);
+        }
+    }
+    let before = db.stats();
+    let stats = db.compact_incremental().unwrap();
+    assert!(!stats.full, "{stats:?}");
+    assert!(stats.bytes_reclaimed > 0 && stats.segments_removed > 0, "{stats:?}");
+    assert!(stats.tombstones > 0, "the deletes' tombstones are carried: {stats:?}");
+    // Far less copied than the live data: most compacted segments stayed.
+    assert!(stats.bytes_written * 4 < before.live_bytes, "{stats:?} against {before:?}");
+    check(&db, &model, "after the incremental compaction");
+    let (_, tombstones) = compacted_records(dir.path());
+    assert_eq!(tombstones as u64, stats.tombstones, "the tombstones are in the compacted segments");
+    // Replayed without a checkpoint, the tombstones keep the old puts deleted.
+    let db = crash_and_check(db, dir.path(), &model, true, "replayed after a crash");
+    let db = crash_and_check(db, dir.path(), &model, false, "from the checkpoint after a crash");
+    // A full compaction drops every tombstone and all garbage.
+    let stats = db.compact().unwrap();
+    assert!(stats.full && stats.tombstones == 0, "{stats:?}");
+    assert_eq!(compacted_records(dir.path()), (model.len(), 0));
+    assert_eq!(db.stats().log_bytes, db.stats().live_bytes);
+    crash_and_check(db, dir.path(), &model, true, "replayed after the full compaction");
+}
+
+#[test]
+fn overwrites_in_write_order_are_reclaimed_without_copying() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options().open(dir.path()).unwrap();
+    let keys: Vec<i64> = (0..3000i64).map(|index| (index * 7919) % 3000).collect();
+    let mut model = BTreeMap::new();
+    let (mut written, mut copied, mut compactions) = (0u64, 0u64, 0);
+    for pass in 0..4u32 {
+        for (index, &key) in keys.iter().enumerate() {
+            let bytes = value(key, pass, 100);
+            db.put(key, &bytes).unwrap();
+            written += 108;
+            model.insert(key, bytes);
+            if index % 500 == 499 {
+                let stats = db.compact_incremental().unwrap();
+                assert!(!stats.full, "pass {pass}: {stats:?}");
+                copied += stats.bytes_written;
+                compactions += u64::from(stats.segments_removed > 0);
+            }
+        }
+    }
+    // Each pass writes the keys in the same order: a segment's keys are all
+    // overwritten by the time the next pass passes it, so the oldest segments go
+    // whole; only the segment at each pass's edge has live records to copy.
+    assert!(compactions >= 4, "{compactions} compactions removed segments");
+    assert!(copied * 10 < written, "{copied} bytes copied for {written} written");
+    let stats = db.stats();
+    assert!((stats.log_bytes as f64) < 2.0 * stats.live_bytes as f64, "{stats:?}");
+    check(&db, &model, "after the passes");
+    crash_and_check(db, dir.path(), &model, true, "replayed after a crash");
+}
+
+/// A store whose compacted segments of negative keys are all overwritten and those of
+/// the others only thinned by deletes (they stay: too live to pay), with the deletes
+/// at the start of the log.
+fn half_overwritten(dir: &Path) -> (Db, BTreeMap<i64, Vec<u8>>) {
+    let db = options().open(dir).unwrap();
+    let mut model = BTreeMap::new();
+    let keys: Vec<i64> = (0..3000i64).map(|index| (index * 7919) % 3000 * 10 - 15000).collect();
+    for &key in &keys {
+        let bytes = value(key, 0, 80 + (key.unsigned_abs() % 7) as usize);
+        db.put(key, &bytes).unwrap();
+        model.insert(key, bytes);
+    }
+    db.compact().unwrap();
+    let mut batch = WriteBatch::new();
+    for key in keys.iter().skip(1).step_by(6) {
+        batch.delete(*key);
+        model.remove(key);
+    }
+    db.write(batch).unwrap();
+    for (version, below) in [(1, 0), (2, -7500)] {
+        for &key in keys.iter().filter(|&&key| key < below) {
+            let bytes = value(key, version, 60 + version as usize * 10);
+            db.put(key, &bytes).unwrap();
+            model.insert(key, bytes);
+        }
+    }
+    (db, model)
+}
+
+#[test]
+fn a_crash_at_every_incremental_step_loses_nothing_and_resurrects_nothing() {
+    {
+        // The scenario copies records into at least two outputs (one commit before
+        // the last, and the last), carries
+        // tombstones, and leaves some compacted segments alone.
+        let dir = tempfile::tempdir().unwrap();
+        let (db, model) = half_overwritten(dir.path());
+        let stats = db.compact_incremental().unwrap();
+        assert!(!stats.full && stats.segments_written >= 2 && stats.tombstones > 0, "{stats:?}");
+        check(&db, &model, "the scenario");
+    }
+    for point in Failpoint::ALL {
+        let skips = if point == Failpoint::Sealed { 0..1 } else { 0..2 };
+        for skip in skips {
+            let context = format!("{point:?}/{skip}");
+            let dir = tempfile::tempdir().unwrap();
+            let (db, mut model) = half_overwritten(dir.path());
+            db.set_compaction_failpoint(Some(point), skip);
+            match db.compact_incremental() {
+                Err(Error::InvalidArgument(message)) => assert!(message.contains("failpoint"), "{message}"),
+                other => panic!("{context}: the failpoint did not fire: {other:?}"),
+            }
+            let db = crash_and_check(db, dir.path(), &model, skip % 2 == 0, &context);
+            // The store goes on: more writes, compactions of both kinds, reopens.
+            for key in (-15000..15000i64).step_by(170) {
+                let bytes = value(key, 3, 50);
+                db.put(key, &bytes).unwrap();
+                model.insert(key, bytes);
+            }
+            db.compact_incremental().unwrap();
+            check(&db, &model, &context);
+            let db = crash_and_check(db, dir.path(), &model, true, &context);
+            db.compact().unwrap();
+            crash_and_check(db, dir.path(), &model, true, &context);
+        }
+    }
+}
+
+/// A small deterministic generator (xorshift).
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+#[test]
+fn random_workloads_match_the_model_across_compactions_and_crashes() {
+    for seed in 1..=6u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut random = Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut db = options().open(dir.path()).unwrap();
+        let mut model: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+        let mut incremental = 0;
+        for step in 0..40u32 {
+            // A burst of writes over a key space that shifts with the steps, so that
+            // some compacted segments go cold while others are overwritten.
+            let base = i64::from(step) * 40;
+            for write in 0..300u32 {
+                let key = base + random.below(1200) as i64;
+                match random.below(10) {
+                    0..=1 => {
+                        db.delete(key).unwrap();
+                        model.remove(&key);
+                    }
+                    2 => {
+                        let mut batch = WriteBatch::new();
+                        for offset in 0..4 {
+                            let bytes = value(key + offset, step * 1000 + write, 30);
+                            batch.put(key + offset, &bytes);
+                            model.insert(key + offset, bytes);
+                        }
+                        batch.delete(key + 5);
+                        model.remove(&(key + 5));
+                        db.write(batch).unwrap();
+                    }
+                    _ => {
+                        let bytes = value(key, step * 1000 + write, 20 + random.below(150) as usize);
+                        db.put(key, &bytes).unwrap();
+                        model.insert(key, bytes);
+                    }
+                }
+            }
+            let context = format!("seed {seed}, step {step}");
+            match random.below(8) {
+                0 => {
+                    db.compact().unwrap();
+                }
+                1 => {
+                    db = crash_and_check(db, dir.path(), &model, random.below(2) == 0, &context);
+                }
+                2 => {
+                    drop(db);
+                    db = options().open(dir.path()).unwrap();
+                }
+                _ => {
+                    let stats = db.compact_incremental().unwrap();
+                    incremental += u64::from(!stats.full && stats.segments_removed > 0);
+                }
+            }
+            check(&db, &model, &context);
+        }
+        crash_and_check(db, dir.path(), &model, true, &format!("seed {seed}, at the end"));
+        assert!(incremental >= 5, "seed {seed}: only {incremental} incremental compactions removed segments");
+    }
+}
