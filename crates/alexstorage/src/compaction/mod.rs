@@ -2,17 +2,22 @@
 //! live ones in key order.
 //!
 //! # Steps
-//! 1. **Seal.** Under the writer's lock (for a moment): the segment being appended to
-//!    is sealed and no new one is started; writers go on in a new segment that the
-//!    next append creates. Every record written so far lies in a segment with an id
-//!    below the *boundary* (the id the next segment will get): those segments are the
-//!    inputs. The last sequence number assigned, `S`, is noted.
+//! 1. **Choose the inputs** (the *victims*). A [`Scope::Full`] compaction, under the
+//!    writer's lock (for a moment), seals the segment being appended to without
+//!    starting a new one (writers go on in a new segment that the next append
+//!    creates) and takes every segment; the last sequence number assigned, `S`, is
+//!    noted. A [`Scope::Incremental`] one takes the oldest log segments (a prefix of
+//!    the log, never the segment being appended to) and the compacted segments whose
+//!    space pays most to reclaim (`select.rs`), and notes `S`, the sequence of the
+//!    last write in the log segments it takes.
 //! 2. **Copy.** The index is read in key order, a chunk of keys at a time under the
-//!    shared read lock; every key whose record lies in an input is copied, record
-//!    bytes unchanged (checksum verified, sequence number kept), into a new
-//!    *compacted* segment (header flag set). Keys whose record lies past the boundary
-//!    were written after `S` and are left alone, as are deleted keys: their records
-//!    are not copied, which is the reclaimed space.
+//!    shared read lock; every key whose record lies in a victim is copied, record
+//!    bytes unchanged (checksum verified, sequence number kept) unless recompressed,
+//!    into a new *compacted* segment (header flag set). Keys whose record lies
+//!    elsewhere were written after the choice, or lie in a segment left in place, and
+//!    are left alone, as are deleted keys: their records are not copied, which is the
+//!    reclaimed space. An incremental compaction also carries the tombstones that
+//!    compacted segments left in place still need (see `job.rs`).
 //! 3. **Commit,** each time an output segment fills and at the end: the output is
 //!    synced and truncated to its records, then a new manifest is made durable
 //!    (temporary file, fsync, rename, directory fsync) that lists it, along with the
@@ -21,9 +26,8 @@
 //!    every copied key whose index entry still points at the record that was copied
 //!    is pointed at the copy; a key written meanwhile keeps its newer location.
 //! 5. **Retire.** Segments nothing in the index points into any more leave the
-//!    store's tables and their files are deleted: after each commit, the previous
-//!    compacted segments whose whole key range the outputs now cover; at the end,
-//!    every input. Readers that still hold one (a [`crate::Value`], a kept version
+//!    store's tables and their files are deleted: after each commit, the compacted
+//!    victims whose whole key range the outputs now cover; at the end, every victim. Readers that still hold one (a [`crate::Value`], a kept version
 //!    of a snapshot) keep its mapping, and with it its bytes: Linux keeps an unlinked
 //!    file's inode until the last mapping goes, and only then frees its blocks.
 //! 6. **Checkpoint** of the index, so that reopening stays fast.
@@ -31,12 +35,13 @@
 //! # Crash safety
 //! Before the first commit the outputs are leftovers that recovery deletes. After a
 //! commit the manifest lists the outputs, and recovery replays them before the log
-//! segments, keeping for each key the version with the highest sequence number: an
-//! input log segment still on disk holds only older versions of copied keys, and the
-//! tombstones of deleted keys, which stay until the inputs go in the last commit
-//! (nothing older than `S` survives that commit except the copies). So a crash at
-//! any point recovers every acknowledged write and no deleted key. `tests/compaction.rs`
-//! kills a compacting process at random points to check this.
+//! segments, keeping for each key the version with the highest sequence number: a
+//! victim log segment still on disk holds only older versions of copied keys, and the
+//! tombstones of deleted keys, which stay until the victims go in the last commit
+//! (after which a tombstone that a segment left in place may still need is in an
+//! output). So a crash at any point recovers every acknowledged write and no deleted
+//! key. `tests/compaction.rs` kills a compacting process at random points to check
+//! this, and `tests/incremental_compaction.rs` stops incremental ones at every step.
 //!
 //! # Locks
 //! [`Compaction`]'s lock (one compaction at a time) -> the checkpoint lock (held
