@@ -93,7 +93,8 @@ pub struct CompactionStats {
     /// deleted key's tombstone while a compacted segment it left in place may hold an
     /// older put of the key (a full compaction drops them all).
     pub tombstones: u64,
-    /// Whether every segment was rewritten ([`Scope::Full`]), rather than only some.
+    /// Whether every segment was rewritten (by [`crate::Db::compact`], or by the full
+    /// compaction an incremental one fell back to), rather than only some.
     pub full: bool,
 }
 
