@@ -367,7 +367,7 @@ impl Job<'_> {
             let contents =
                 contents.ok_or_else(|| Error::corruption(segment.path(), 0, "segment shorter than its records"))?;
             let scanned = match self.manifest.entry(segment.id()) {
-                Some(entry) => scan_compacted(contents, entry, u64::MAX, &mut note),
+                Some(entry) => scan_compacted(contents, segment.version(), entry, u64::MAX, &mut note),
                 None => verify_records(contents, segment.id(), &mut Sequence::at_most(u64::MAX), &mut note),
             };
             scanned.map_err(|(offset, reason)| Error::corruption(segment.path(), offset as u64, reason))?;
@@ -591,10 +591,10 @@ impl Job<'_> {
             self.fails_at(Failpoint::Finished)?;
             output = self.output.take();
         }
-        // Compacted victims whose every key the outputs now cover.
+        // Compacted victims whose every key the outputs now cover, and whose range no
+        // victim kept listed overlaps.
         let covered = entry.map(|entry| entry.last());
-        let (passed, kept): (Vec<CompactedSegment>, Vec<CompactedSegment>) =
-            self.remaining.iter().partition(|old| last || covered.is_some_and(|covered| old.last() <= covered));
+        let (passed, kept) = passed_victims(&self.remaining, covered, last);
         if last || !passed.is_empty() {
             // The segments this commit retires may hold the only durable version of a
             // key whose newer version (written after the seal, which is why it was
@@ -753,10 +753,72 @@ impl Job<'_> {
     }
 }
 
+/// Splits the compacted victims `remaining` into those a commit whose outputs cover
+/// every (family, key) up to `covered` retires (all of them at the `last` commit) and
+/// those it keeps listed. A victim is retired early only if its whole range is
+/// covered and no victim kept listed overlaps it: a victim may hold a tombstone of a
+/// key that an overlapping one holds an older put of, and no output carries that
+/// tombstone (the compaction drops tombstones its own victims alone needed), so the
+/// two must go together.
+fn passed_victims(
+    remaining: &[CompactedSegment],
+    covered: Option<(u16, i64)>,
+    last: bool,
+) -> (Vec<CompactedSegment>, Vec<CompactedSegment>) {
+    if last {
+        return (remaining.to_vec(), Vec::new());
+    }
+    let (mut passed, mut kept): (Vec<CompactedSegment>, Vec<CompactedSegment>) =
+        remaining.iter().partition(|old| covered.is_some_and(|covered| old.last() <= covered));
+    loop {
+        let (blocked, free): (Vec<CompactedSegment>, Vec<CompactedSegment>) = passed
+            .iter()
+            .partition(|old| kept.iter().any(|other| other.first() <= old.last() && old.first() <= other.last()));
+        if blocked.is_empty() {
+            return (free, kept);
+        }
+        passed = free;
+        kept.extend(blocked);
+    }
+}
+
 /// Deletes a file no manifest lists; a failure leaves a leftover the next open
 /// deletes.
 fn remove_file(path: &Path) {
     if let Err(error) = io::remove(path) {
         tracing::warn!(file = %path.display(), "could not delete a retired segment: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u32, first: i64, last: i64) -> CompactedSegment {
+        CompactedSegment { id, end: 0, first_family: 0, last_family: 0, first_key: first, last_key: last, records: 1 }
+    }
+
+    fn ids(entries: &[CompactedSegment]) -> Vec<u32> {
+        let mut ids: Vec<u32> = entries.iter().map(|entry| entry.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn a_victim_overlapping_one_kept_listed_is_not_retired_early() {
+        // 1 and 2 are disjoint slices of one run; 3 overlaps 2 and reaches past the
+        // outputs; 4 overlaps only 3 and is covered.
+        let remaining = [entry(1, 0, 9), entry(2, 10, 19), entry(3, 15, 40), entry(4, 16, 17)];
+        let (passed, kept) = passed_victims(&remaining, Some((0, 20)), false);
+        assert_eq!((ids(&passed), ids(&kept)), (vec![1], vec![2, 3, 4]));
+        // A kept victim's overlap holds back a covered one that overlaps only another
+        // covered one that it holds back.
+        let remaining = [entry(1, 0, 9), entry(2, 5, 12), entry(3, 11, 30)];
+        let (passed, kept) = passed_victims(&remaining, Some((0, 20)), false);
+        assert_eq!((ids(&passed), ids(&kept)), (vec![], vec![1, 2, 3]));
+        let (passed, kept) = passed_victims(&remaining, None, false);
+        assert_eq!((ids(&passed), ids(&kept)), (vec![], vec![1, 2, 3]));
+        let (passed, kept) = passed_victims(&remaining, None, true);
+        assert_eq!((ids(&passed), ids(&kept)), (vec![1, 2, 3], vec![]));
     }
 }

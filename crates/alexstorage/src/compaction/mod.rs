@@ -204,14 +204,10 @@ impl Compaction {
         if cancel.load(Ordering::Acquire) {
             return Ok(CompactionStats::default());
         }
-        // After an incremental compaction that gave back too little (its victims'
-        // space was mostly tombstones it had to carry on), a full one.
-        let scope = if self.full_next.swap(false, Ordering::AcqRel) { Scope::Full } else { scope };
-        if scope == Scope::Full {
-            // Sync the segment being appended to now, outside the writer's lock, so
-            // that sealing it under the lock has little left to sync.
-            engine.sync_or_poison(&engine.segments())?;
-        }
+        // After an incremental compaction that failed or gave back too little (its
+        // victims' space was mostly tombstones it had to carry on), a full one, until
+        // one finishes.
+        let scope = if self.full_next.load(Ordering::Acquire) { Scope::Full } else { scope };
         let Some(seal) = seal(engine, scope)? else {
             return Ok(CompactionStats::default());
         };
@@ -219,12 +215,25 @@ impl Compaction {
         if self.fails_at(Failpoint::Sealed) {
             return Err(failed(Failpoint::Sealed));
         }
-        let (mut stats, finished) = Job::new(engine, self, seal).run(cancel)?;
+        let (mut stats, finished) = match Job::new(engine, self, seal).run(cancel) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // An incremental compaction also reads the dead records of its victims
+                // (for their tombstones); damage there must not stop compaction for
+                // good: a full one reads only live records.
+                if !full {
+                    self.full_next.store(true, Ordering::Release);
+                }
+                return Err(error);
+            }
+        };
         stats.full = full;
         if !finished {
             return Ok(stats);
         }
-        if !full && stats.bytes_reclaimed < expected / 2 {
+        if full {
+            self.full_next.store(false, Ordering::Release);
+        } else if stats.bytes_reclaimed < expected / 2 {
             self.full_next.store(true, Ordering::Release);
         }
         self.completed.fetch_add(1, Ordering::Relaxed);
@@ -272,6 +281,9 @@ fn seal(engine: &Engine, scope: Scope) -> Result<Option<Seal>> {
             Selected::Full => {}
         }
     }
+    // Sync the segment being appended to now, outside the writer's lock, so that
+    // sealing it under the lock has little left to sync.
+    engine.sync_or_poison(&engine.segments())?;
     let mut writer = engine.writer.lock();
     writer.check_usable()?;
     let unsorted: u64 = writer
@@ -284,8 +296,11 @@ fn seal(engine: &Engine, scope: Scope) -> Result<Option<Seal>> {
     // (switching compression on and compacting shrinks a compacted store).
     let wanted = compression::flag_of(engine.options.compression);
     let recompress = writer.log.segments().any(|segment| segment.is_compacted() && segment.compacted_with() != wanted);
-    // Tombstones that compacted segments carry count as garbage: they go too.
-    if unsorted == 0 && writer.log.bytes() == writer.live_bytes && !recompress {
+    // Tombstones that compacted segments carry count as garbage: they go too. And
+    // incremental compactions leave compacted runs that overlap: one run is the
+    // compacted segments in id order, each past the last key of the one before.
+    let one_run = writer.log.manifest().compacted.windows(2).all(|pair| pair[0].last() < pair[1].first());
+    if unsorted == 0 && writer.log.bytes() == writer.live_bytes && !recompress && one_run {
         return Ok(None);
     }
     let boundary = writer.log.seal_active().inspect_err(|error| {

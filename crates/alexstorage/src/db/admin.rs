@@ -207,7 +207,9 @@ fn verify_segment(segment: &Segment, manifest: &Manifest, sequence: &mut Sequenc
         }
     };
     let checked = match manifest.entry(segment.id()) {
-        Some(entry) if segment.is_compacted() => scan_compacted(contents, entry, manifest.sequence, &mut decode),
+        Some(entry) if segment.is_compacted() => {
+            scan_compacted(contents, segment.version(), entry, manifest.sequence, &mut decode)
+        }
         // A compacted segment retired by a compaction that ran meanwhile.
         _ if segment.is_compacted() => return,
         _ => verify_records(contents, segment.id(), sequence, &mut decode),

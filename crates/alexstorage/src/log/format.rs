@@ -25,6 +25,8 @@ use crate::options::Compression;
 pub const FORMAT_VERSION: u32 = 6;
 /// The first version whose log segments carry durable marks.
 pub const DURABLE_MARKS_VERSION: u32 = 3;
+/// The first version whose compacted segments may hold tombstones.
+pub const COMPACTED_TOMBSTONES_VERSION: u32 = 6;
 
 /// Segment header flag: the segment was written by compaction (puts, and from version
 /// 6 tombstones, in key order) and is live only while the manifest lists it.

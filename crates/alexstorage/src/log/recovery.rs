@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use super::checkpoint::Checkpoint;
 use super::format::{
-    BatchDescriptor, Decoded, DurableMark, RecordHeader, RecordKind, DURABLE_MARK_SIZE, RECORD_HEADER_SIZE,
-    SEGMENT_HEADER_SIZE,
+    BatchDescriptor, Decoded, DurableMark, RecordHeader, RecordKind, COMPACTED_TOMBSTONES_VERSION, DURABLE_MARK_SIZE,
+    RECORD_HEADER_SIZE, SEGMENT_HEADER_SIZE,
 };
 use super::io;
 use super::manifest::{self, CompactedSegment, Manifest};
@@ -145,8 +145,9 @@ impl Log {
             let Some(entry) = manifest.entry(segment.id()).copied() else { continue };
             let start = starts.get(&segment.id()).copied().unwrap_or(SEGMENT_HEADER_SIZE);
             if (start as u64) < entry.end {
+                let version = segment.version();
                 let contents = segment.contents();
-                scan_compacted(contents, &entry, manifest.sequence, &mut apply)
+                scan_compacted(contents, version, &entry, manifest.sequence, &mut apply)
                     .map_err(|(offset, reason)| Error::corruption(&path, offset as u64, reason))?;
             }
             segment.set_recovered_end(entry.end, entry.end, entry.end, false)?;
@@ -300,16 +301,18 @@ fn checkpoint_starts<'a>(
 }
 
 /// Replays a compacted segment's records, checking what compaction guarantees: puts
-/// and tombstones (without a value) only, (family, key) strictly ascending within the
-/// entry's range, sequences at most `sequence`, exactly `entry.records` records ending
-/// at `entry.end`. Returns the records read, or the offset and reason of the first
-/// violation.
+/// only, and tombstones (without a value) if `version` (the segment's format version)
+/// allows them, (family, key) strictly ascending within the entry's range, sequences
+/// at most `sequence`, exactly `entry.records` records ending at `entry.end`. Returns
+/// the records read, or the offset and reason of the first violation.
 pub fn scan_compacted(
     contents: &[u8],
+    version: u32,
     entry: &CompactedSegment,
     sequence: u64,
     apply: &mut impl FnMut(Replayed),
 ) -> std::result::Result<u64, (usize, String)> {
+    let tombstones = version >= COMPACTED_TOMBSTONES_VERSION;
     let end = usize::try_from(entry.end).map_err(|_| (0, "implausible end of records".to_string()))?;
     let contents = contents.get(..end).ok_or((contents.len(), "file shorter than the manifest says".to_string()))?;
     let mut at = SEGMENT_HEADER_SIZE;
@@ -338,7 +341,7 @@ pub fn scan_compacted(
         }
         let at_key = (header.column_family, header.key);
         let in_order = previous.is_none_or(|previous| previous < at_key);
-        let problem = if header.kind != RecordKind::Put && header.kind != RecordKind::Delete {
+        let problem = if header.kind != RecordKind::Put && (header.kind != RecordKind::Delete || !tombstones) {
             Some(format!("a {:?} record in a compacted segment", header.kind))
         } else if header.kind == RecordKind::Delete && (header.value_len != 0 || header.flags != 0) {
             Some("a tombstone with a value or flags in a compacted segment".into())

@@ -358,6 +358,11 @@ impl Segment {
         ((self.flags & SEGMENT_COMPRESSION_BITS) >> SEGMENT_COMPRESSION_SHIFT) as u8
     }
 
+    /// The format version of its header.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
     /// Whether the segment's format carries durable marks (version 3 on).
     pub fn has_durable_marks(&self) -> bool {
         self.version >= DURABLE_MARKS_VERSION && !self.compacted
