@@ -196,20 +196,22 @@ fn half_overwritten(dir: &Path) -> (Db, BTreeMap<i64, Vec<u8>>) {
 
 #[test]
 fn a_crash_at_every_incremental_step_loses_nothing_and_resurrects_nothing() {
-    {
-        // The scenario copies records into at least two outputs (one commit before
-        // the last, and the last), carries
-        // tombstones, and leaves some compacted segments alone.
+    // The scenario copies records into at least two outputs (commits before the last,
+    // and the last), carries tombstones, and leaves some compacted segments alone.
+    let outputs = {
         let dir = tempfile::tempdir().unwrap();
         let (db, model) = half_overwritten(dir.path());
         let stats = db.compact_incremental().unwrap();
         assert!(!stats.full && stats.segments_written >= 2 && stats.tombstones > 0, "{stats:?}");
         check(&db, &model, "the scenario");
-    }
+        stats.segments_written
+    };
+    // Every step of every commit, the last included, each recovered both from the
+    // checkpoint (where it still matches the manifest) and by a full replay.
     for point in Failpoint::ALL {
-        let skips = if point == Failpoint::Sealed { 0..1 } else { 0..2 };
-        for skip in skips {
-            let context = format!("{point:?}/{skip}");
+        let skips = if point == Failpoint::Sealed { 0..1 } else { 0..outputs };
+        for (skip, replay) in skips.flat_map(|skip| [(skip, false), (skip, true)]) {
+            let context = format!("{point:?}/{skip}, replay {replay}");
             let dir = tempfile::tempdir().unwrap();
             let (db, mut model) = half_overwritten(dir.path());
             db.set_compaction_failpoint(Some(point), skip);
@@ -217,7 +219,7 @@ fn a_crash_at_every_incremental_step_loses_nothing_and_resurrects_nothing() {
                 Err(Error::InvalidArgument(message)) => assert!(message.contains("failpoint"), "{message}"),
                 other => panic!("{context}: the failpoint did not fire: {other:?}"),
             }
-            let db = crash_and_check(db, dir.path(), &model, skip % 2 == 0, &context);
+            let db = crash_and_check(db, dir.path(), &model, replay, &context);
             // The store goes on: more writes, compactions of both kinds, reopens.
             for key in (-15000..15000i64).step_by(170) {
                 let bytes = value(key, 3, 50);
@@ -228,6 +230,9 @@ fn a_crash_at_every_incremental_step_loses_nothing_and_resurrects_nothing() {
             check(&db, &model, &context);
             let db = crash_and_check(db, dir.path(), &model, true, &context);
             db.compact().unwrap();
+            let stats = db.stats();
+            assert_eq!(stats.log_bytes, stats.live_bytes, "{context}: garbage after a full compaction");
+            assert_eq!(compacted_records(dir.path()), (model.len(), 0), "{context}");
             crash_and_check(db, dir.path(), &model, true, &context);
         }
     }
@@ -349,7 +354,117 @@ fn carried_tombstones_outlive_the_puts_they_delete_through_a_later_compaction() 
         let dir = tempfile::tempdir().unwrap();
         let (db, model) = setup(dir.path());
         db.set_compaction_failpoint(Some(Failpoint::Retired), skip);
-        assert!(db.compact().is_err(), "{context}: the failpoint did not fire");
+        match db.compact() {
+            Err(Error::InvalidArgument(message)) => assert!(message.contains("failpoint"), "{message}"),
+            other => panic!("{context}: the failpoint did not fire: {other:?}"),
+        }
         crash_and_check(db, dir.path(), &model, true, &context);
+    }
+}
+
+/// The segment files of `dir` in id order, each with whether it is compacted.
+fn segment_files(dir: &Path) -> Vec<(std::path::PathBuf, bool)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let compacted =
+                SegmentHeader::decode(&std::fs::read(&path).unwrap()).unwrap().flags & SEGMENT_COMPACTED != 0;
+            (path, compacted)
+        })
+        .collect()
+}
+
+#[test]
+fn the_log_left_after_an_incremental_compaction_is_checked_for_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = options().open(dir.path()).unwrap();
+    let mut model = BTreeMap::new();
+    for version in 0..2u32 {
+        // The second round overwrites the first third: the log's oldest segments die.
+        let keys = if version == 0 { 0..3000i64 } else { 0..1000 };
+        for key in keys {
+            let bytes = value(key, version, 100);
+            db.put(key, &bytes).unwrap();
+            model.insert(key, bytes);
+        }
+    }
+    let logs_before = segment_files(dir.path()).iter().filter(|(_, compacted)| !compacted).count();
+    let stats = db.compact_incremental().unwrap();
+    assert!(!stats.full && stats.records == 0 && stats.segments_removed > 0, "{stats:?}");
+    let logs: Vec<_> = segment_files(dir.path()).into_iter().filter(|(_, compacted)| !compacted).collect();
+    assert!(logs.len() >= 2 && logs.len() < logs_before, "{} log segments of {logs_before} left", logs.len());
+    let db = crash_and_check(db, dir.path(), &model, true, "replayed after the incremental compaction");
+    db.simulate_crash();
+    // The manifest says where the log starts and which write comes first: losing the
+    // first log segment left is corruption, not a shorter log.
+    let _ = std::fs::remove_file(dir.path().join("CHECKPOINT"));
+    std::fs::remove_file(&logs[0].0).unwrap();
+    match options().open(dir.path()) {
+        Err(Error::Corruption { .. }) => {}
+        other => panic!("a store missing its first log segment opened: {:?}", other.map(|db| db.len())),
+    }
+}
+
+#[test]
+fn a_failed_incremental_compaction_makes_the_next_one_full() {
+    use alexstorage::testing::faults::{arm, disarm_in, Fault, Op, Plan};
+    let dir = tempfile::tempdir().unwrap();
+    let (db, model) = half_overwritten(dir.path());
+    // Creating the first output fails (on this thread: the background checkpointer may
+    // be writing): no sync failed, so the store stays usable.
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_owned();
+    arm(Plan { ops: vec![Op::Create], ..Plan::at(0, Fault::NoSpace) }.in_dir(dir.path()).on_thread(&thread));
+    let failed = db.compact_incremental();
+    let (_, fired) = disarm_in(Some(dir.path()));
+    let created = fired.map(|(_, path)| path.extension().is_some_and(|extension| extension == "seg"));
+    assert!(created == Some(true) && matches!(failed, Err(Error::Io(_))), "{failed:?}");
+    check(&db, &model, "after the failed compaction");
+    let stats = db.compact_incremental().unwrap();
+    assert!(stats.full, "the compaction after a failed incremental one is full: {stats:?}");
+    check(&db, &model, "after the full fallback");
+    // Then incremental again: after the full one there is nothing to do.
+    let stats = db.compact_incremental().unwrap();
+    assert!(!stats.full && stats.segments_written == 0, "{stats:?}");
+    crash_and_check(db, dir.path(), &model, true, "replayed after the fallback");
+}
+
+#[test]
+fn tombstones_in_compacted_segments_older_than_version_6_are_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, _model) = half_overwritten(dir.path());
+    let stats = db.compact_incremental().unwrap();
+    assert!(stats.tombstones > 0, "{stats:?}");
+    db.simulate_crash();
+    std::fs::remove_file(dir.path().join("CHECKPOINT")).unwrap();
+    // A compacted segment holding a tombstone, relabelled as version 5.
+    let (path, _) = segment_files(dir.path())
+        .into_iter()
+        .filter(|(_, compacted)| *compacted)
+        .find(|(path, _)| {
+            let bytes = std::fs::read(path).unwrap();
+            let mut at = SEGMENT_HEADER_SIZE;
+            while let Decoded::Record { header, len } = RecordHeader::decode(&bytes[at..]) {
+                if header.kind == RecordKind::Delete {
+                    return true;
+                }
+                at += len;
+            }
+            false
+        })
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mut header = SegmentHeader::decode(&bytes).unwrap();
+    header.version = 5;
+    bytes[..SEGMENT_HEADER_SIZE].copy_from_slice(&header.encode());
+    std::fs::write(&path, &bytes).unwrap();
+    match options().open(dir.path()) {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+        other => panic!("a version-5 compacted segment with a tombstone opened: {:?}", other.map(|db| db.len())),
     }
 }

@@ -61,6 +61,7 @@ fn many_power_cuts_in_both_modes() {
         assert!(total.writes as u64 >= half * 10, "{mode}: only {} writes in {half} runs", total.writes);
         assert!(total.pages_dropped > 0, "{mode}: no power cut dropped a page");
         assert!(total.compactions > 0 && total.snapshots > 0, "{mode}: no compaction or no snapshot: {total:?}");
+        assert!(total.incremental_compactions > 0, "{mode}: no incremental compaction did its work: {total:?}");
         assert!(total.family_changes > 0, "{mode}: no column family created or dropped: {total:?}");
         assert!(
             total.faults > 0 && total.recoveries_interrupted > 0,

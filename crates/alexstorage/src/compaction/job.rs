@@ -807,7 +807,7 @@ mod tests {
     #[test]
     fn a_victim_overlapping_one_kept_listed_is_not_retired_early() {
         // 1 and 2 are disjoint slices of one run; 3 overlaps 2 and reaches past the
-        // outputs; 4 overlaps only 3 and is covered.
+        // outputs; 4 lies inside 2 and 3, and is covered.
         let remaining = [entry(1, 0, 9), entry(2, 10, 19), entry(3, 15, 40), entry(4, 16, 17)];
         let (passed, kept) = passed_victims(&remaining, Some((0, 20)), false);
         assert_eq!((ids(&passed), ids(&kept)), (vec![1], vec![2, 3, 4]));
@@ -820,5 +820,17 @@ mod tests {
         assert_eq!((ids(&passed), ids(&kept)), (vec![], vec![1, 2, 3]));
         let (passed, kept) = passed_victims(&remaining, None, true);
         assert_eq!((ids(&passed), ids(&kept)), (vec![1, 2, 3], vec![]));
+        // Sharing one boundary key is overlapping: a tombstone and an older put of key
+        // 10 may lie one in each.
+        let remaining = [entry(1, 0, 10), entry(2, 10, 30)];
+        let (passed, kept) = passed_victims(&remaining, Some((0, 10)), false);
+        assert_eq!((ids(&passed), ids(&kept)), (vec![], vec![1, 2]));
+        // Ranges span families: (0, 5)..(1, 3) overlaps (1, 0)..(1, 9), not (1, 4)..(1, 9).
+        let spanning = CompactedSegment { last_family: 1, last_key: 3, ..entry(1, 5, 0) };
+        let later = |id, first| CompactedSegment { first_family: 1, last_family: 1, ..entry(id, first, 9) };
+        let (passed, _) = passed_victims(&[spanning, later(2, 0)], Some((1, 3)), false);
+        assert!(passed.is_empty());
+        let (passed, _) = passed_victims(&[spanning, later(2, 4)], Some((1, 3)), false);
+        assert_eq!(ids(&passed), vec![1]);
     }
 }

@@ -76,6 +76,9 @@ mod model {
         pub crashes: usize,
         /// Compactions that ran.
         pub compactions: usize,
+        /// Of those, incremental ones that left some segments in place (the others
+        /// rewrote everything, or found nothing to do).
+        pub incremental_compactions: usize,
         /// Snapshots read back whole and found to hold the state they were taken at.
         pub snapshots: usize,
         /// Unsynced pages the power cuts lost or tore.
@@ -103,6 +106,7 @@ mod model {
             self.cuts += other.cuts;
             self.crashes += other.crashes;
             self.compactions += other.compactions;
+            self.incremental_compactions += other.incremental_compactions;
             self.snapshots += other.snapshots;
             self.pages_dropped += other.pages_dropped;
             self.entries_undone += other.entries_undone;
@@ -387,12 +391,18 @@ mod model {
                     return;
                 }
                 6 => {
-                    let compacted = self.db().compact();
+                    // Full and incremental compactions by turns.
+                    let incremental = self.outcome.compactions % 2 == 1;
+                    let compacted = if incremental { self.db().compact_incremental() } else { self.db().compact() };
                     if let Some(fired) = self.fault_fired() {
                         return self.crash_after_fault(fired, self.states.len() - 1, bytes);
                     }
-                    if let Err(error) = compacted {
-                        panic!("compaction failed on a healthy store: {error}");
+                    let stats = match compacted {
+                        Ok(stats) => stats,
+                        Err(error) => panic!("compaction failed on a healthy store: {error}"),
+                    };
+                    if incremental && !stats.full && stats.segments_removed > 0 {
+                        self.outcome.incremental_compactions += 1;
                     }
                     let found = read_store(self.db(), "the store after a compaction");
                     assert!(found == *model_of(&self.states), "a compaction changed what the store reads");
