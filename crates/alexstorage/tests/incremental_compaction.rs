@@ -468,3 +468,64 @@ fn tombstones_in_compacted_segments_older_than_version_6_are_corruption() {
         other => panic!("a version-5 compacted segment with a tombstone opened: {:?}", other.map(|db| db.len())),
     }
 }
+
+#[test]
+fn writers_and_deleters_run_through_incremental_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(options().open(dir.path()).unwrap());
+    let mut model = BTreeMap::new();
+    for key in 0..3000i64 {
+        let bytes = value(key, 0, 100);
+        db.put(key, &bytes).unwrap();
+        model.insert(key, bytes);
+    }
+    db.compact().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let compactor = {
+        let (db, done, attempts) =
+            (std::sync::Arc::clone(&db), std::sync::Arc::clone(&done), std::sync::Arc::clone(&attempts));
+        std::thread::spawn(move || {
+            let (mut incremental, mut tombstones) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                let stats = db.compact_incremental().unwrap();
+                incremental += u64::from(!stats.full && stats.segments_removed > 0);
+                tombstones += stats.tombstones;
+            }
+            (incremental, tombstones)
+        })
+    };
+    // One writer: deletes and re-puts keys all over the compacted slices (the
+    // tombstones an incremental compaction carries, and the keys written meanwhile),
+    // and overwrites a hot range so that there is garbage to reclaim.
+    let mut random = Random(0x5EED);
+    for round in 0..60u32 {
+        for _ in 0..200 {
+            let key = random.below(3000) as i64;
+            if random.below(2) == 0 {
+                db.delete(key).unwrap();
+                model.remove(&key);
+            } else {
+                let bytes = value(key, round + 1, 40 + random.below(100) as usize);
+                db.put(key, &bytes).unwrap();
+                model.insert(key, bytes);
+            }
+        }
+        for key in 0..100i64 {
+            let bytes = value(key, round + 1, 200);
+            db.put(key, &bytes).unwrap();
+            model.insert(key, bytes);
+        }
+        // However the threads are scheduled, compactions start all through the writes.
+        while attempts.load(std::sync::atomic::Ordering::Acquire) < round / 3 {
+            std::thread::yield_now();
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let (incremental, tombstones) = compactor.join().unwrap();
+    assert!(incremental > 0 && tombstones > 0, "{incremental} incremental compactions, {tombstones} tombstones");
+    check(&db, &model, "after the writes");
+    let db = std::sync::Arc::try_unwrap(db).ok().unwrap();
+    crash_and_check(db, dir.path(), &model, true, "replayed after a crash");
+}
