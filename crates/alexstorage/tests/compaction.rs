@@ -476,7 +476,7 @@ fn kill_during_compactions_loses_nothing() {
     // child's output: "W key version" before a write ("-" for a delete), "A" after it
     // returned.
     let mut model: BTreeMap<i64, Option<u32>> = BTreeMap::new();
-    let mut compactions = 0;
+    let (mut compactions, mut incremental, mut carried) = (0, 0, 0);
     let version_of =
         |db: &Db, key: i64| db.get(key).unwrap().map(|value| u32::from_le_bytes(value[..4].try_into().unwrap()));
     for kill in 0..kills {
@@ -494,9 +494,17 @@ fn kill_during_compactions_loses_nothing() {
                     let (key, version) = pending.take().unwrap();
                     model.insert(key, version);
                 }
-                ["C"] => compactions += 1,
+                ["C", full, tombstones] => {
+                    compactions += 1;
+                    incremental += usize::from(*full == "0");
+                    carried += tombstones.parse::<u64>().unwrap();
+                }
                 _ => {}
             }
+        }
+        // Every other reopen replays every compacted segment (tombstones included).
+        if kill % 2 == 1 {
+            let _ = std::fs::remove_file(dir.path().join("CHECKPOINT"));
         }
         let db = Options::new().segment_size(32 << 10).background_compaction(false).open(dir.path()).unwrap();
         for (key, expected) in &model {
@@ -519,6 +527,8 @@ fn kill_during_compactions_loses_nothing() {
     // The children did compact (explicitly; background ones come on top), so the
     // kills landed among compactions, not only among writes.
     assert!(compactions >= kills, "{compactions} compactions in {kills} runs");
+    eprintln!("{compactions} compactions, {incremental} of them incremental, carrying {carried} tombstones");
+    assert!(incremental > 0, "no explicit incremental compaction in {compactions}");
 }
 
 /// The child of `kill_during_compactions_loses_nothing`: overwrites and deletes keys
@@ -553,11 +563,7 @@ fn compaction_child() {
         }
         // Full and incremental compactions by turns (the background compactor runs
         // incremental ones too).
-        if round % 2 == 0 {
-            db.compact().unwrap();
-        } else {
-            db.compact_incremental().unwrap();
-        }
-        println!("C");
+        let stats = if round % 2 == 0 { db.compact().unwrap() } else { db.compact_incremental().unwrap() };
+        println!("C {} {}", u8::from(stats.full), stats.tombstones);
     }
 }
