@@ -47,7 +47,7 @@ use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteG
 use parking_lot::Mutex;
 
 use crate::family::FamilyRef;
-use crate::index::Alex;
+use crate::index::{Alex, GET_MANY_GROUP};
 use crate::log::segment::{GroupCommit, Segment};
 use crate::log::Location;
 use crate::value::{Lease, Leases, SegmentTable};
@@ -151,10 +151,19 @@ impl View {
     /// Where the latest versions of `keys` in `index` are (one of the view's indexes),
     /// in order, appended to `out`, with leases on their segments.
     pub fn locate_many(&self, index: &Alex<u64>, keys: &[i64], out: &mut Vec<Option<Slot>>) {
-        let mut found = Vec::with_capacity(keys.len());
-        index.get_many(keys, &mut found);
         out.reserve(keys.len());
-        out.extend(found.into_iter().map(|location| location.map(|location| self.slot(Location(location)))));
+        let mut found = Vec::with_capacity(GET_MANY_GROUP);
+        for group in keys.chunks(GET_MANY_GROUP) {
+            found.clear();
+            index.get_many(group, &mut found);
+            for location in found.drain(..) {
+                let slot = location.map(|location| self.slot(Location(location)));
+                // The records of one group load while the next group's index
+                // lookups run.
+                prefetch_record(slot.as_ref());
+                out.push(slot);
+            }
+        }
     }
 
     /// Where the latest version of `key` of `family` is: `Err` if the family is gone.

@@ -142,7 +142,7 @@ pub struct IndexStats {
 
 /// Keys [`Alex::get_many`] looks up together: about the misses a core keeps in flight
 /// (its line-fill buffers); chosen, not tuned by measurement.
-pub const GET_MANY_GROUP: usize = 16;
+pub const GET_MANY_GROUP: usize = 8;
 
 /// The ALEX learned index: an ordered map from `i64` to a `Copy` payload.
 #[derive(Debug)]
