@@ -87,14 +87,14 @@ impl Capture {
 }
 
 /// The checkpoint lock, held while a checkpoint is written (lock order 2): holds what
-/// the newest checkpoint written since open covers.
+/// the newest checkpoint covers.
 pub(crate) type CheckpointLock<'a> = MutexGuard<'a, Option<Covered>>;
 
 /// Writes the store's checkpoints; see the module docs.
 pub(crate) struct Checkpointer {
     dir: PathBuf,
     /// Serializes checkpoint writers (lock order 2); what the newest checkpoint
-    /// written since open covers. A compaction holds it throughout, so that no
+    /// covers (one written since open, or the one the open used). A compaction holds it throughout, so that no
     /// checkpoint reads a half-switched index.
     newest: Mutex<Option<Covered>>,
     /// The capture of the last roll-over, waiting for the background worker (a leaf
@@ -105,9 +105,10 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// The checkpointer of the store in `dir`.
-    pub fn new(dir: PathBuf) -> Checkpointer {
-        Checkpointer { dir, newest: Mutex::new(None), pending: Mutex::new(None), written: AtomicU64::new(0) }
+    /// The checkpointer of the store in `dir`, whose checkpoint file covers
+    /// `covered`, if known (the open used it and replayed nothing after it).
+    pub fn new(dir: PathBuf, covered: Option<Covered>) -> Checkpointer {
+        Checkpointer { dir, newest: Mutex::new(covered), pending: Mutex::new(None), written: AtomicU64::new(0) }
     }
 
     /// Takes the checkpoint lock.
@@ -115,8 +116,8 @@ impl Checkpointer {
         self.newest.lock()
     }
 
-    /// Writes a checkpoint of `capture` unless one written since open covers it
-    /// already; `newest` is this checkpointer's lock. Stops early, leaving the
+    /// Writes a checkpoint of `capture` unless the newest one (written since open, or
+    /// the one the open used) covers it already; `newest` is this checkpointer's lock. Stops early, leaving the
     /// previous checkpoint in place, when `stop` is set. A failed sync poisons the
     /// store.
     pub fn write(
