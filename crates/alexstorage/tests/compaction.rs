@@ -15,16 +15,7 @@ use std::time::Duration;
 use alexstorage::testing::format::{Decoded, RecordHeader, SegmentHeader, SEGMENT_COMPACTED, SEGMENT_HEADER_SIZE};
 use alexstorage::{Db, Error, Failpoint, Options, WriteBatch};
 
-/// A value that names its key and version, `len` bytes long.
-fn value(key: i64, version: u32, len: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(len);
-    let seed = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(version);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&seed.wrapping_add(bytes.len() as u64).to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
+use common::versioned_value as value;
 
 /// Bytes allocated on disk for the files in `dir` (`du`).
 fn disk_usage(dir: &Path) -> u64 {
@@ -92,14 +83,8 @@ fn churn(db: &Db, model: &mut BTreeMap<i64, Vec<u8>>, keys: &[i64], rounds: u32,
 /// The keys of every compacted segment file in `dir`, per file in id order; checks
 /// that each file's keys strictly ascend.
 fn compacted_keys(dir: &Path) -> Vec<Vec<i64>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
-        .collect();
-    files.sort();
     let mut runs = Vec::new();
-    for path in files {
+    for path in common::segment_files(dir) {
         let bytes = std::fs::read(&path).unwrap();
         let header = SegmentHeader::decode(&bytes).unwrap();
         if header.flags & SEGMENT_COMPACTED == 0 {

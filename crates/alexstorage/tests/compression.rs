@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use alexstorage::{Compression, Db, Error, Options, WriteBatch};
+use common::segment_files;
 
 const SETTINGS: [Compression; 4] = [Compression::None, Compression::Lz4, Compression::Zstd(3), Compression::Zstd(-3)];
 
@@ -81,17 +82,6 @@ fn check(db: &Db, model: &BTreeMap<i64, Vec<u8>>, context: &str) {
     let scanned: Vec<(i64, Vec<u8>)> = db.iter().map(|entry| entry.unwrap()).map(|(k, v)| (k, v.to_vec())).collect();
     let expected: Vec<(i64, Vec<u8>)> = model.iter().map(|(k, v)| (*k, v.clone())).collect();
     assert_eq!(scanned, expected, "{context}: scan");
-}
-
-/// The store's segment files, in id order.
-fn segment_files(path: &Path) -> Vec<PathBuf> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(path)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .collect();
-    segments.sort();
-    segments
 }
 
 /// The segment files whose first record is a dictionary (record kind 5 at offset 64).

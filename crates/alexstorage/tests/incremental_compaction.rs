@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -20,16 +22,7 @@ fn options() -> Options {
     Options::new().segment_size(16 << 10).background_compaction(false)
 }
 
-/// A value naming its key and version, `len` bytes long.
-fn value(key: i64, version: u32, len: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(len);
-    let seed = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(version);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&seed.wrapping_add(bytes.len() as u64).to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
+use common::versioned_value as value;
 
 /// Every key reads its model value, a full scan is the model, and `verify` passes.
 fn check(db: &Db, model: &BTreeMap<i64, Vec<u8>>, context: &str) {
@@ -86,18 +79,24 @@ fn compacted_records(dir: &Path) -> (usize, usize) {
     (puts, tombstones)
 }
 
-#[test]
-fn deleted_keys_stay_deleted_while_their_old_segments_stay() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = options().open(dir.path()).unwrap();
+/// A store of the keys `0..keys`, 100 bytes each, compacted: every key in compacted
+/// segments, each holding a slice of the keys.
+fn compacted_store(dir: &Path, keys: i64) -> (Db, BTreeMap<i64, Vec<u8>>) {
+    let db = options().open(dir).unwrap();
     let mut model = BTreeMap::new();
-    for key in 0..4000i64 {
+    for key in 0..keys {
         let bytes = value(key, 0, 100);
         db.put(key, &bytes).unwrap();
         model.insert(key, bytes);
     }
-    // Every key in compacted segments, each holding a slice of the keys.
     db.compact().unwrap();
+    (db, model)
+}
+
+#[test]
+fn deleted_keys_stay_deleted_while_their_old_segments_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, mut model) = compacted_store(dir.path(), 4000);
     // One key in twenty deleted: each compacted segment stays 95 % live.
     for key in (7..4000i64).step_by(20) {
         db.delete(key).unwrap();
@@ -319,14 +318,7 @@ fn carried_tombstones_outlive_the_puts_they_delete_through_a_later_compaction() 
     // deletes' tombstones into them. A later compaction of everything must not retire
     // an output holding a tombstone while a slice holding the older put stays listed.
     let setup = |dir: &Path| {
-        let db = options().open(dir).unwrap();
-        let mut model = BTreeMap::new();
-        for key in 0..4000i64 {
-            let bytes = value(key, 0, 100);
-            db.put(key, &bytes).unwrap();
-            model.insert(key, bytes);
-        }
-        db.compact().unwrap();
+        let (db, mut model) = compacted_store(dir, 4000);
         // Large values written twice each (so the log is half garbage), among the
         // deletes.
         let large: Vec<i64> = (5..4000i64).step_by(37).collect();
@@ -364,13 +356,7 @@ fn carried_tombstones_outlive_the_puts_they_delete_through_a_later_compaction() 
 
 /// The segment files of `dir` in id order, each with whether it is compacted.
 fn segment_files(dir: &Path) -> Vec<(std::path::PathBuf, bool)> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
-        .collect();
-    files.sort();
-    files
+    common::segment_files(dir)
         .into_iter()
         .map(|path| {
             let compacted =
@@ -472,14 +458,8 @@ fn tombstones_in_compacted_segments_older_than_version_6_are_corruption() {
 #[test]
 fn writers_and_deleters_run_through_incremental_compactions() {
     let dir = tempfile::tempdir().unwrap();
-    let db = std::sync::Arc::new(options().open(dir.path()).unwrap());
-    let mut model = BTreeMap::new();
-    for key in 0..3000i64 {
-        let bytes = value(key, 0, 100);
-        db.put(key, &bytes).unwrap();
-        model.insert(key, bytes);
-    }
-    db.compact().unwrap();
+    let (db, mut model) = compacted_store(dir.path(), 3000);
+    let db = std::sync::Arc::new(db);
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let compactor = {

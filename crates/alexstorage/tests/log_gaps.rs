@@ -7,9 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use alexstorage::{Db, Error, Options};
+use common::segment_files;
 
 /// A store of several log segments (no compaction); returns the segment files,
 /// oldest first.
@@ -25,16 +28,6 @@ fn build(dir: &Path, clean_close: bool) -> Vec<PathBuf> {
         db.simulate_crash();
     }
     segment_files(dir)
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Both kinds of open report corruption, or (when a checkpoint covered the damaged

@@ -4,6 +4,30 @@
 
 pub mod sync_writers;
 
+use std::path::{Path, PathBuf};
+
+/// A value that names its key and version, `len` bytes long.
+pub fn versioned_value(key: i64, version: u32, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len);
+    let seed = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(version);
+    while bytes.len() < len {
+        bytes.extend_from_slice(&seed.wrapping_add(bytes.len() as u64).to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// The segment files of the store in `dir`, in id order.
+pub fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Cases per property test: `PROPTEST_CASES` when set (for long runs), else `default`.
 pub fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(default)
