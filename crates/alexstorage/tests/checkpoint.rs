@@ -261,3 +261,57 @@ fn roll_over_checkpoints_release_their_snapshots() {
     assert_eq!(db.stats().retained_versions, 0);
     check(&db, &model);
 }
+
+#[test]
+fn a_close_after_no_write_keeps_the_checkpoint_the_open_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = BTreeMap::new();
+    let options = || Options::new().background_compaction(false);
+    let db = options().open(dir.path()).unwrap();
+    fill(&db, &mut model, 0..2000, 1);
+    drop(db);
+    let path = dir.path().join("CHECKPOINT");
+    let written = std::fs::read(&path).unwrap();
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    // Opened, read, closed: the checkpoint covers the store still; it is not rewritten.
+    for _ in 0..2 {
+        let db = options().open(dir.path()).unwrap();
+        assert!(db.stats().opened_from_checkpoint && db.stats().replayed_keys == 0, "{:?}", db.stats());
+        check(&db, &model);
+        assert_eq!(db.stats().checkpoints, 0, "{:?}", db.stats());
+        drop(db);
+        assert_eq!(std::fs::read(&path).unwrap(), written);
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified);
+    }
+    // A column family created and dropped, and a write to it: the store moved on, the
+    // close writes a new checkpoint, and the next open replays nothing.
+    let db = options().open(dir.path()).unwrap();
+    db.column_family("temporary").unwrap().put(1, b"gone").unwrap();
+    db.drop_column_family("temporary").unwrap();
+    drop(db);
+    assert_ne!(std::fs::read(&path).unwrap(), written, "the close after a write wrote a checkpoint");
+    let db = options().open(dir.path()).unwrap();
+    assert!(db.stats().opened_from_checkpoint && db.stats().replayed_keys == 0, "{:?}", db.stats());
+    assert!(db.column_families().is_empty());
+    check(&db, &model);
+    // A write since the open: the close writes a new checkpoint, which the next open
+    // uses with nothing to replay.
+    fill(&db, &mut model, 100..200, 2);
+    drop(db);
+    let db = options().open(dir.path()).unwrap();
+    assert!(db.stats().opened_from_checkpoint && db.stats().replayed_keys == 0, "{:?}", db.stats());
+    check(&db, &model);
+    // Writes after the checkpoint that recovery skips (their family was dropped before
+    // a crash) replay nothing, yet the checkpoint does not cover them: the close
+    // writes one.
+    db.column_family("dropped").unwrap().put(1, b"gone").unwrap();
+    db.drop_column_family("dropped").unwrap();
+    db.simulate_crash();
+    let before = std::fs::read(&path).unwrap();
+    let db = options().open(dir.path()).unwrap();
+    assert!(db.stats().opened_from_checkpoint && db.stats().replayed_keys == 0, "{:?}", db.stats());
+    drop(db);
+    assert_ne!(std::fs::read(&path).unwrap(), before, "the close wrote a checkpoint past the skipped writes");
+    let db = options().open(dir.path()).unwrap();
+    check(&db, &model);
+}

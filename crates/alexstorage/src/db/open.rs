@@ -69,12 +69,9 @@ impl Db {
             // compression setting.
             write_identity(path, options.compression)?;
         }
-        // A checkpoint the open used with nothing replayed after it covers the store
-        // as it opened: until a write, a close need not write it again.
-        let covered = (recovered.recovery.from_checkpoint && recovered.recovery.replayed_keys == 0).then(|| Covered {
-            sequence: recovered.view.sequence,
-            generation: recovered.writer.log.manifest().generation,
-        });
+        // The checkpoint the open used covers what it covers: a close after no write
+        // (and no replay past it, which raised the sequence) need not write it again.
+        let covered = recovered.checkpoint;
         let engine =
             Arc::new(Engine::new(path.to_path_buf(), options, recovered.view, recovered.writer, recovered.recovery));
         let store = Arc::new(Store {
@@ -117,6 +114,8 @@ struct Recovered {
     view: View,
     writer: Writer,
     recovery: Recovery,
+    /// What the checkpoint the open used covers, if it used one.
+    checkpoint: Option<Covered>,
 }
 
 /// Replays the log (after the checkpoint, if one is usable) and rebuilds every
@@ -153,6 +152,10 @@ fn recover_with(path: &Path, options: &Options, catalog: Catalog) -> Result<Reco
     let mut replay = Replay { catalog: &catalog, writes: Vec::new(), dedupe_at: REPLAY_DEDUPE_MIN };
     let (log, sequence, from_checkpoint) =
         Log::open(path, options.segment_size, !options.read_only, checkpoint.as_ref(), |write| replay.apply(write))?;
+    let covered = checkpoint
+        .as_ref()
+        .filter(|_| from_checkpoint)
+        .map(|checkpoint| Covered { sequence: checkpoint.sequence, generation: checkpoint.generation });
     let mut replayed = replay.by_family();
     let replayed_keys = replayed.values().map(Vec::len).sum();
     let mut sections = checkpoint.filter(|_| from_checkpoint).map(|checkpoint| checkpoint.families).unwrap_or_default();
@@ -186,6 +189,7 @@ fn recover_with(path: &Path, options: &Options, catalog: Catalog) -> Result<Reco
         view: View { index, families, segments, sequence, history: History::default() },
         writer: Writer::new(log, sequence, catalog, family_live_bytes),
         recovery: Recovery { from_checkpoint, replayed_keys },
+        checkpoint: covered,
     })
 }
 
@@ -281,7 +285,7 @@ fn onto_checkpoint(log: &Log, section: FamilySection, writes: Vec<(i64, Latest)>
     };
     let mut added = 0u64;
     let entries = merge_writes(section.entries, writes, &mut supersede, |len| added += u64::from(len));
-    Ok((Alex::bulk_load(&entries).map_err(invalid_checkpoint)?, live_bytes + added))
+    Ok((Alex::bulk_load(&entries).map_err(invalid_checkpoint)?, live_bytes.saturating_add(added)))
 }
 
 /// `entries` (ascending, unique keys) with `writes` (ascending, unique keys) applied
