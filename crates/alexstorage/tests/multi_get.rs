@@ -15,6 +15,19 @@ fn value(key: i64, round: u64) -> Vec<u8> {
     format!("key {key} round {round} ").repeat(1 + (key.unsigned_abs() % 5) as usize).into_bytes()
 }
 
+/// A store whose keys `0..keys` hold round 0 in the default family and round 1 in
+/// family "f", with a snapshot of that state.
+fn store_with_family(dir: &std::path::Path, keys: i64) -> (Db, alexstorage::ColumnFamily, alexstorage::Snapshot) {
+    let db = Db::open(dir).unwrap();
+    let family = db.column_family("f").unwrap();
+    for key in 0..keys {
+        db.put(key, value(key, 0)).unwrap();
+        family.put(key, value(key, 1)).unwrap();
+    }
+    let snapshot = db.snapshot();
+    (db, family, snapshot)
+}
+
 /// `multi_get` of `keys` against `get` of each and against the model.
 fn check(db: &Db, keys: &[i64], model: &BTreeMap<i64, Vec<u8>>, context: &str) {
     let values = db.multi_get(keys).unwrap();
@@ -77,13 +90,7 @@ fn multi_get_matches_get_for_every_kind_of_key() {
 #[test]
 fn families_and_snapshots_have_their_own_multi_get() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).unwrap();
-    let family = db.column_family("f").unwrap();
-    for key in 0..100 {
-        db.put(key, value(key, 0)).unwrap();
-        family.put(key, value(key, 1)).unwrap();
-    }
-    let snapshot = db.snapshot();
+    let (db, family, snapshot) = store_with_family(dir.path(), 100);
     for key in 0..50 {
         db.put(key, value(key, 2)).unwrap();
         db.delete(key + 50).unwrap();
@@ -149,13 +156,7 @@ fn a_multi_get_sees_one_moment() {
 #[test]
 fn batches_larger_than_a_section_match_get() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).unwrap();
-    let family = db.column_family("f").unwrap();
-    for key in 0..3000 {
-        db.put(key, value(key, 0)).unwrap();
-        family.put(key, value(key, 1)).unwrap();
-    }
-    let snapshot = db.snapshot();
+    let (db, family, snapshot) = store_with_family(dir.path(), 3000);
     for key in (0..3000).step_by(3) {
         db.put(key, value(key, 2)).unwrap();
     }

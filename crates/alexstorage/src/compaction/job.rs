@@ -627,10 +627,11 @@ impl Job<'_> {
             self.install(output);
         }
         self.fails_at(Failpoint::Switched)?;
-        let passed: HashSet<u32> = passed.iter().map(|entry| entry.id).collect();
-        let victims = std::mem::take(&mut self.victims);
-        self.retire(|segment| passed.contains(&segment.id()) || (last && victims.contains(&segment.id())));
-        self.victims = victims;
+        let mut retiring: HashSet<u32> = passed.iter().map(|entry| entry.id).collect();
+        if last {
+            retiring.extend(&self.victims);
+        }
+        self.retire(|segment| retiring.contains(&segment.id()));
         self.fails_at(Failpoint::Retired)
     }
 

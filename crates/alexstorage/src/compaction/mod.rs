@@ -27,8 +27,9 @@
 //!    is pointed at the copy; a key written meanwhile keeps its newer location.
 //! 5. **Retire.** Segments nothing in the index points into any more leave the
 //!    store's tables and their files are deleted: after each commit, the compacted
-//!    victims whose whole key range the outputs now cover; at the end, every victim. Readers that still hold one (a [`crate::Value`], a kept version
-//!    of a snapshot) keep its mapping, and with it its bytes: Linux keeps an unlinked
+//!    victims whose whole key range the outputs now cover; at the end, every victim.
+//!    Readers that still hold one (a [`crate::Value`], a kept version of a snapshot)
+//!    keep its mapping, and with it its bytes: Linux keeps an unlinked
 //!    file's inode until the last mapping goes, and only then frees its blocks.
 //! 6. **Checkpoint** of the index, so that reopening stays fast.
 //!
@@ -65,7 +66,7 @@ use serde::Serialize;
 use crate::background::{Next, Worker};
 use crate::checkpointer::{Capture, Checkpointer};
 use crate::compression;
-use crate::engine::{compaction_due, Engine};
+use crate::engine::{compaction_due, Engine, Writer};
 use crate::log::format::SEGMENT_HEADER_SIZE;
 use crate::log::segment::Segment;
 use crate::{Error, Result};
@@ -257,7 +258,7 @@ impl Compaction {
 
 /// How much of the store a compaction rewrites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Every segment: the store ends as one run of live records in key order, with no
     /// garbage and no tombstone ([`crate::Db::compact`]).
     Full,
@@ -294,8 +295,7 @@ fn seal(engine: &Engine, scope: Scope) -> Result<Option<Seal>> {
         .sum();
     // Compacted segments written with another compression setting are rewritten
     // (switching compression on and compacting shrinks a compacted store).
-    let wanted = compression::flag_of(engine.options.compression);
-    let recompress = writer.log.segments().any(|segment| segment.is_compacted() && segment.compacted_with() != wanted);
+    let recompress = needs_recompression(engine, &writer);
     // Tombstones that compacted segments carry count as garbage: they go too. And
     // incremental compactions leave compacted runs that overlap: one run is the
     // compacted segments in id order, each past the last key of the one before.
@@ -320,6 +320,13 @@ fn seal(engine: &Engine, scope: Scope) -> Result<Option<Seal>> {
     }))
 }
 
+/// Whether a compacted segment was written with another compression setting than
+/// the store's (only a full compaction rewrites them all).
+fn needs_recompression(engine: &Engine, writer: &Writer) -> bool {
+    let wanted = compression::flag_of(engine.options.compression);
+    writer.log.segments().any(|segment| segment.is_compacted() && segment.compacted_with() != wanted)
+}
+
 /// What an incremental compaction is to do.
 enum Selected {
     /// Rewrite the segments the seal names.
@@ -338,10 +345,7 @@ fn select_incremental(engine: &Engine) -> Result<Selected> {
     let (segments, mut candidates, garbage, total) = {
         let writer = engine.writer.lock();
         writer.check_usable()?;
-        let wanted = compression::flag_of(engine.options.compression);
-        if writer.dropped_bytes > 0
-            || writer.log.segments().any(|segment| segment.is_compacted() && segment.compacted_with() != wanted)
-        {
+        if writer.dropped_bytes > 0 || needs_recompression(engine, &writer) {
             return Ok(Selected::Full);
         }
         let segments: Vec<Arc<Segment>> = writer.log.segments().cloned().collect();
@@ -351,8 +355,8 @@ fn select_incremental(engine: &Engine) -> Result<Selected> {
     };
     select::count_live(engine, &segments, &mut candidates);
     let target = (engine.options.compaction_threshold / 2.0 * total as f64) as u64;
-    let victims = match select::choose(&candidates, garbage, target) {
-        Choice::Victims(victims) => victims,
+    let (victims, expected) = match select::choose(&candidates, garbage, target) {
+        Choice::Victims { victims, garbage } => (victims, garbage),
         Choice::Nothing => return Ok(Selected::Nothing),
         Choice::Impossible => return Ok(Selected::Full),
     };
@@ -381,11 +385,6 @@ fn select_incremental(engine: &Engine) -> Result<Selected> {
             }
         }
     };
-    let expected = candidates
-        .iter()
-        .filter(|candidate| victims.contains(&candidate.id))
-        .map(|candidate| candidate.bytes.saturating_sub(candidate.live))
-        .sum();
     Ok(Selected::Seal(Seal {
         victims,
         log_start,

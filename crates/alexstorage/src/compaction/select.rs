@@ -111,8 +111,8 @@ pub(super) fn count_live(engine: &Engine, segments: &[Arc<Segment>], candidates:
 pub(super) enum Choice {
     /// The garbage is at most the target already.
     Nothing,
-    /// Rewriting these segments brings it there.
-    Victims(HashSet<u32>),
+    /// Rewriting these segments (holding `garbage` bytes of it) brings it there.
+    Victims { victims: HashSet<u32>, garbage: u64 },
     /// No choice of segments brings it there.
     Impossible,
 }
@@ -149,7 +149,7 @@ pub(super) fn choose(candidates: &[Candidate], garbage: u64, target: u64) -> Cho
         chosen.insert(take.id);
         reclaimed += take.garbage();
     }
-    Choice::Victims(chosen)
+    Choice::Victims { victims: chosen, garbage: reclaimed }
 }
 
 /// The sequence number of the first write (put, delete or batch) in `segment`, a log
@@ -175,6 +175,12 @@ mod tests {
         Candidate { id, bytes, live, compacted }
     }
 
+    /// The choice of `ids` among `candidates`, with their garbage.
+    fn victims<const N: usize>(candidates: &[Candidate], ids: [u32; N]) -> Choice {
+        let garbage = candidates.iter().filter(|candidate| ids.contains(&candidate.id)).map(Candidate::garbage).sum();
+        Choice::Victims { victims: HashSet::from(ids), garbage }
+    }
+
     #[test]
     fn the_log_is_taken_as_a_prefix_and_compacted_segments_by_utilization() {
         let candidates = vec![
@@ -185,10 +191,10 @@ mod tests {
             candidate(5, 100, 20, true),
         ];
         // 2 (10 % live) first, then 5 (20 %), then 1 (50 %); 4 is empty but behind 3.
-        assert_eq!(choose(&candidates, 400, 320), Choice::Victims(HashSet::from([2])));
-        assert_eq!(choose(&candidates, 400, 300), Choice::Victims(HashSet::from([2, 5])));
-        assert_eq!(choose(&candidates, 400, 230), Choice::Victims(HashSet::from([2, 5])));
-        assert_eq!(choose(&candidates, 400, 200), Choice::Victims(HashSet::from([2, 5, 1])));
+        assert_eq!(choose(&candidates, 400, 320), victims(&candidates, [2]));
+        assert_eq!(choose(&candidates, 400, 300), victims(&candidates, [2, 5]));
+        assert_eq!(choose(&candidates, 400, 230), victims(&candidates, [2, 5]));
+        assert_eq!(choose(&candidates, 400, 200), victims(&candidates, [2, 5, 1]));
         // Reaching 4 needs 3, which is 90 % live.
         assert_eq!(choose(&candidates, 400, 100), Choice::Impossible);
         assert_eq!(choose(&candidates, 400, 400), Choice::Nothing);
@@ -197,7 +203,7 @@ mod tests {
     #[test]
     fn an_empty_log_prefix_is_taken_whole() {
         let candidates = vec![candidate(1, 100, 0, false), candidate(2, 100, 0, false), candidate(3, 100, 100, false)];
-        assert_eq!(choose(&candidates, 200, 0), Choice::Victims(HashSet::from([1, 2])));
-        assert_eq!(choose(&candidates, 200, 150), Choice::Victims(HashSet::from([1])));
+        assert_eq!(choose(&candidates, 200, 0), victims(&candidates, [1, 2]));
+        assert_eq!(choose(&candidates, 200, 150), victims(&candidates, [1]));
     }
 }

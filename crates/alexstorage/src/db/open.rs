@@ -245,18 +245,15 @@ impl Replay<'_> {
     fn dedupe(&mut self) {
         // Stable: writes of one key and sequence stay in replay order.
         self.writes.sort_by_key(|&(family, key, latest)| (family, key, latest.sequence));
-        let mut kept = 0;
-        for at in 0..self.writes.len() {
-            let next = self.writes.get(at + 1).map(|&(family, key, _)| (family, key));
-            let Some(&write) = self.writes.get(at) else { break };
-            if next != Some((write.0, write.1)) {
-                if let Some(slot) = self.writes.get_mut(kept) {
-                    *slot = write;
-                }
-                kept += 1;
+        // Of each run of one key, the last: `dedup_by` keeps the first, so the later
+        // write takes its place before the earlier is dropped.
+        self.writes.dedup_by(|later, kept| {
+            let same = (later.0, later.1) == (kept.0, kept.1);
+            if same {
+                std::mem::swap(later, kept);
             }
-        }
-        self.writes.truncate(kept);
+            same
+        });
     }
 
     /// The newest replayed write of each key ([`Replay::dedupe`]), by family,
