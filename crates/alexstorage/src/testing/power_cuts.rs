@@ -735,8 +735,9 @@ pub fn claimed_durable_end(path: &Path) -> Option<u64> {
 }
 
 /// Plays a power cut on the newest log segment of the store in `dir` after its writer
-/// was killed: every page past the claimed durable end lost, kept or torn at a sector,
-/// as `choices` say. Returns the number of pages changed.
+/// was killed: every page past what is surely durable (the end its durable marks claim,
+/// or the end the checkpoint covers, whichever is further) lost, kept or torn at a
+/// sector, as `choices` say. Returns the number of pages changed.
 pub fn cut_power_after_kill(dir: &Path, choices: &mut impl Iterator<Item = u8>) -> usize {
     let mut segments: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
@@ -748,10 +749,20 @@ pub fn cut_power_after_kill(dir: &Path, choices: &mut impl Iterator<Item = u8>) 
         })
         .collect();
     segments.sort();
-    let Some((durable, path)) =
-        segments.iter().rev().find_map(|(_, path)| claimed_durable_end(path).map(|durable| (durable, path.clone())))
+    let Some((id, durable, path)) = segments
+        .iter()
+        .rev()
+        .find_map(|(id, path)| claimed_durable_end(path).map(|durable| (*id, durable, path.clone())))
     else {
         return 0;
     };
-    drop_unsynced_pages(&path, durable, choices)
+    // A checkpoint covers only bytes synced before it was written: at a clean close,
+    // for one, the segment's last durable mark, which claims the writes before it but
+    // not itself.
+    let covered = crate::log::checkpoint::read(dir)
+        .ok()
+        .flatten()
+        .and_then(|checkpoint| checkpoint.segments.iter().find(|(segment, _)| *segment == id).map(|(_, end)| *end))
+        .unwrap_or(0);
+    drop_unsynced_pages(&path, durable.max(covered), choices)
 }
