@@ -330,6 +330,35 @@ fn main() {
             (threads, rate, db.stats().syncs)
         })
         .collect();
+    // Seal stalls: 3M puts into 64 MiB segments (a seal every ~500,000 puts), without
+    // and with early writeback; per put: mean, p99, and the longest (a seal's sync).
+    let seal_rows: Vec<(u64, f64, f64, f64)> = [0u64, 8 << 20]
+        .iter()
+        .map(|&step| {
+            let dir = tempfile::tempdir().unwrap();
+            let db = Options::new()
+                .segment_size(64 << 20)
+                .background_compaction(false)
+                .writeback_step(step)
+                .open(dir.path())
+                .unwrap();
+            let count = 3_000_000u64;
+            let value = vec![7u8; size];
+            let mut times = Vec::with_capacity(count as usize);
+            let start = Instant::now();
+            for index in 0..count {
+                let key = (index as i64).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as i64);
+                let put = Instant::now();
+                db.put(key, &value).unwrap();
+                times.push(put.elapsed().as_nanos() as f64);
+            }
+            let mean = start.elapsed().as_nanos() as f64 / count as f64;
+            times.sort_by(f64::total_cmp);
+            let p99 = times[times.len() * 99 / 100];
+            let longest = times[times.len() - 1];
+            (step, mean, p99, longest)
+        })
+        .collect();
     let families = families(&key_list, &values, size);
     let (put, btree, get, hash) = (median(put_ns), median(btree_ns), median(get_ns), median(hash_ns));
     let (tx_get, rmw, rmw4) = (median(tx_get_ns), median(rmw_rate), median(rmw4_rate));
@@ -392,6 +421,13 @@ fn main() {
             hash / multi,
             if *batch == 64 { verdict(single >= 3.0 * multi) } else { "" },
             if *batch == 64 { verdict(hash >= multi) } else { "" },
+        ));
+    }
+    for (step, mean, p99, longest) in &seal_rows {
+        table.push_str(&format!(
+            "| 3M puts into 64 MiB segments, writeback_step {}: ns/put, p99 ns, longest put ms | {mean:.0} | p99: {p99:.0} | longest: {:.1} ms | |\n",
+            if *step == 0 { "0 (off)".to_owned() } else { format!("{} MiB", step >> 20) },
+            longest / 1e6,
         ));
     }
     println!("{table}");

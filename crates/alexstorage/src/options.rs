@@ -42,6 +42,7 @@ pub struct Options {
     pub(crate) compression_chosen: bool,
     pub(crate) max_value_size: usize,
     pub(crate) segment_size: u64,
+    pub(crate) writeback_step: u64,
     pub(crate) background_compaction: bool,
     pub(crate) compaction_threshold: f64,
     pub(crate) read_only: bool,
@@ -66,6 +67,7 @@ impl Default for Options {
             compression_chosen: false,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             segment_size: DEFAULT_SEGMENT_SIZE,
+            writeback_step: 0,
             background_compaction: true,
             compaction_threshold: DEFAULT_COMPACTION_THRESHOLD,
             read_only: false,
@@ -114,6 +116,20 @@ impl Options {
     /// segment of its own).
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
+        self
+    }
+
+    /// Starts the kernel writing the log's unsynced bytes back to the disk every
+    /// `bytes` written (`sync_file_range`, from a background thread; `0`, the default:
+    /// never, like RocksDB's `bytes_per_sync`). Outside `Durability::Sync`, a full
+    /// segment is sealed with one sync of everything not yet synced, and writers wait
+    /// for it: about 150 ms for a 256 MiB segment here. With a step of a few MiB
+    /// that sync finds the bytes already written and takes a few ms, but the writes
+    /// meanwhile cost more (about 30 % more per put here, with 100-byte values: the
+    /// writeback competes with the writers' page faults on the same file). It makes
+    /// nothing durable by itself: durability is still what the mode promises.
+    pub fn writeback_step(mut self, bytes: u64) -> Self {
+        self.writeback_step = bytes;
         self
     }
 

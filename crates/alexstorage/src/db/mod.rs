@@ -106,12 +106,23 @@ struct Workers {
     compactor: Mutex<Option<Worker>>,
     /// Writes the checkpoints that roll-overs defer.
     checkpointer: Mutex<Option<Worker>>,
+    /// Starts the kernel's writeback of the active segment ahead of its sync (with
+    /// `Options::writeback_step`, in every mode but `Sync`, whose writes sync as they
+    /// go).
+    writeback: Mutex<Option<Worker>>,
 }
 
 impl Workers {
     /// Wakes the compactor, if there is one.
     fn wake_compactor(&self) {
         if let Some(worker) = self.compactor.lock().as_ref() {
+            worker.wake();
+        }
+    }
+
+    /// Wakes the writeback worker, if there is one.
+    fn wake_writeback(&self) {
+        if let Some(worker) = self.writeback.lock().as_ref() {
             worker.wake();
         }
     }
@@ -125,7 +136,7 @@ impl Workers {
     /// run to end on its own (a compaction waiting for the checkpoint lock while a
     /// background checkpoint holds it), then each joined outside its slot's lock.
     fn stop_all(&self) {
-        let slots = [&self.syncer, &self.compactor, &self.checkpointer];
+        let slots = [&self.syncer, &self.compactor, &self.checkpointer, &self.writeback];
         for slot in slots {
             if let Some(worker) = slot.lock().as_ref() {
                 worker.request_stop();
@@ -302,6 +313,38 @@ mod tests {
 
     use super::*;
     use crate::{Durability, Options};
+
+    #[test]
+    fn the_writeback_worker_writes_the_active_segment_back_ahead_of_its_seal() {
+        // Not asked for, or in `Sync` mode: no worker.
+        for options in [Options::new(), Options::new().durability(Durability::Sync).writeback_step(4096)] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = options.open(dir.path()).unwrap();
+            assert!(db.store.workers.writeback.lock().is_none());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::new().segment_size(1 << 20).writeback_step(16 << 10);
+        let db = options.clone().open(dir.path()).unwrap();
+        assert!(db.store.workers.writeback.lock().is_some());
+        // About 2.5 segments: each written back in steps, then sealed.
+        for key in 0..2500 {
+            db.put(key, vec![key as u8; 1000]).unwrap();
+        }
+        let active = || db.engine.writer.lock().log.active().cloned().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while active().written_back() < 64 << 10 {
+            assert!(std::time::Instant::now() < deadline, "the worker never wrote the active segment back");
+            // A write past the step asks again if the last request was taken.
+            db.put(-1, vec![0u8; 20 << 10]).unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(db);
+        let db = options.open(dir.path()).unwrap();
+        for key in 0..2500 {
+            assert_eq!(db.get(key).unwrap().as_deref(), Some(&vec![key as u8; 1000][..]));
+        }
+        db.verify().unwrap();
+    }
 
     #[test]
     fn closing_stops_every_worker_and_releases_the_lock() {

@@ -105,6 +105,9 @@ impl Db {
         if engine.options.background_compaction {
             *store.workers.compactor.lock() = Some(start_compactor(engine, &store.checkpointer, &store.compaction)?);
         }
+        if engine.options.writeback_step > 0 && engine.options.durability != Durability::Sync {
+            *store.workers.writeback.lock() = Some(start_writeback_worker(engine)?);
+        }
         Ok(())
     }
 }
@@ -487,6 +490,22 @@ fn check_identity(path: &Path, options: &Options) -> Result<StoreHeader> {
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// Starts the writeback worker: woken by a writer once the active segment has an
+/// early writeback's worth of unsynced bytes (`Segment::wants_writeback`), it starts
+/// the kernel writing them back, outside every lock, so that the sync that later makes
+/// them durable (the seal at a roll-over, in the writer's section) waits for little.
+fn start_writeback_worker(engine: &Arc<Engine>) -> Result<Worker> {
+    let engine: Weak<Engine> = Arc::downgrade(engine);
+    Worker::spawn("alexstorage-writeback", Next::OnWake, move |_| {
+        let Some(engine) = engine.upgrade() else { return Next::Exit };
+        let active = engine.writer.lock().log.active().cloned();
+        if let Some(segment) = active {
+            segment.start_writeback();
+        }
+        Next::OnWake
+    })
 }
 
 /// Starts the background syncer of `Durability::Periodic`: every `interval` it syncs

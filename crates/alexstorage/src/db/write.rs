@@ -257,8 +257,17 @@ impl Db {
         // bytes.
         let durable =
             writer.active.take().map(|active| (active, writer.log.segment(appended.location.segment()).cloned()));
+        // Outside `Sync` mode, unsynced bytes pile up until a seal syncs them all in
+        // the writer's section: with `Options::writeback_step`, their writeback starts
+        // early.
+        let step = self.engine.options.writeback_step;
+        let writeback =
+            step > 0 && durable.is_none() && writer.log.active().is_some_and(|active| active.wants_writeback(step));
         let started = writer.started;
         drop(writer);
+        if writeback {
+            self.store.workers.wake_writeback();
+        }
         // Outside the writer's section: releasing a snapshot may prune kept versions,
         // and a capture's segments may be the last holders of retired ones.
         drop(released);

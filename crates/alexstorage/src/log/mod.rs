@@ -66,6 +66,12 @@ impl Log {
         self.segments.get(&id)
     }
 
+    /// The segment being appended to, if one is.
+    #[inline]
+    pub fn active(&self) -> Option<&Arc<Segment>> {
+        self.active.as_ref()
+    }
+
     /// The id of the segment being appended to, if one is.
     pub fn active_id(&self) -> Option<u32> {
         self.active.as_ref().map(|active| active.id())

@@ -116,7 +116,16 @@ pub struct Segment {
     /// returns because bytes are durable (a `Sync` write, a flush) first makes sure a
     /// mark claims them: a process killed right after still leaves a mark saying so.
     claimed: AtomicU64,
+    /// End of the bytes handed to the kernel's writeback ahead of their sync
+    /// ([`Segment::start_writeback`]).
+    written_back: AtomicU64,
+    /// Whether [`Segment::wants_writeback`] asked for an early writeback that has not
+    /// started yet (so that writers ask once, not at every write).
+    writeback_asked: std::sync::atomic::AtomicBool,
 }
+
+/// The page size early writeback rounds to.
+const PAGE: u64 = 4096;
 
 /// Room a segment with durable marks keeps after its last record.
 pub const MARKS_ROOM: u64 = 2 * DURABLE_MARK_SIZE as u64;
@@ -218,6 +227,8 @@ impl Segment {
             marks: writable && !compacted && version >= DURABLE_MARKS_VERSION,
             mark_at: AtomicU64::new(u64::MAX),
             claimed: AtomicU64::new(0),
+            written_back: AtomicU64::new(start),
+            writeback_asked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -395,6 +406,12 @@ impl Segment {
     pub fn release_file(&self) {
         let file = self.file.lock().take();
         drop(file);
+    }
+
+    /// End of the bytes handed to an early writeback so far.
+    #[cfg(test)]
+    pub fn written_back(&self) -> u64 {
+        self.written_back.load(Ordering::Acquire)
     }
 
     /// Whether the segment still holds its file descriptor.
@@ -656,6 +673,47 @@ impl Segment {
         let _ = (offset, len);
     }
 
+    /// Whether `step` bytes (at least a page) have been published past the last sync or
+    /// early writeback, so that the kernel should start writing them back
+    /// ([`Segment::start_writeback`]). `true` once per step: the writer that sees it
+    /// hands the work to the writeback worker. Only a writable log segment asks; it
+    /// costs two loads while nothing is due.
+    #[inline]
+    pub fn wants_writeback(&self, step: u64) -> bool {
+        if !self.writable || self.compacted {
+            return false;
+        }
+        let from = self.written_back.load(Ordering::Relaxed).max(self.synced.load(Ordering::Relaxed));
+        self.published() >= from.saturating_add(step.max(PAGE))
+            && !self.writeback_asked.load(Ordering::Relaxed)
+            && !self.writeback_asked.swap(true, Ordering::AcqRel)
+    }
+
+    /// Starts the kernel writing back the complete pages published since the last
+    /// sync or early writeback, without waiting for them (`sync_file_range`). The
+    /// sync that later makes them durable, a seal in the writer's section above all,
+    /// then finds them written or on their way, instead of a whole segment's dirty
+    /// pages at once. It makes nothing durable and claims nothing: durability is still
+    /// only what a sync and its durable mark say. A segment sealed meanwhile (synced
+    /// whole, its descriptor let go) is left alone.
+    pub fn start_writeback(&self) {
+        self.writeback_asked.store(false, Ordering::Release);
+        if !self.writable || self.compacted || self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        let from = self.written_back.load(Ordering::Acquire).max(self.synced.load(Ordering::Acquire)) / PAGE * PAGE;
+        // Whole pages only: the last one is still being written.
+        let to = self.published() / PAGE * PAGE;
+        if to <= from {
+            return;
+        }
+        // A descriptor of its own (`dup`), so that appends reserving blocks never wait
+        // on the file's lock while the kernel queues the pages.
+        let Some(file) = self.file.lock().as_ref().and_then(|file| file.try_clone().ok()) else { return };
+        io::start_writeback(&file, &self.path, from, to - from);
+        self.written_back.fetch_max(to, Ordering::AcqRel);
+    }
+
     /// Makes everything published so far durable; returns whether anything was synced.
     pub fn sync(&self) -> Result<bool> {
         self.sync_through(u64::MAX, &GroupCommit::default())
@@ -850,6 +908,42 @@ impl Segment {
 mod tests {
     use super::*;
     use crate::log::format::{Decoded, RecordHeader};
+
+    #[test]
+    fn early_writeback_is_asked_once_a_step_and_never_after_the_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = Segment::create(dir.path(), 3, 1 << 20, false).unwrap();
+        let start = SEGMENT_HEADER_SIZE as u64;
+        let first = segment.append(&[&[1u8; 3000]]).unwrap().unwrap() as usize;
+        assert!(!segment.wants_writeback(4096), "less than a step published");
+        segment.append(&[&[2u8; 2000]]).unwrap().unwrap();
+        assert!(segment.wants_writeback(4096), "a step published");
+        assert!(!segment.wants_writeback(4096), "asked once until the writeback runs");
+        segment.start_writeback();
+        // Whole pages only: the one being written stays.
+        assert_eq!(segment.written_back(), (start + 5000) / 4096 * 4096);
+        assert!(!segment.wants_writeback(4096));
+        segment.append(&[&[3u8; 4000]]).unwrap().unwrap();
+        assert!(segment.wants_writeback(4096), "the next step");
+        // A sync covers what a writeback would have started.
+        assert!(segment.sync().unwrap());
+        segment.start_writeback();
+        assert!(!segment.wants_writeback(4096));
+        let last = segment.append(&[&[4u8; 9000]]).unwrap().unwrap() as usize;
+        segment.seal().unwrap();
+        let before = segment.written_back();
+        assert!(!segment.wants_writeback(4096), "a sealed segment was synced whole");
+        segment.start_writeback();
+        assert_eq!(segment.written_back(), before, "a sealed segment is left alone");
+        // The bytes are the ones written, whatever the writeback did.
+        let bytes = std::fs::read(dir.path().join(file_name(3))).unwrap();
+        assert!(bytes[first..first + 3000] == [1u8; 3000][..]);
+        assert!(bytes[last..last + 9000] == [4u8; 9000][..]);
+        // A compacted segment never asks.
+        let compacted = Segment::create(dir.path(), 4, 1 << 20, true).unwrap();
+        compacted.append(&[&[5u8; 10000]]).unwrap().unwrap();
+        assert!(!compacted.wants_writeback(4096));
+    }
 
     #[test]
     fn append_publish_read_and_reopen() {

@@ -168,10 +168,18 @@ mod model {
     pub fn run_operations(dir: &Path, data: &[u8]) -> Outcome {
         let Ok(disk) = power::watch(dir) else { panic!("the simulated disk cannot watch {}", dir.display()) };
         let mut bytes = data.iter().copied();
-        let durability = if bytes.next().unwrap_or(0) & 1 == 1 { Durability::Sync } else { Durability::Buffered };
+        let first = bytes.next().unwrap_or(0);
+        let durability = if first & 1 == 1 { Durability::Sync } else { Durability::Buffered };
+        // Early writeback (every page) or none: it must make no difference to what a
+        // power cut keeps.
+        let writeback = if first & 2 == 2 { 4096 } else { 0 };
         // Small segments: a roll-over, and the checkpoint it writes, every few dozen
         // writes.
-        let options = Options::new().segment_size(8 << 10).background_compaction(false).durability(durability);
+        let options = Options::new()
+            .segment_size(8 << 10)
+            .background_compaction(false)
+            .durability(durability)
+            .writeback_step(writeback);
         let Ok(db) = options.clone().open(dir) else { panic!("a new store did not open") };
         let mut run = Run {
             dir,
