@@ -25,5 +25,5 @@ fn crash_concurrent_child() {
 #[test]
 fn concurrent_sync_writers_survive_kill9() {
     let kills: u64 = std::env::var("ALEXSTORAGE_CRASH_KILLS").ok().and_then(|kills| kills.parse().ok()).unwrap_or(20);
-    kill_loop(&SETUP, "crash_concurrent_child", kills, |_, _| {});
+    kill_loop(&SETUP, "crash_concurrent_child", kills, |_, _, _| {});
 }

@@ -32,9 +32,9 @@ fn crash_power_loss_child() {
 fn sync_writers_survive_kill9_and_power_cuts() {
     let kills: u64 = std::env::var("ALEXSTORAGE_POWER_KILLS").ok().and_then(|kills| kills.parse().ok()).unwrap_or(20);
     let mut pages = 0;
-    let acknowledged = kill_loop(&SETUP, "crash_power_loss_child", kills, |dir, random| {
+    let acknowledged = kill_loop(&SETUP, "crash_power_loss_child", kills, |dir, durable, random| {
         let mut choices = std::iter::repeat_with(|| random.next_u64() as u8);
-        pages += cut_power_after_kill(dir, &mut choices);
+        pages += cut_power_after_kill(dir, durable, &mut choices);
     });
     assert!(pages > 0, "no power cut changed a page");
     println!("{kills} kills and power cuts: {acknowledged} writes acknowledged, {pages} pages dropped or torn");

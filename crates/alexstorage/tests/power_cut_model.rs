@@ -2,7 +2,8 @@
 //! puts, deletes, batches, flushes, compactions, snapshots, clean reopens, process
 //! crashes and power cuts from the simulated disk (every file's unsynced pages lost,
 //! kept or torn at a sector; unsynced directory entries undone; unsynced files short)
-//! against a `BTreeMap` model, in `Buffered` and `Sync` mode, on a store of 16 KiB
+//! against a `BTreeMap` model, in `Buffered` and `Sync` mode (with and without early
+//! writeback), on a store of 8 KiB
 //! segments (roll-overs and their checkpoints every few dozen writes). After each
 //! reopen the store must hold a prefix of the writes that includes every durable one
 //! (`alexstorage::testing::power_cuts`).
@@ -38,7 +39,8 @@ fn many_power_cuts_in_both_modes() {
         // Flushes and clean closes rarer than in uniform bytes, so that power cuts meet
         // long unsynced tails (a byte may be an operation or its argument; either way
         // this only shifts the odds).
-        let mut data = vec![run as u8 & 1];
+        // Bit 0: `Sync` or `Buffered`; bit 1: early writeback or none.
+        let mut data = vec![run as u8 & 3];
         for _ in 0..900 {
             let mut byte = random.next_u64() as u8;
             while matches!(byte % 12, 5 | 8) && random.below(8) != 0 {

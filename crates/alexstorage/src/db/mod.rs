@@ -106,7 +106,7 @@ struct Workers {
     compactor: Mutex<Option<Worker>>,
     /// Writes the checkpoints that roll-overs defer.
     checkpointer: Mutex<Option<Worker>>,
-    /// Starts the kernel's writeback of the active segment ahead of its sync (with
+    /// Starts the kernel's writeback of the active segment ahead of its seal (with
     /// `Options::writeback_step`, in every mode but `Sync`, whose writes sync as they
     /// go).
     writeback: Mutex<Option<Worker>>,
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn the_writeback_worker_writes_the_active_segment_back_ahead_of_its_seal() {
-        // Not asked for, or in `Sync` mode: no worker.
+        // Not asked for, or in `Sync` mode (every write syncs): no worker.
         for options in [Options::new(), Options::new().durability(Durability::Sync).writeback_step(4096)] {
             let dir = tempfile::tempdir().unwrap();
             let db = options.open(dir.path()).unwrap();
@@ -349,11 +349,15 @@ mod tests {
     #[test]
     fn closing_stops_every_worker_and_releases_the_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Options::new().durability(Durability::Periodic(Duration::from_millis(5))).open(dir.path()).unwrap();
+        let db = Options::new()
+            .durability(Durability::Periodic(Duration::from_millis(5)))
+            .writeback_step(4096)
+            .open(dir.path())
+            .unwrap();
         let store = Arc::clone(&db.store);
         let workers = &store.workers;
         assert!(workers.syncer.lock().is_some() && workers.compactor.lock().is_some());
-        assert!(workers.checkpointer.lock().is_some());
+        assert!(workers.checkpointer.lock().is_some() && workers.writeback.lock().is_some());
         db.put(1, b"one").unwrap();
         let clone = db.clone();
         drop(db);
@@ -361,15 +365,15 @@ mod tests {
         drop(clone);
         // Only `Store::close` empties the slots, and it joins each worker it takes.
         assert!(workers.syncer.lock().is_none() && workers.compactor.lock().is_none());
-        assert!(workers.checkpointer.lock().is_none());
+        assert!(workers.checkpointer.lock().is_none() && workers.writeback.lock().is_none());
         assert!(store.lock_file.lock().is_none());
         // The lock is free: the store opens again, with its write.
         let db = Db::open(dir.path()).unwrap();
         assert_eq!(db.get(1).unwrap().unwrap(), b"one");
         // A read-only open beside it starts no worker at all.
-        let read_only = Options::new().read_only(true).open(dir.path()).unwrap();
+        let read_only = Options::new().read_only(true).writeback_step(4096).open(dir.path()).unwrap();
         let workers = &read_only.store.workers;
         assert!(workers.syncer.lock().is_none() && workers.compactor.lock().is_none());
-        assert!(workers.checkpointer.lock().is_none());
+        assert!(workers.checkpointer.lock().is_none() && workers.writeback.lock().is_none());
     }
 }

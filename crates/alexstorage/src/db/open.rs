@@ -105,7 +105,10 @@ impl Db {
         if engine.options.background_compaction {
             *store.workers.compactor.lock() = Some(start_compactor(engine, &store.checkpointer, &store.compaction)?);
         }
-        if engine.options.writeback_step > 0 && engine.options.durability != Durability::Sync {
+        if cfg!(target_os = "linux")
+            && engine.options.writeback_step > 0
+            && engine.options.durability != Durability::Sync
+        {
             *store.workers.writeback.lock() = Some(start_writeback_worker(engine)?);
         }
         Ok(())
@@ -492,10 +495,11 @@ fn check_identity(path: &Path, options: &Options) -> Result<StoreHeader> {
     }
 }
 
-/// Starts the writeback worker: woken by a writer once the active segment has an
-/// early writeback's worth of unsynced bytes (`Segment::wants_writeback`), it starts
-/// the kernel writing them back, outside every lock, so that the sync that later makes
-/// them durable (the seal at a roll-over, in the writer's section) waits for little.
+/// Starts the writeback worker (`Options::writeback_step`): woken by a writer once the
+/// active segment holds a step of bytes past its last sync or early writeback, it
+/// starts the kernel writing them back, outside every lock, so that the sync that
+/// later makes them durable (the seal at a roll-over, in the writer's section) waits
+/// for little.
 fn start_writeback_worker(engine: &Arc<Engine>) -> Result<Worker> {
     let engine: Weak<Engine> = Arc::downgrade(engine);
     Worker::spawn("alexstorage-writeback", Next::OnWake, move |_| {

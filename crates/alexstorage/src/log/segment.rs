@@ -124,8 +124,11 @@ pub struct Segment {
     writeback_asked: std::sync::atomic::AtomicBool,
 }
 
-/// The page size early writeback rounds to.
-const PAGE: u64 = 4096;
+/// The page size early writeback rounds to: the kernel's (4 KiB on x86_64, 64 KiB on
+/// some arm64 and ppc64 kernels), so that the page being written is never handed over.
+fn page_size() -> u64 {
+    (rustix::param::page_size() as u64).max(4096)
+}
 
 /// Room a segment with durable marks keeps after its last record.
 pub const MARKS_ROOM: u64 = 2 * DURABLE_MARK_SIZE as u64;
@@ -677,14 +680,14 @@ impl Segment {
     /// early writeback, so that the kernel should start writing them back
     /// ([`Segment::start_writeback`]). `true` once per step: the writer that sees it
     /// hands the work to the writeback worker. Only a writable log segment asks; it
-    /// costs two loads while nothing is due.
+    /// costs three loads while nothing is due.
     #[inline]
     pub fn wants_writeback(&self, step: u64) -> bool {
         if !self.writable || self.compacted {
             return false;
         }
         let from = self.written_back.load(Ordering::Relaxed).max(self.synced.load(Ordering::Relaxed));
-        self.published() >= from.saturating_add(step.max(PAGE))
+        self.published() >= from.saturating_add(step.max(page_size()))
             && !self.writeback_asked.load(Ordering::Relaxed)
             && !self.writeback_asked.swap(true, Ordering::AcqRel)
     }
@@ -701,16 +704,21 @@ impl Segment {
         if !self.writable || self.compacted || self.finished.load(Ordering::Acquire) {
             return;
         }
-        let from = self.written_back.load(Ordering::Acquire).max(self.synced.load(Ordering::Acquire)) / PAGE * PAGE;
+        let page = page_size();
+        let from = self.written_back.load(Ordering::Acquire).max(self.synced.load(Ordering::Acquire)) / page * page;
         // Whole pages only: the last one is still being written.
-        let to = self.published() / PAGE * PAGE;
+        let to = self.published() / page * page;
         if to <= from {
             return;
         }
         // A descriptor of its own (`dup`), so that appends reserving blocks never wait
         // on the file's lock while the kernel queues the pages.
         let Some(file) = self.file.lock().as_ref().and_then(|file| file.try_clone().ok()) else { return };
-        io::start_writeback(&file, &self.path, from, to - from);
+        if let Err(error) = io::start_writeback(&file, from, to - from) {
+            // The next sync meets the same trouble and reports it.
+            tracing::warn!(file = %self.path.display(), from, to, %error, "an early writeback did not start");
+            return;
+        }
         self.written_back.fetch_max(to, Ordering::AcqRel);
     }
 
@@ -921,7 +929,8 @@ mod tests {
         assert!(!segment.wants_writeback(4096), "asked once until the writeback runs");
         segment.start_writeback();
         // Whole pages only: the one being written stays.
-        assert_eq!(segment.written_back(), (start + 5000) / 4096 * 4096);
+        let page = page_size();
+        assert_eq!(segment.written_back(), (start + 5000) / page * page);
         assert!(!segment.wants_writeback(4096));
         segment.append(&[&[3u8; 4000]]).unwrap().unwrap();
         assert!(segment.wants_writeback(4096), "the next step");
@@ -939,6 +948,10 @@ mod tests {
         let bytes = std::fs::read(dir.path().join(file_name(3))).unwrap();
         assert!(bytes[first..first + 3000] == [1u8; 3000][..]);
         assert!(bytes[last..last + 9000] == [4u8; 9000][..]);
+        // The call itself, on a real file (a range past the file's end is no error).
+        let file = std::fs::File::open(dir.path().join(file_name(3))).unwrap();
+        io::start_writeback(&file, 0, 1 << 20).unwrap();
+        assert!(io::start_writeback(&file, u64::MAX, 1).is_err(), "an offset past i64 is refused");
         // A compacted segment never asks.
         let compacted = Segment::create(dir.path(), 4, 1 << 20, true).unwrap();
         compacted.append(&[&[5u8; 10000]]).unwrap().unwrap();

@@ -13,7 +13,8 @@
 //!   unsynced files short. Shared by the cargo-fuzz target `power_cuts` and its
 //!   bounded property-test twin, `tests/power_cut_model.rs`.
 //! - [`cut_power_after_kill`]: for a parent process that killed a writer, every page of
-//!   the newest segment past the end its durable marks claim lost, kept or torn.
+//!   the newest segment past the end its durable marks claim (or the end the harness
+//!   knows was durable, after its own clean close) lost, kept or torn.
 
 // A harness: a broken contract is a panic, which the fuzzer and the tests report. No
 // program that uses the store reaches this module.
@@ -688,7 +689,7 @@ mod model {
 /// Every page of the file at `path` past `durable` (the page holding it keeps its
 /// durable part) kept, lost (back to zeros), or torn at a 512-byte sector (lost from
 /// there on), as `choices` say: what a page cache writing dirty pages back in any order
-/// leaves after a power cut. Returns the pages changed.
+/// leaves after a power cut. Returns the pages whose bytes changed.
 fn drop_unsynced_pages(path: &Path, durable: u64, choices: &mut impl Iterator<Item = u8>) -> usize {
     let Ok(file) = std::fs::OpenOptions::new().read(true).write(true).open(path) else { return 0 };
     let Ok(length) = file.metadata().map(|metadata| metadata.len()) else { return 0 };
@@ -704,10 +705,17 @@ fn drop_unsynced_pages(path: &Path, durable: u64, choices: &mut impl Iterator<It
             _ => Some(((page * PAGE) + u64::from(choice / 3 % 8) * 512).max(start)),
         };
         if let Some(from) = lost_from.filter(|&from| from < end) {
-            if file.write_all_at(&vec![0u8; (end - from) as usize], from).is_err() {
+            let mut old = vec![0u8; (end - from) as usize];
+            if file.read_exact_at(&mut old, from).is_err() {
                 return changed;
             }
-            changed += 1;
+            // Zeros lost are no change (a segment's reserved blocks past its records).
+            if old.iter().any(|&byte| byte != 0) {
+                if file.write_all_at(&vec![0u8; old.len()], from).is_err() {
+                    return changed;
+                }
+                changed += 1;
+            }
         }
         page += 1;
     }
@@ -742,11 +750,8 @@ pub fn claimed_durable_end(path: &Path) -> Option<u64> {
     Some(durable)
 }
 
-/// Plays a power cut on the newest log segment of the store in `dir` after its writer
-/// was killed: every page past what is surely durable (the end its durable marks claim,
-/// or the end the checkpoint covers, whichever is further) lost, kept or torn at a
-/// sector, as `choices` say. Returns the number of pages changed.
-pub fn cut_power_after_kill(dir: &Path, choices: &mut impl Iterator<Item = u8>) -> usize {
+/// The log segment files of the store in `dir`, by id.
+fn segment_files(dir: &Path) -> Vec<(u32, std::path::PathBuf)> {
     let mut segments: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -757,6 +762,31 @@ pub fn cut_power_after_kill(dir: &Path, choices: &mut impl Iterator<Item = u8>) 
         })
         .collect();
     segments.sort();
+    segments
+}
+
+/// For a harness that just closed the store in `dir` cleanly (a close syncs
+/// everything): each segment file's end of bytes (past its last nonzero byte), all of
+/// them durable now, whatever the store's own files say (a durable mark claims the
+/// writes before it, not itself). The floor to give [`cut_power_after_kill`] after the
+/// next writer is killed.
+pub fn durable_after_close(dir: &Path) -> Vec<(u32, u64)> {
+    segment_files(dir)
+        .into_iter()
+        .filter_map(|(id, path)| {
+            let bytes = std::fs::read(path).ok()?;
+            Some((id, bytes.iter().rposition(|&byte| byte != 0).map_or(0, |last| last as u64 + 1)))
+        })
+        .collect()
+}
+
+/// Plays a power cut on the newest log segment of the store in `dir` after its writer
+/// was killed: every page past what is surely durable (the end its durable marks
+/// claim, or the segment's end in `floor`, what the harness knows was durable, from
+/// [`durable_after_close`]) lost, kept or torn at a sector, as `choices` say. Returns
+/// the number of pages whose bytes changed.
+pub fn cut_power_after_kill(dir: &Path, floor: &[(u32, u64)], choices: &mut impl Iterator<Item = u8>) -> usize {
+    let segments = segment_files(dir);
     let Some((id, durable, path)) = segments
         .iter()
         .rev()
@@ -764,13 +794,6 @@ pub fn cut_power_after_kill(dir: &Path, choices: &mut impl Iterator<Item = u8>) 
     else {
         return 0;
     };
-    // A checkpoint covers only bytes synced before it was written: at a clean close,
-    // for one, the segment's last durable mark, which claims the writes before it but
-    // not itself.
-    let covered = crate::log::checkpoint::read(dir)
-        .ok()
-        .flatten()
-        .and_then(|checkpoint| checkpoint.segments.iter().find(|(segment, _)| *segment == id).map(|(_, end)| *end))
-        .unwrap_or(0);
-    drop_unsynced_pages(&path, durable.max(covered), choices)
+    let known = floor.iter().find(|(segment, _)| *segment == id).map_or(0, |(_, end)| *end);
+    drop_unsynced_pages(&path, durable.max(known), choices)
 }

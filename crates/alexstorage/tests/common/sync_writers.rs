@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use alexstorage::testing::power_cuts::durable_after_close;
 use alexstorage::{Db, Durability, Options, WriteBatch};
 use alexstorage_keygen::SplitMix64;
 
@@ -131,19 +132,21 @@ fn thread_state(db: &Db, thread: u64) -> BTreeMap<i64, Vec<u8>> {
 }
 
 /// Runs `kills` rounds of the child `child_name` (the ignored test that calls
-/// [`child`]); after each kill `after_kill` may change the files. Returns the writes
-/// acknowledged.
+/// [`child`]); after each kill `after_kill` may change the files, given what this
+/// loop knows was durable (each segment's end after its own last clean close). Returns
+/// the writes acknowledged.
 pub fn kill_loop(
     setup: &Loop,
     child_name: &str,
     kills: u64,
-    mut after_kill: impl FnMut(&Path, &mut SplitMix64),
+    mut after_kill: impl FnMut(&Path, &[(u32, u64)], &mut SplitMix64),
 ) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     // One model per writer thread: the threads own disjoint keys.
     let mut models: Vec<BTreeMap<i64, Vec<u8>>> = vec![BTreeMap::new(); setup.threads as usize];
     let mut random = SplitMix64::new(77);
     let mut acknowledged = 0u64;
+    let mut durable = Vec::new();
     for kill in 0..kills {
         let envs = [
             ("ALEXSTORAGE_CRASH_CHILD_DIR", dir.path().display().to_string()),
@@ -151,7 +154,7 @@ pub fn kill_loop(
         ];
         let run = Duration::from_millis(5 + random.below(60));
         let lines = super::run_and_kill(child_name, &envs, run);
-        after_kill(dir.path(), &mut random);
+        after_kill(dir.path(), &durable, &mut random);
         let mut in_flight: Vec<Option<Writes>> = vec![None; setup.threads as usize];
         for line in &lines {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -191,6 +194,9 @@ pub fn kill_loop(
         }
         assert_eq!(db.len(), total, "kill {kill}: len() disagrees with the contents");
         db.verify().unwrap();
+        // A clean close: everything in the files is durable.
+        drop(db);
+        durable = durable_after_close(dir.path());
     }
     assert!(acknowledged > kills, "too few writes were acknowledged to mean anything: {acknowledged}");
     acknowledged

@@ -145,24 +145,26 @@ pub fn flush_map(map: &MmapRaw, path: &Path, offset: u64, len: u64) -> std::io::
 
 /// Starts writing `len` bytes at `offset` of `file` back to the disk without waiting
 /// (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`): a hint that makes nothing durable
-/// (the simulated disk records nothing for it). An error is only logged: the kernel
-/// keeps a failed writeback's error for the file's next `fsync` or `msync`, which is
-/// where durability is decided and where it is reported.
-pub fn start_writeback(file: &File, path: &Path, offset: u64, len: u64) {
+/// (the simulated disk records nothing for it). A caller may ignore its error: the
+/// kernel keeps a failed writeback's error for the file's next `fsync` or `msync`,
+/// which is where durability is decided and where it is reported.
+pub fn start_writeback(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+        };
         // SAFETY: `sync_file_range` takes plain integers and touches no memory of
         // ours; `file` is an open descriptor for the length of the call.
         let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
         if result != 0 {
-            let error = std::io::Error::last_os_error();
-            tracing::debug!(file = %path.display(), offset, len, %error, "an early writeback did not start");
+            return Err(std::io::Error::last_os_error());
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (file, path, offset, len);
+    let _ = (file, offset, len);
+    Ok(())
 }
 
 /// Makes the pages of `[offset, offset + len)` of `map` (a shared mapping of the file
