@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 
 use alexstorage::testing::power_cuts::{cut_power_after_kill, durable_after_close};
@@ -18,13 +20,7 @@ fn value(key: i64) -> Vec<u8> {
 }
 
 fn segment_bytes(dir: &Path) -> Vec<Vec<u8>> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
-        .collect();
-    files.sort();
-    files.iter().map(|path| std::fs::read(path).unwrap()).collect()
+    common::segment_files(dir).iter().map(|path| std::fs::read(path).unwrap()).collect()
 }
 
 #[test]
