@@ -6,7 +6,7 @@
 //! its own close as a floor: a cut after a clean close changes nothing, and writes
 //! after it that no sync covered are still lost (the floor keeps no more than it must).
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
