@@ -15,16 +15,16 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy (all targets, warnings are errors)"
-cargo clippy -p alexstorage -p alexstorage-keygen -p alexstorage-cli --all-targets -- -D warnings
+cargo clippy -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft --all-targets -- -D warnings
 
 echo "== tests (debug)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run -p alexstorage -p alexstorage-keygen -p alexstorage-cli --no-fail-fast
+    cargo nextest run -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft --no-fail-fast
 else
-    cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-cli --no-fail-fast
+    cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft --no-fail-fast
 fi
-cargo test -p alexstorage -p alexstorage-keygen --doc
-RUSTDOCFLAGS="-D warnings" cargo doc -p alexstorage --no-deps --quiet
+cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-raft --doc
+RUSTDOCFLAGS="-D warnings" cargo doc -p alexstorage -p alexstorage-raft --no-deps --quiet
 
 echo "== benchmark smoke run (correctness checks of the benchmark itself)"
 cargo bench -p alexstorage --bench index -- --keys 20000 --repeats 1 >/dev/null

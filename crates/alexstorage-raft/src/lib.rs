@@ -1,0 +1,538 @@
+//! [openraft](https://docs.rs/openraft/0.9) storage on AlexStorage: the Raft log
+//! ([`LogStore`], openraft's `RaftLogStorage`) and a key-value state machine
+//! ([`StateMachineStore`], `RaftStateMachine`) in one store, each in column
+//! families of its own.
+//!
+//! # Layout
+//! | family | key | value |
+//! |---|---|---|
+//! | `raft_log` | the entry's log index | the entry (JSON) |
+//! | `raft_meta` | 0: vote, 1: committed log id, 2: last purged log id | JSON |
+//! | `raft_data` | the application's key | the application's value |
+//! | `raft_state` | 0: last applied log id, 1: last membership | JSON |
+//! | `raft_snapshot` | 0: the current snapshot's metadata and chunk count; 1..: its data in chunks | JSON; raw |
+//!
+//! # How openraft's calls map onto the store, and what is durable when
+//! - `append`: one [`WriteBatch`] of every entry, then [`Db::flush`]; the flush callback
+//!   is called once the flush returned, so an append is reported flushed only when it is
+//!   on stable storage, whatever the store's `Durability`.
+//! - `save_vote`: a put and a flush before it returns.
+//! - `save_committed`, `truncate`, `purge`: one batch each, without a flush of their own.
+//!   The store keeps a prefix of the write order through any crash or power cut, so a
+//!   later flushed append (or vote) makes them durable first; a purge writes the new
+//!   purged log id and deletes the entries in the same batch.
+//! - `apply`: one batch for all the entries of the call: the data writes, the last
+//!   applied log id and the membership, all or nothing after a crash. Not flushed: after
+//!   a crash the state machine resumes from a prefix of what it applied, and openraft
+//!   replays the log from there.
+//! - `build_snapshot`: a [`Db::flush`] first (so that the state the snapshot describes,
+//!   and everything applied before it, is durable before openraft purges the log up to
+//!   it), then a consistent [`alexstorage::Snapshot`] of the data and state families,
+//!   read while writes go on; the snapshot is kept (in `raft_snapshot`, one batch) for
+//!   `get_current_snapshot` and flushed.
+//! - `install_snapshot`: one batch that deletes every key of `raft_data`, writes the
+//!   snapshot's pairs, its last applied log id and membership, and keeps the snapshot:
+//!   the state is replaced atomically; then a flush.
+//!
+//! # Example
+//! ```
+//! use alexstorage_raft::{open, Request};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let (log_store, state_machine) = open(dir.path()).unwrap();
+//! // Hand both to `openraft::Raft::new(id, config, network, log_store, state_machine)`;
+//! // the application's writes are `Request`s:
+//! let request = Request::Put { key: 7, value: b"seven".to_vec() };
+//! # let _ = (log_store, state_machine, request);
+//! ```
+
+// openraft's `StorageError` is what its traits return, and it is large: every storage
+// implementation returns it by value.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+
+use alexstorage::{ColumnFamily, Db, WriteBatch};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+
+/// A Raft member's id.
+pub type NodeId = u64;
+
+/// A write to the replicated key-value state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Sets `key` to `value`.
+    Put {
+        /// The key.
+        key: i64,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Removes `key`.
+    Delete {
+        /// The key.
+        key: i64,
+    },
+}
+
+/// What applying an entry answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The log index the entry was applied at.
+    pub index: u64,
+}
+
+openraft::declare_raft_types!(
+    /// The openraft types of an AlexStorage-backed key-value store: [`Request`]s in,
+    /// [`Response`]s out, `u64` node ids, `BasicNode` addresses, snapshots as bytes.
+    pub TypeConfig: D = Request, R = Response
+);
+
+/// Storage errors as openraft takes them.
+pub type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+const LOG: &str = "raft_log";
+const META: &str = "raft_meta";
+const DATA: &str = "raft_data";
+const STATE: &str = "raft_state";
+const SNAPSHOT: &str = "raft_snapshot";
+
+const VOTE_KEY: i64 = 0;
+const COMMITTED_KEY: i64 = 1;
+const PURGED_KEY: i64 = 2;
+const APPLIED_KEY: i64 = 0;
+const MEMBERSHIP_KEY: i64 = 1;
+const SNAPSHOT_META_KEY: i64 = 0;
+/// Snapshot data is kept in chunks of this many bytes (a store's values are limited).
+const SNAPSHOT_CHUNK: usize = 16 << 20;
+
+/// Opens (or creates) the store at `path` and returns its Raft log and state machine.
+/// The store is opened with AlexStorage's default options; see [`stores`] to choose
+/// them.
+pub fn open(path: impl AsRef<Path>) -> alexstorage::Result<(LogStore, StateMachineStore)> {
+    stores(Db::open(path)?)
+}
+
+/// The Raft log and the state machine over an open store (its column families are
+/// created on first use).
+pub fn stores(db: Db) -> alexstorage::Result<(LogStore, StateMachineStore)> {
+    let log = LogStore { log: db.column_family(LOG)?, meta: db.column_family(META)?, db: db.clone() };
+    let state_machine = StateMachineStore {
+        data: db.column_family(DATA)?,
+        state: db.column_family(STATE)?,
+        snapshot: db.column_family(SNAPSHOT)?,
+        db,
+    };
+    Ok((log, state_machine))
+}
+
+fn io_error(error: impl std::error::Error + 'static) -> AnyError {
+    AnyError::new(&error)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AnyError> {
+    serde_json::to_vec(value).map_err(io_error)
+}
+
+fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T, AnyError> {
+    serde_json::from_slice(bytes).map_err(io_error)
+}
+
+/// A log index as a key of the log family (indexes past `i64::MAX` are refused).
+fn index_key(index: u64) -> Result<i64, AnyError> {
+    i64::try_from(index).map_err(|_| AnyError::error(format!("log index {index} is past i64::MAX")))
+}
+
+/// The Raft log, vote and committed log id (openraft's `RaftLogStorage`). Clones share
+/// the store.
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    db: Db,
+    log: ColumnFamily,
+    meta: ColumnFamily,
+}
+
+impl LogStore {
+    fn read_meta<T: for<'a> Deserialize<'a>>(&self, key: i64) -> Result<Option<T>, AnyError> {
+        match self.meta.get(key).map_err(io_error)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn write_meta<T: Serialize>(&self, key: i64, value: &T) -> Result<(), AnyError> {
+        self.meta.put(key, encode(value)?).map_err(io_error)
+    }
+
+    /// The keys of the log entries with indexes in `range`.
+    fn keys_in(&self, range: (Bound<i64>, Bound<i64>)) -> Result<Vec<i64>, AnyError> {
+        self.log.range(range).map(|entry| entry.map(|(key, _)| key).map_err(io_error)).collect()
+    }
+}
+
+/// `range` of log indexes as a range of the log family's keys.
+fn key_range(range: &impl RangeBounds<u64>) -> Result<(Bound<i64>, Bound<i64>), AnyError> {
+    let bound = |bound: Bound<&u64>| -> Result<Bound<i64>, AnyError> {
+        Ok(match bound {
+            Bound::Included(&index) => match index_key(index) {
+                Ok(key) => Bound::Included(key),
+                // Nothing lies past i64::MAX: an empty range.
+                Err(_) => Bound::Excluded(i64::MAX),
+            },
+            Bound::Excluded(&index) => Bound::Excluded(index_key(index).unwrap_or(i64::MAX)),
+            Bound::Unbounded => Bound::Unbounded,
+        })
+    };
+    Ok((bound(range.start_bound())?, bound(range.end_bound())?))
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let range = key_range(&range).map_err(StorageIOError::read_logs)?;
+        self.log
+            .range(range)
+            .map(|entry| {
+                let (_, value) = entry.map_err(|error| StorageIOError::read_logs(io_error(error)))?;
+                decode(&value).map_err(|error| StorageIOError::read_logs(error).into())
+            })
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogId<NodeId>> =
+            self.read_meta(PURGED_KEY).map_err(StorageIOError::read_logs)?;
+        let last = match self.log.range(..).next_back() {
+            Some(entry) => {
+                let (_, value) = entry.map_err(|error| StorageIOError::read_logs(io_error(error)))?;
+                let entry: Entry<TypeConfig> = decode(&value).map_err(StorageIOError::read_logs)?;
+                Some(entry.log_id)
+            }
+            None => None,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        self.write_meta(VOTE_KEY, vote).map_err(StorageIOError::write_vote)?;
+        // Durable before it returns.
+        self.db.flush().map_err(|error| StorageIOError::write_vote(io_error(error)))?;
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        Ok(self.read_meta(VOTE_KEY).map_err(StorageIOError::read_vote)?)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        self.write_meta(COMMITTED_KEY, &committed).map_err(StorageIOError::write)?;
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        let committed: Option<Option<LogId<NodeId>>> = self.read_meta(COMMITTED_KEY).map_err(StorageIOError::read)?;
+        Ok(committed.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::new();
+        for entry in entries {
+            let key = index_key(entry.log_id.index).map_err(StorageIOError::write_logs)?;
+            batch.put_cf(&self.log, key, encode(&entry).map_err(StorageIOError::write_logs)?);
+        }
+        // Readable once written; reported flushed only once on stable storage.
+        self.db.write(batch).map_err(|error| StorageIOError::write_logs(io_error(error)))?;
+        match self.db.flush() {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(error) => {
+                callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
+                Err(StorageIOError::write_logs(io_error(error)).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let from = index_key(log_id.index).map_err(StorageIOError::write_logs)?;
+        let keys = self.keys_in((Bound::Included(from), Bound::Unbounded)).map_err(StorageIOError::write_logs)?;
+        let mut batch = WriteBatch::new();
+        for key in keys {
+            batch.delete_cf(&self.log, key);
+        }
+        self.db.write(batch).map_err(|error| StorageIOError::write_logs(io_error(error)))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let through = index_key(log_id.index).map_err(StorageIOError::write_logs)?;
+        let keys = self.keys_in((Bound::Unbounded, Bound::Included(through))).map_err(StorageIOError::write_logs)?;
+        let mut batch = WriteBatch::new();
+        batch.put_cf(&self.meta, PURGED_KEY, encode(&Some(log_id)).map_err(StorageIOError::write_logs)?);
+        for key in keys {
+            batch.delete_cf(&self.log, key);
+        }
+        self.db.write(batch).map_err(|error| StorageIOError::write_logs(io_error(error)))?;
+        Ok(())
+    }
+}
+
+/// The replicated key-value state machine (openraft's `RaftStateMachine`) and its
+/// snapshots. Clones share the store. Its data is readable directly through
+/// [`StateMachineStore::get`] (reads from one member are not linearizable by
+/// themselves: a caller that needs that goes through the leader first).
+#[derive(Clone, Debug)]
+pub struct StateMachineStore {
+    db: Db,
+    data: ColumnFamily,
+    state: ColumnFamily,
+    snapshot: ColumnFamily,
+}
+
+/// A kept snapshot's metadata, as stored.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    chunks: u64,
+}
+
+impl StateMachineStore {
+    /// The value of `key` in the state machine as applied on this member.
+    pub fn get(&self, key: i64) -> alexstorage::Result<Option<Vec<u8>>> {
+        Ok(self.data.get(key)?.map(|value| value.to_vec()))
+    }
+
+    /// The number of keys in the state machine as applied on this member.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the state machine holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn read_state<T: for<'a> Deserialize<'a>>(&self, key: i64) -> Result<Option<T>, AnyError> {
+        match self.state.get(key).map_err(io_error)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds to `batch` the writes that keep `meta` and `data` as the current snapshot.
+    fn keep_snapshot(
+        &self,
+        batch: &mut WriteBatch,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        data: &[u8],
+    ) -> Result<(), AnyError> {
+        let old: Vec<i64> = self
+            .snapshot
+            .range(..)
+            .map(|entry| entry.map(|(key, _)| key).map_err(io_error))
+            .collect::<Result<_, _>>()?;
+        for key in old {
+            batch.delete_cf(&self.snapshot, key);
+        }
+        let chunks: Vec<&[u8]> = data.chunks(SNAPSHOT_CHUNK).collect();
+        let stored = StoredSnapshot { meta: meta.clone(), chunks: chunks.len() as u64 };
+        batch.put_cf(&self.snapshot, SNAPSHOT_META_KEY, encode(&stored)?);
+        for (index, chunk) in chunks.into_iter().enumerate() {
+            batch.put_cf(&self.snapshot, index as i64 + 1, chunk);
+        }
+        Ok(())
+    }
+}
+
+/// Snapshot data: every (key, value) pair of the state machine in key order, each as
+/// the key (8 bytes, little-endian), the value's length (4 bytes, little-endian) and the
+/// value.
+fn encode_pairs(
+    pairs: impl Iterator<Item = alexstorage::Result<(i64, alexstorage::Value)>>,
+) -> Result<Vec<u8>, AnyError> {
+    let mut out = Vec::new();
+    for pair in pairs {
+        let (key, value) = pair.map_err(io_error)?;
+        let len = u32::try_from(value.len()).map_err(|_| AnyError::error("a value of 4 GiB or more"))?;
+        out.extend_from_slice(&key.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&value);
+    }
+    Ok(out)
+}
+
+/// The pairs of snapshot data written by [`encode_pairs`]; an error for bytes that are
+/// not such data.
+fn decode_pairs(mut bytes: &[u8]) -> Result<Vec<(i64, &[u8])>, AnyError> {
+    let mut pairs = Vec::new();
+    while !bytes.is_empty() {
+        let cut = || AnyError::error("snapshot data cut short");
+        let key = i64::from_le_bytes(bytes.get(..8).ok_or_else(cut)?.try_into().map_err(|_| cut())?);
+        let len = u32::from_le_bytes(bytes.get(8..12).ok_or_else(cut)?.try_into().map_err(|_| cut())?) as usize;
+        let value = bytes.get(12..12 + len).ok_or_else(cut)?;
+        pairs.push((key, value));
+        bytes = &bytes[12 + len..];
+    }
+    Ok(pairs)
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let failed = |error: AnyError| StorageIOError::write_snapshot(None, error);
+        // What the snapshot describes, and all applied before it, durable before
+        // openraft purges the log up to it.
+        self.db.flush().map_err(|error| failed(io_error(error)))?;
+        let snapshot = self.db.snapshot();
+        let state = |key: i64| -> Result<Option<Vec<u8>>, AnyError> {
+            Ok(snapshot.get_cf(&self.state, key).map_err(io_error)?.map(|value| value.to_vec()))
+        };
+        let applied: Option<LogId<NodeId>> = match state(APPLIED_KEY).map_err(failed)? {
+            Some(bytes) => decode(&bytes).map_err(failed)?,
+            None => None,
+        };
+        let membership: StoredMembership<NodeId, openraft::BasicNode> = match state(MEMBERSHIP_KEY).map_err(failed)? {
+            Some(bytes) => decode(&bytes).map_err(failed)?,
+            None => StoredMembership::default(),
+        };
+        let data = encode_pairs(snapshot.range_cf(&self.data, ..)).map_err(failed)?;
+        let id = match applied {
+            Some(log_id) => format!("{}-{}-{}", log_id.leader_id, log_id.index, snapshot.sequence()),
+            None => format!("none-{}", snapshot.sequence()),
+        };
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id: id };
+        let mut batch = WriteBatch::new();
+        self.keep_snapshot(&mut batch, &meta, &data).map_err(failed)?;
+        self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+        self.db.flush().map_err(|error| failed(io_error(error)))?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, openraft::BasicNode>)> {
+        let applied: Option<Option<LogId<NodeId>>> =
+            self.read_state(APPLIED_KEY).map_err(StorageIOError::read_state_machine)?;
+        let membership = self.read_state(MEMBERSHIP_KEY).map_err(StorageIOError::read_state_machine)?;
+        Ok((applied.flatten(), membership.unwrap_or_default()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let failed = StorageIOError::write_state_machine;
+        let mut batch = WriteBatch::new();
+        let mut responses = Vec::new();
+        let mut last = None;
+        for entry in entries {
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(Request::Put { key, value }) => {
+                    batch.put_cf(&self.data, key, value);
+                }
+                EntryPayload::Normal(Request::Delete { key }) => {
+                    batch.delete_cf(&self.data, key);
+                }
+                EntryPayload::Membership(membership) => {
+                    let stored = StoredMembership::new(Some(entry.log_id), membership);
+                    batch.put_cf(&self.state, MEMBERSHIP_KEY, encode(&stored).map_err(failed)?);
+                }
+            }
+            responses.push(Response { index: entry.log_id.index });
+            last = Some(entry.log_id);
+        }
+        if let Some(log_id) = last {
+            batch.put_cf(&self.state, APPLIED_KEY, encode(&Some(log_id)).map_err(failed)?);
+            self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+        }
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> StorageResult<()> {
+        let failed = |error: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), error);
+        let data = snapshot.into_inner();
+        let pairs = decode_pairs(&data).map_err(failed)?;
+        let old: Vec<i64> = self
+            .data
+            .range(..)
+            .map(|entry| entry.map(|(key, _)| key).map_err(io_error))
+            .collect::<Result<_, _>>()
+            .map_err(failed)?;
+        // The whole state replaced in one batch: after a crash, the old state or the
+        // new one.
+        let mut batch = WriteBatch::new();
+        for key in old {
+            batch.delete_cf(&self.data, key);
+        }
+        for (key, value) in pairs {
+            batch.put_cf(&self.data, key, value);
+        }
+        batch.put_cf(&self.state, APPLIED_KEY, encode(&meta.last_log_id).map_err(failed)?);
+        batch.put_cf(&self.state, MEMBERSHIP_KEY, encode(&meta.last_membership).map_err(failed)?);
+        self.keep_snapshot(&mut batch, meta, &data).map_err(failed)?;
+        self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+        self.db.flush().map_err(|error| failed(io_error(error)))?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let failed = |error: AnyError| StorageIOError::read_snapshot(None, error);
+        let snapshot = self.db.snapshot();
+        let Some(stored) =
+            snapshot.get_cf(&self.snapshot, SNAPSHOT_META_KEY).map_err(|error| failed(io_error(error)))?
+        else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot = decode(&stored).map_err(failed)?;
+        let mut data = Vec::new();
+        for chunk in 1..=stored.chunks {
+            let key = i64::try_from(chunk).map_err(|_| failed(AnyError::error("implausible chunk count")))?;
+            let bytes = snapshot
+                .get_cf(&self.snapshot, key)
+                .map_err(|error| failed(io_error(error)))?
+                .ok_or_else(|| failed(AnyError::error(format!("snapshot chunk {chunk} is missing"))))?;
+            data.extend_from_slice(&bytes);
+        }
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
