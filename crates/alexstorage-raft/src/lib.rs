@@ -6,33 +6,50 @@
 //! # Layout
 //! | family | key | value |
 //! |---|---|---|
-//! | `raft_log` | the entry's log index | the entry (JSON) |
-//! | `raft_meta` | 0: vote, 1: committed log id, 2: last purged log id | JSON |
+//! | `raft_log` | the entry's log index | the entry |
+//! | `raft_meta` | 0: vote, 1: committed log id, 2: last purged log id | as named |
 //! | `raft_data` | the application's key | the application's value |
-//! | `raft_state` | 0: last applied log id, 1: last membership | JSON |
-//! | `raft_snapshot` | 0: the current snapshot's metadata and chunk count; 1..: its data in chunks | JSON; raw |
+//! | `raft_state` | 0: last applied log id, 1: last membership | as named |
+//! | `raft_snapshot` | 0: the current snapshot's metadata and chunk count; 1..: its data in chunks | metadata; raw bytes |
+//!
+//! Everything but the application's values and the snapshot data is encoded with
+//! `postcard` (serde's compact binary form): an entry takes about its request's size.
 //!
 //! # How openraft's calls map onto the store, and what is durable when
 //! - `append`: one [`WriteBatch`] of every entry, then [`Db::flush`]; the flush callback
 //!   is called once the flush returned, so an append is reported flushed only when it is
 //!   on stable storage, whatever the store's `Durability`.
 //! - `save_vote`: a put and a flush before it returns.
-//! - `save_committed`, `truncate`, `purge`: one batch each, without a flush of their own.
-//!   The store keeps a prefix of the write order through any crash or power cut, so a
-//!   later flushed append (or vote) makes them durable first; a purge writes the new
-//!   purged log id and deletes the entries in the same batch.
+//! - `save_committed` (a put), `truncate`, `purge`: one write each, without a flush of
+//!   their own. The store keeps a prefix of the write order through any crash or power
+//!   cut, so a later flushed append (or vote) makes them durable first; a purge writes
+//!   the new purged log id and deletes the entries in the same batch. A purge past the
+//!   last applied log id the state machine holds (openraft purges a follower's log up
+//!   to a snapshot it received before the state machine has stored it) is done in
+//!   memory, seen by reads and the log state, and written right after the state
+//!   machine's write that covers it: a crash in between loses only the purge.
 //! - `apply`: one batch for all the entries of the call: the data writes, the last
 //!   applied log id and the membership, all or nothing after a crash. Not flushed: after
 //!   a crash the state machine resumes from a prefix of what it applied, and openraft
-//!   replays the log from there.
-//! - `build_snapshot`: a [`Db::flush`] first (so that the state the snapshot describes,
-//!   and everything applied before it, is durable before openraft purges the log up to
-//!   it), then a consistent [`alexstorage::Snapshot`] of the data and state families,
-//!   read while writes go on; the snapshot is kept (in `raft_snapshot`, one batch) for
-//!   `get_current_snapshot` and flushed.
+//!   applies the log again from there.
+//! - `build_snapshot`: a consistent [`alexstorage::Snapshot`] of the data and state
+//!   families, read while writes go on; the snapshot is kept (in `raft_snapshot`, one
+//!   batch, unless a newer one was kept meanwhile), then a [`Db::flush`]: the state the
+//!   snapshot describes, and everything applied before it, is durable before openraft
+//!   purges the log up to it.
 //! - `install_snapshot`: one batch that deletes every key of `raft_data`, writes the
 //!   snapshot's pairs, its last applied log id and membership, and keeps the snapshot:
-//!   the state is replaced atomically; then a flush.
+//!   the state is replaced atomically; then a flush. Data that does not decode is
+//!   refused before anything is written.
+//!
+//! # Limits
+//! - The calls run their store work (flushes included) on the async runtime's thread,
+//!   as openraft's RocksDB example does; a flush takes a sync of the log.
+//! - An entry is one value of the store, so a request's value must fit the store's
+//!   `max_value_size` (64 MiB by default) with a few bytes to spare; a snapshot is kept
+//!   in chunks of 16 MiB, so that limit must be at least that; a snapshot (and an
+//!   install, which writes the data and keeps a copy) is one batch, which must fit one
+//!   log segment (at most 4 GiB).
 //!
 //! # Example
 //! ```
@@ -54,6 +71,7 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use alexstorage::{ColumnFamily, Db, WriteBatch};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
@@ -124,11 +142,23 @@ pub fn open(path: impl AsRef<Path>) -> alexstorage::Result<(LogStore, StateMachi
 /// The Raft log and the state machine over an open store (its column families are
 /// created on first use).
 pub fn stores(db: Db) -> alexstorage::Result<(LogStore, StateMachineStore)> {
-    let log = LogStore { log: db.column_family(LOG)?, meta: db.column_family(META)?, db: db.clone() };
+    let state = db.column_family(STATE)?;
+    let shared = Arc::new(Shared::default());
+    let log = LogStore {
+        log: db.column_family(LOG)?,
+        meta: db.column_family(META)?,
+        state: state.clone(),
+        shared: Arc::clone(&shared),
+        db: db.clone(),
+    };
     let state_machine = StateMachineStore {
         data: db.column_family(DATA)?,
-        state: db.column_family(STATE)?,
+        state,
         snapshot: db.column_family(SNAPSHOT)?,
+        log: log.log.clone(),
+        meta: log.meta.clone(),
+        keeping: Arc::new(Mutex::new(())),
+        shared,
         db,
     };
     Ok((log, state_machine))
@@ -139,11 +169,11 @@ fn io_error(error: impl std::error::Error + 'static) -> AnyError {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, AnyError> {
-    serde_json::to_vec(value).map_err(io_error)
+    postcard::to_stdvec(value).map_err(io_error)
 }
 
 fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T, AnyError> {
-    serde_json::from_slice(bytes).map_err(io_error)
+    postcard::from_bytes(bytes).map_err(io_error)
 }
 
 /// A log index as a key of the log family (indexes past `i64::MAX` are refused).
@@ -158,9 +188,19 @@ pub struct LogStore {
     db: Db,
     log: ColumnFamily,
     meta: ColumnFamily,
+    /// The state machine's state family: a purge is written no further than what it
+    /// holds.
+    state: ColumnFamily,
+    shared: Arc<Shared>,
 }
 
 impl LogStore {
+    /// The last purged log id: the one written, or a pending one past it.
+    fn purged(&self) -> Result<Option<LogId<NodeId>>, AnyError> {
+        let pending = *self.shared.pending_purge.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(stored_purged(&self.meta)?.max(pending))
+    }
+
     fn read_meta<T: for<'a> Deserialize<'a>>(&self, key: i64) -> Result<Option<T>, AnyError> {
         match self.meta.get(key).map_err(io_error)? {
             Some(bytes) => decode(&bytes).map(Some),
@@ -187,11 +227,19 @@ fn key_range(range: &impl RangeBounds<u64>) -> Result<(Bound<i64>, Bound<i64>), 
                 // Nothing lies past i64::MAX: an empty range.
                 Err(_) => Bound::Excluded(i64::MAX),
             },
-            Bound::Excluded(&index) => Bound::Excluded(index_key(index).unwrap_or(i64::MAX)),
+            Bound::Excluded(&index) => match index_key(index) {
+                Ok(key) => Bound::Excluded(key),
+                Err(_) => Bound::Excluded(i64::MAX),
+            },
             Bound::Unbounded => Bound::Unbounded,
         })
     };
-    Ok((bound(range.start_bound())?, bound(range.end_bound())?))
+    // An end past i64::MAX bounds nothing.
+    let end = match range.end_bound() {
+        Bound::Included(&index) | Bound::Excluded(&index) if index_key(index).is_err() => Bound::Unbounded,
+        end => bound(end)?,
+    };
+    Ok((bound(range.start_bound())?, end))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -200,13 +248,17 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
         let range = key_range(&range).map_err(StorageIOError::read_logs)?;
-        self.log
-            .range(range)
-            .map(|entry| {
-                let (_, value) = entry.map_err(|error| StorageIOError::read_logs(io_error(error)))?;
-                decode(&value).map_err(|error| StorageIOError::read_logs(error).into())
-            })
-            .collect()
+        // Entries a pending purge covers are gone as far as openraft is concerned.
+        let purged = self.purged().map_err(StorageIOError::read_logs)?.map(|purged| purged.index);
+        let mut entries = Vec::new();
+        for entry in self.log.range(range) {
+            let (key, value) = entry.map_err(|error| StorageIOError::read_logs(io_error(error)))?;
+            if purged.is_some_and(|purged| key as u64 <= purged) {
+                continue;
+            }
+            entries.push(decode(&value).map_err(StorageIOError::read_logs)?);
+        }
+        Ok(entries)
     }
 }
 
@@ -214,8 +266,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId<NodeId>> =
-            self.read_meta(PURGED_KEY).map_err(StorageIOError::read_logs)?;
+        let last_purged_log_id = self.purged().map_err(StorageIOError::read_logs)?;
         let last = match self.log.range(..).next_back() {
             Some(entry) => {
                 let (_, value) = entry.map_err(|error| StorageIOError::read_logs(io_error(error)))?;
@@ -224,7 +275,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => None,
         };
-        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+        // The last entry, unless a purge covers it (then the purged log id).
+        Ok(LogState { last_purged_log_id, last_log_id: last.max(last_purged_log_id) })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -288,16 +340,65 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        let through = index_key(log_id.index).map_err(StorageIOError::write_logs)?;
-        let keys = self.keys_in((Bound::Unbounded, Bound::Included(through))).map_err(StorageIOError::write_logs)?;
-        let mut batch = WriteBatch::new();
-        batch.put_cf(&self.meta, PURGED_KEY, encode(&Some(log_id)).map_err(StorageIOError::write_logs)?);
-        for key in keys {
-            batch.delete_cf(&self.log, key);
+        // openraft purges a follower's log up to a snapshot it received as soon as it
+        // hands the install to the state machine, which stores it in another task: a
+        // crash in between must not leave the log purged past what the state machine
+        // holds. A purge past the applied log id the store holds is done in memory
+        // (reads and the log state see it) and written once the state machine holds
+        // it; a crash before that loses only the purge.
+        let mut pending = self.shared.pending_purge.lock().unwrap_or_else(PoisonError::into_inner);
+        let applied = applied_log_id(&self.state).map_err(StorageIOError::write_logs)?;
+        if applied.is_some_and(|applied| applied.index >= log_id.index) {
+            write_purge(&self.db, &self.log, &self.meta, log_id).map_err(StorageIOError::write_logs)?;
+            if pending.is_some_and(|pending| pending.index <= log_id.index) {
+                *pending = None;
+            }
+        } else if pending.is_none_or(|pending| pending.index < log_id.index) {
+            *pending = Some(log_id);
         }
-        self.db.write(batch).map_err(|error| StorageIOError::write_logs(io_error(error)))?;
         Ok(())
     }
+}
+
+/// What a store's log and state machine share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// A purge openraft asked for past the state machine's applied log id: done in
+    /// memory until the state machine holds it, then written.
+    pending_purge: Mutex<Option<LogId<NodeId>>>,
+}
+
+/// The last applied log id the state family holds.
+fn applied_log_id(state: &ColumnFamily) -> Result<Option<LogId<NodeId>>, AnyError> {
+    match state.get(APPLIED_KEY).map_err(io_error)? {
+        Some(bytes) => Ok(decode::<Option<LogId<NodeId>>>(&bytes)?),
+        None => Ok(None),
+    }
+}
+
+/// The purged log id the meta family holds.
+fn stored_purged(meta: &ColumnFamily) -> Result<Option<LogId<NodeId>>, AnyError> {
+    match meta.get(PURGED_KEY).map_err(io_error)? {
+        Some(bytes) => Ok(decode::<Option<LogId<NodeId>>>(&bytes)?),
+        None => Ok(None),
+    }
+}
+
+/// Deletes the log entries through `log_id` and records it as the last purged, in
+/// one batch (nothing, if a purge as far is recorded).
+fn write_purge(db: &Db, log: &ColumnFamily, meta: &ColumnFamily, log_id: LogId<NodeId>) -> Result<(), AnyError> {
+    if stored_purged(meta)?.is_some_and(|purged| purged.index >= log_id.index) {
+        return Ok(());
+    }
+    let through = index_key(log_id.index)?;
+    let keys: Vec<i64> =
+        log.range(..=through).map(|entry| entry.map(|(key, _)| key).map_err(io_error)).collect::<Result<_, _>>()?;
+    let mut batch = WriteBatch::new();
+    batch.put_cf(meta, PURGED_KEY, encode(&Some(log_id))?);
+    for key in keys {
+        batch.delete_cf(log, key);
+    }
+    db.write(batch).map_err(io_error)
 }
 
 /// The replicated key-value state machine (openraft's `RaftStateMachine`) and its
@@ -310,6 +411,13 @@ pub struct StateMachineStore {
     data: ColumnFamily,
     state: ColumnFamily,
     snapshot: ColumnFamily,
+    /// The log's families: a pending purge is written once the state holds it.
+    log: ColumnFamily,
+    meta: ColumnFamily,
+    /// Held while the current snapshot is compared and replaced: a build that
+    /// finishes after a newer snapshot was built or installed keeps the newer one.
+    keeping: Arc<Mutex<()>>,
+    shared: Arc<Shared>,
 }
 
 /// A kept snapshot's metadata, as stored.
@@ -333,6 +441,18 @@ impl StateMachineStore {
     /// Whether the state machine holds no key.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+
+    /// Writes a pending purge once the state holds what it covers (after the write
+    /// that made it so, so that a crash keeps the purge only with it).
+    fn settle_purge(&self) -> Result<(), AnyError> {
+        let mut pending = self.shared.pending_purge.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(purge) = *pending else { return Ok(()) };
+        if applied_log_id(&self.state)?.is_some_and(|applied| applied.index >= purge.index) {
+            write_purge(&self.db, &self.log, &self.meta, purge)?;
+            *pending = None;
+        }
+        Ok(())
     }
 
     fn read_state<T: for<'a> Deserialize<'a>>(&self, key: i64) -> Result<Option<T>, AnyError> {
@@ -392,9 +512,10 @@ fn decode_pairs(mut bytes: &[u8]) -> Result<Vec<(i64, &[u8])>, AnyError> {
         let cut = || AnyError::error("snapshot data cut short");
         let key = i64::from_le_bytes(bytes.get(..8).ok_or_else(cut)?.try_into().map_err(|_| cut())?);
         let len = u32::from_le_bytes(bytes.get(8..12).ok_or_else(cut)?.try_into().map_err(|_| cut())?) as usize;
-        let value = bytes.get(12..12 + len).ok_or_else(cut)?;
+        let rest = bytes.get(12..).ok_or_else(cut)?;
+        let value = rest.get(..len).ok_or_else(cut)?;
         pairs.push((key, value));
-        bytes = &bytes[12 + len..];
+        bytes = rest.get(len..).ok_or_else(cut)?;
     }
     Ok(pairs)
 }
@@ -402,9 +523,6 @@ fn decode_pairs(mut bytes: &[u8]) -> Result<Vec<(i64, &[u8])>, AnyError> {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let failed = |error: AnyError| StorageIOError::write_snapshot(None, error);
-        // What the snapshot describes, and all applied before it, durable before
-        // openraft purges the log up to it.
-        self.db.flush().map_err(|error| failed(io_error(error)))?;
         let snapshot = self.db.snapshot();
         let state = |key: i64| -> Result<Option<Vec<u8>>, AnyError> {
             Ok(snapshot.get_cf(&self.state, key).map_err(io_error)?.map(|value| value.to_vec()))
@@ -423,9 +541,22 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             None => format!("none-{}", snapshot.sequence()),
         };
         let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id: id };
-        let mut batch = WriteBatch::new();
-        self.keep_snapshot(&mut batch, &meta, &data).map_err(failed)?;
-        self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+        {
+            let _keeping = self.keeping.lock().unwrap_or_else(PoisonError::into_inner);
+            // A snapshot built or installed meanwhile that is newer stays the current one.
+            let kept: Option<StoredSnapshot> = match self.snapshot.get(SNAPSHOT_META_KEY) {
+                Ok(Some(bytes)) => Some(decode(&bytes).map_err(failed)?),
+                Ok(None) => None,
+                Err(error) => return Err(failed(io_error(error)).into()),
+            };
+            if kept.is_none_or(|kept| kept.meta.last_log_id <= meta.last_log_id) {
+                let mut batch = WriteBatch::new();
+                self.keep_snapshot(&mut batch, &meta, &data).map_err(failed)?;
+                self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+            }
+        }
+        // The state the snapshot describes, and everything applied before it, durable
+        // before openraft purges the log up to it (a flush covers every earlier write).
         self.db.flush().map_err(|error| failed(io_error(error)))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
@@ -472,6 +603,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if let Some(log_id) = last {
             batch.put_cf(&self.state, APPLIED_KEY, encode(&Some(log_id)).map_err(failed)?);
             self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+            self.settle_purge().map_err(failed)?;
         }
         Ok(responses)
     }
@@ -509,8 +641,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         }
         batch.put_cf(&self.state, APPLIED_KEY, encode(&meta.last_log_id).map_err(failed)?);
         batch.put_cf(&self.state, MEMBERSHIP_KEY, encode(&meta.last_membership).map_err(failed)?);
-        self.keep_snapshot(&mut batch, meta, &data).map_err(failed)?;
-        self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+        {
+            let _keeping = self.keeping.lock().unwrap_or_else(PoisonError::into_inner);
+            self.keep_snapshot(&mut batch, meta, &data).map_err(failed)?;
+            self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+        }
+        self.settle_purge().map_err(failed)?;
         self.db.flush().map_err(|error| failed(io_error(error)))?;
         Ok(())
     }
