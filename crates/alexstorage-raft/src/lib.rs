@@ -38,8 +38,9 @@
 //!   snapshot describes, and everything applied before it, is durable before openraft
 //!   purges the log up to it.
 //! - `install_snapshot`: one batch that deletes every key of `raft_data`, writes the
-//!   snapshot's pairs, its last applied log id and membership, and keeps the snapshot:
-//!   the state is replaced atomically; then a flush. Data that does not decode is
+//!   snapshot's pairs, its last applied log id and membership, keeps the snapshot, and
+//!   purges the log through the snapshot (as openraft does right after an install): the
+//!   state is replaced atomically, never without the purge; then a flush. Data that does not decode is
 //!   refused before anything is written.
 //!
 //! # Limits
@@ -275,8 +276,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => None,
         };
-        // The last entry, unless a purge covers it (then the purged log id).
-        Ok(LogState { last_purged_log_id, last_log_id: last.max(last_purged_log_id) })
+        // The last entry, unless a purge covers its index (then the purged log id).
+        let last_log_id = match (last, last_purged_log_id) {
+            (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
+            (last, purged) => last.or(purged),
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -384,19 +389,34 @@ fn stored_purged(meta: &ColumnFamily) -> Result<Option<LogId<NodeId>>, AnyError>
     }
 }
 
-/// Deletes the log entries through `log_id` and records it as the last purged, in
-/// one batch (nothing, if a purge as far is recorded).
-fn write_purge(db: &Db, log: &ColumnFamily, meta: &ColumnFamily, log_id: LogId<NodeId>) -> Result<(), AnyError> {
+/// Adds to `batch` the deletes of the log entries through `log_id` and the record of
+/// it as the last purged (nothing, if a purge as far is recorded).
+fn add_purge(
+    batch: &mut WriteBatch,
+    log: &ColumnFamily,
+    meta: &ColumnFamily,
+    log_id: LogId<NodeId>,
+) -> Result<(), AnyError> {
     if stored_purged(meta)?.is_some_and(|purged| purged.index >= log_id.index) {
         return Ok(());
     }
     let through = index_key(log_id.index)?;
     let keys: Vec<i64> =
         log.range(..=through).map(|entry| entry.map(|(key, _)| key).map_err(io_error)).collect::<Result<_, _>>()?;
-    let mut batch = WriteBatch::new();
     batch.put_cf(meta, PURGED_KEY, encode(&Some(log_id))?);
     for key in keys {
         batch.delete_cf(log, key);
+    }
+    Ok(())
+}
+
+/// Deletes the log entries through `log_id` and records it as the last purged, in
+/// one batch (nothing, if a purge as far is recorded).
+fn write_purge(db: &Db, log: &ColumnFamily, meta: &ColumnFamily, log_id: LogId<NodeId>) -> Result<(), AnyError> {
+    let mut batch = WriteBatch::new();
+    add_purge(&mut batch, log, meta, log_id)?;
+    if batch.is_empty() {
+        return Ok(());
     }
     db.write(batch).map_err(io_error)
 }
@@ -623,7 +643,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> StorageResult<()> {
         let failed = |error: AnyError| StorageIOError::write_snapshot(Some(meta.signature()), error);
         let data = snapshot.into_inner();
-        let pairs = decode_pairs(&data).map_err(failed)?;
+        let pairs = match decode_pairs(&data) {
+            Ok(pairs) => pairs,
+            Err(error) => {
+                // No purge stays pending for a state that never came.
+                *self.shared.pending_purge.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                return Err(failed(error).into());
+            }
+        };
         let old: Vec<i64> = self
             .data
             .range(..)
@@ -642,9 +669,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         batch.put_cf(&self.state, APPLIED_KEY, encode(&meta.last_log_id).map_err(failed)?);
         batch.put_cf(&self.state, MEMBERSHIP_KEY, encode(&meta.last_membership).map_err(failed)?);
         {
+            // Lock order: the pending purge, then the kept snapshot.
+            let mut pending = self.shared.pending_purge.lock().unwrap_or_else(PoisonError::into_inner);
+            // openraft purges the log through the snapshot right after an install (or
+            // just before it, then held pending): the purge goes in the install's batch,
+            // so that no crash keeps one without the other (entries of a later term
+            // below the snapshot would otherwise survive it).
+            if let Some(last) = meta.last_log_id {
+                add_purge(&mut batch, &self.log, &self.meta, last).map_err(failed)?;
+            }
             let _keeping = self.keeping.lock().unwrap_or_else(PoisonError::into_inner);
             self.keep_snapshot(&mut batch, meta, &data).map_err(failed)?;
-            self.db.write(batch).map_err(|error| failed(io_error(error)))?;
+            let written = self.db.write(batch).map_err(|error| failed(io_error(error)));
+            // A pending purge the install covers is done; after a failed install none
+            // stays pending past the state.
+            if written.is_err() || pending.is_some_and(|purge| Some(purge.index) <= meta.last_log_id.map(|id| id.index))
+            {
+                *pending = None;
+            }
+            written?;
         }
         self.settle_purge().map_err(failed)?;
         self.db.flush().map_err(|error| failed(io_error(error)))?;

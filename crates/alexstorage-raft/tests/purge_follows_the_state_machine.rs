@@ -10,7 +10,9 @@
 
 use alexstorage_raft::{open, Request, TypeConfig};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader};
+use std::io::Cursor;
+
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, SnapshotMeta, StoredMembership};
 
 fn log_id(index: u64) -> LogId<u64> {
     LogId::new(CommittedLeaderId::new(1, 1), index)
@@ -65,6 +67,47 @@ async fn a_purge_is_written_only_once_the_state_machine_holds_it() {
     assert_eq!(state.last_purged_log_id, Some(log_id(9)));
     assert_eq!(state.last_log_id, Some(log_id(10)));
     assert_eq!(indexes(&mut log).await, vec![10]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_installed_snapshot_is_written_with_its_purge() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut log, mut state_machine) = open(dir.path()).unwrap();
+        // Entries of a later term below the snapshot's index: the install's purge must
+        // take them with it.
+        let later: Vec<_> = (1..=6)
+            .map(|index| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(3, 1), index),
+                payload: EntryPayload::Normal(Request::Put { key: index as i64, value: vec![3; 4] }),
+            })
+            .collect();
+        log.blocking_append(later).await.unwrap();
+        // Every entry covered by a pending purge: the log state says so by index.
+        log.purge(log_id(12)).await.unwrap();
+        let state = log.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id, Some(log_id(12)));
+        assert_eq!(state.last_log_id, Some(log_id(12)));
+        assert!(indexes(&mut log).await.is_empty());
+        // The install at (1, 10) purges through it in its own batch.
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(10)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "ten".into(),
+        };
+        let mut data = Vec::new();
+        data.extend_from_slice(&5i64.to_le_bytes());
+        data.extend_from_slice(&1u32.to_le_bytes());
+        data.push(b'x');
+        state_machine.install_snapshot(&meta, Box::new(Cursor::new(data))).await.unwrap();
+    }
+    let (mut log, mut state_machine) = open(dir.path()).unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(10)), "the purge was written with the install");
+    assert_eq!(state.last_log_id, Some(log_id(10)));
+    assert!(indexes(&mut log).await.is_empty(), "the later term's entries below the snapshot are gone");
+    assert_eq!(state_machine.applied_state().await.unwrap().0, Some(log_id(10)));
+    assert_eq!(state_machine.get(5).unwrap(), Some(b"x".to_vec()));
 }
 
 #[tokio::test(flavor = "current_thread")]
