@@ -715,3 +715,42 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(data)) }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn log_id(index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// A snapshot build that finishes after a newer snapshot was kept (openraft builds
+    /// in a task of its own, beside installs) leaves the newer one current.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_older_build_never_replaces_a_newer_kept_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut state_machine) = open(dir.path()).unwrap();
+        let newer = SnapshotMeta {
+            last_log_id: Some(log_id(50)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "installed at 50".into(),
+        };
+        state_machine.install_snapshot(&newer, Box::new(Cursor::new(Vec::new()))).await.unwrap();
+        // The state as an older build would have read it: applied through 40.
+        state_machine.state.put(APPLIED_KEY, encode(&Some(log_id(40))).unwrap()).unwrap();
+        let built = state_machine.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log_id(40)), "the build describes what it read");
+        let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.snapshot_id, "installed at 50", "the newer snapshot stays current");
+        // A build as new as the kept one or newer replaces it.
+        state_machine.state.put(APPLIED_KEY, encode(&Some(log_id(60))).unwrap()).unwrap();
+        let built = state_machine.build_snapshot().await.unwrap();
+        let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.snapshot_id, built.meta.snapshot_id);
+        assert_eq!(current.meta.last_log_id, Some(log_id(60)));
+    }
+}
