@@ -177,6 +177,19 @@ fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T, AnyError> {
     postcard::from_bytes(bytes).map_err(io_error)
 }
 
+/// The value at `key` of `family`, decoded.
+fn read<T: for<'a> Deserialize<'a>>(family: &ColumnFamily, key: i64) -> Result<Option<T>, AnyError> {
+    match family.get(key).map_err(io_error)? {
+        Some(bytes) => decode(&bytes).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The keys of `family` in `range`.
+fn keys(family: &ColumnFamily, range: impl RangeBounds<i64>) -> Result<Vec<i64>, AnyError> {
+    family.range(range).map(|entry| entry.map(|(key, _)| key).map_err(io_error)).collect()
+}
+
 /// A log index as a key of the log family (indexes past `i64::MAX` are refused).
 fn index_key(index: u64) -> Result<i64, AnyError> {
     i64::try_from(index).map_err(|_| AnyError::error(format!("log index {index} is past i64::MAX")))
@@ -202,45 +215,25 @@ impl LogStore {
         Ok(stored_purged(&self.meta)?.max(pending))
     }
 
-    fn read_meta<T: for<'a> Deserialize<'a>>(&self, key: i64) -> Result<Option<T>, AnyError> {
-        match self.meta.get(key).map_err(io_error)? {
-            Some(bytes) => decode(&bytes).map(Some),
-            None => Ok(None),
-        }
-    }
-
     fn write_meta<T: Serialize>(&self, key: i64, value: &T) -> Result<(), AnyError> {
         self.meta.put(key, encode(value)?).map_err(io_error)
     }
-
-    /// The keys of the log entries with indexes in `range`.
-    fn keys_in(&self, range: (Bound<i64>, Bound<i64>)) -> Result<Vec<i64>, AnyError> {
-        self.log.range(range).map(|entry| entry.map(|(key, _)| key).map_err(io_error)).collect()
-    }
 }
 
-/// `range` of log indexes as a range of the log family's keys.
-fn key_range(range: &impl RangeBounds<u64>) -> Result<(Bound<i64>, Bound<i64>), AnyError> {
-    let bound = |bound: Bound<&u64>| -> Result<Bound<i64>, AnyError> {
-        Ok(match bound {
-            Bound::Included(&index) => match index_key(index) {
-                Ok(key) => Bound::Included(key),
-                // Nothing lies past i64::MAX: an empty range.
-                Err(_) => Bound::Excluded(i64::MAX),
-            },
-            Bound::Excluded(&index) => match index_key(index) {
-                Ok(key) => Bound::Excluded(key),
-                Err(_) => Bound::Excluded(i64::MAX),
-            },
-            Bound::Unbounded => Bound::Unbounded,
-        })
+/// `range` of log indexes as a range of the log family's keys: a start past
+/// `i64::MAX` starts after every key, an end past it bounds nothing.
+fn key_range(range: &impl RangeBounds<u64>) -> (Bound<i64>, Bound<i64>) {
+    let start = match range.start_bound() {
+        Bound::Included(&index) => index_key(index).map_or(Bound::Excluded(i64::MAX), Bound::Included),
+        Bound::Excluded(&index) => index_key(index).map_or(Bound::Excluded(i64::MAX), Bound::Excluded),
+        Bound::Unbounded => Bound::Unbounded,
     };
-    // An end past i64::MAX bounds nothing.
     let end = match range.end_bound() {
-        Bound::Included(&index) | Bound::Excluded(&index) if index_key(index).is_err() => Bound::Unbounded,
-        end => bound(end)?,
+        Bound::Included(&index) => index_key(index).map_or(Bound::Unbounded, Bound::Included),
+        Bound::Excluded(&index) => index_key(index).map_or(Bound::Unbounded, Bound::Excluded),
+        Bound::Unbounded => Bound::Unbounded,
     };
-    Ok((bound(range.start_bound())?, end))
+    (start, end)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -248,7 +241,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> StorageResult<Vec<Entry<TypeConfig>>> {
-        let range = key_range(&range).map_err(StorageIOError::read_logs)?;
+        let range = key_range(&range);
         // Entries a pending purge covers are gone as far as openraft is concerned.
         let purged = self.purged().map_err(StorageIOError::read_logs)?.map(|purged| purged.index);
         let mut entries = Vec::new();
@@ -296,7 +289,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
-        Ok(self.read_meta(VOTE_KEY).map_err(StorageIOError::read_vote)?)
+        Ok(read(&self.meta, VOTE_KEY).map_err(StorageIOError::read_vote)?)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
@@ -305,7 +298,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        let committed: Option<Option<LogId<NodeId>>> = self.read_meta(COMMITTED_KEY).map_err(StorageIOError::read)?;
+        let committed: Option<Option<LogId<NodeId>>> = read(&self.meta, COMMITTED_KEY).map_err(StorageIOError::read)?;
         Ok(committed.flatten())
     }
 
@@ -335,7 +328,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
         let from = index_key(log_id.index).map_err(StorageIOError::write_logs)?;
-        let keys = self.keys_in((Bound::Included(from), Bound::Unbounded)).map_err(StorageIOError::write_logs)?;
+        let keys = keys(&self.log, from..).map_err(StorageIOError::write_logs)?;
         let mut batch = WriteBatch::new();
         for key in keys {
             batch.delete_cf(&self.log, key);
@@ -375,18 +368,12 @@ struct Shared {
 
 /// The last applied log id the state family holds.
 fn applied_log_id(state: &ColumnFamily) -> Result<Option<LogId<NodeId>>, AnyError> {
-    match state.get(APPLIED_KEY).map_err(io_error)? {
-        Some(bytes) => Ok(decode::<Option<LogId<NodeId>>>(&bytes)?),
-        None => Ok(None),
-    }
+    Ok(read::<Option<LogId<NodeId>>>(state, APPLIED_KEY)?.flatten())
 }
 
 /// The purged log id the meta family holds.
 fn stored_purged(meta: &ColumnFamily) -> Result<Option<LogId<NodeId>>, AnyError> {
-    match meta.get(PURGED_KEY).map_err(io_error)? {
-        Some(bytes) => Ok(decode::<Option<LogId<NodeId>>>(&bytes)?),
-        None => Ok(None),
-    }
+    Ok(read::<Option<LogId<NodeId>>>(meta, PURGED_KEY)?.flatten())
 }
 
 /// Adds to `batch` the deletes of the log entries through `log_id` and the record of
@@ -401,10 +388,8 @@ fn add_purge(
         return Ok(());
     }
     let through = index_key(log_id.index)?;
-    let keys: Vec<i64> =
-        log.range(..=through).map(|entry| entry.map(|(key, _)| key).map_err(io_error)).collect::<Result<_, _>>()?;
     batch.put_cf(meta, PURGED_KEY, encode(&Some(log_id))?);
-    for key in keys {
+    for key in keys(log, ..=through)? {
         batch.delete_cf(log, key);
     }
     Ok(())
@@ -475,13 +460,6 @@ impl StateMachineStore {
         Ok(())
     }
 
-    fn read_state<T: for<'a> Deserialize<'a>>(&self, key: i64) -> Result<Option<T>, AnyError> {
-        match self.state.get(key).map_err(io_error)? {
-            Some(bytes) => decode(&bytes).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// Adds to `batch` the writes that keep `meta` and `data` as the current snapshot.
     fn keep_snapshot(
         &self,
@@ -489,12 +467,7 @@ impl StateMachineStore {
         meta: &SnapshotMeta<NodeId, openraft::BasicNode>,
         data: &[u8],
     ) -> Result<(), AnyError> {
-        let old: Vec<i64> = self
-            .snapshot
-            .range(..)
-            .map(|entry| entry.map(|(key, _)| key).map_err(io_error))
-            .collect::<Result<_, _>>()?;
-        for key in old {
+        for key in keys(&self.snapshot, ..)? {
             batch.delete_cf(&self.snapshot, key);
         }
         let chunks: Vec<&[u8]> = data.chunks(SNAPSHOT_CHUNK).collect();
@@ -564,11 +537,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         {
             let _keeping = self.keeping.lock().unwrap_or_else(PoisonError::into_inner);
             // A snapshot built or installed meanwhile that is newer stays the current one.
-            let kept: Option<StoredSnapshot> = match self.snapshot.get(SNAPSHOT_META_KEY) {
-                Ok(Some(bytes)) => Some(decode(&bytes).map_err(failed)?),
-                Ok(None) => None,
-                Err(error) => return Err(failed(io_error(error)).into()),
-            };
+            let kept: Option<StoredSnapshot> = read(&self.snapshot, SNAPSHOT_META_KEY).map_err(failed)?;
             if kept.is_none_or(|kept| kept.meta.last_log_id <= meta.last_log_id) {
                 let mut batch = WriteBatch::new();
                 self.keep_snapshot(&mut batch, &meta, &data).map_err(failed)?;
@@ -588,10 +557,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn applied_state(
         &mut self,
     ) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, openraft::BasicNode>)> {
-        let applied: Option<Option<LogId<NodeId>>> =
-            self.read_state(APPLIED_KEY).map_err(StorageIOError::read_state_machine)?;
-        let membership = self.read_state(MEMBERSHIP_KEY).map_err(StorageIOError::read_state_machine)?;
-        Ok((applied.flatten(), membership.unwrap_or_default()))
+        let applied = applied_log_id(&self.state).map_err(StorageIOError::read_state_machine)?;
+        let membership = read(&self.state, MEMBERSHIP_KEY).map_err(StorageIOError::read_state_machine)?;
+        Ok((applied, membership.unwrap_or_default()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
@@ -651,12 +619,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 return Err(failed(error).into());
             }
         };
-        let old: Vec<i64> = self
-            .data
-            .range(..)
-            .map(|entry| entry.map(|(key, _)| key).map_err(io_error))
-            .collect::<Result<_, _>>()
-            .map_err(failed)?;
+        let old = keys(&self.data, ..).map_err(failed)?;
         // The whole state replaced in one batch: after a crash, the old state or the
         // new one.
         let mut batch = WriteBatch::new();
@@ -726,6 +689,14 @@ mod tests {
 
     fn log_id(index: u64) -> LogId<NodeId> {
         LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    #[test]
+    fn log_index_ranges_map_onto_keys_past_i64_max_too() {
+        assert_eq!(key_range(&(5..=9)), (Bound::Included(5), Bound::Included(9)));
+        assert_eq!(key_range(&(5..u64::MAX)), (Bound::Included(5), Bound::Unbounded));
+        assert_eq!(key_range(&(u64::MAX..)), (Bound::Excluded(i64::MAX), Bound::Unbounded));
+        assert_eq!(key_range(&..), (Bound::Unbounded, Bound::Unbounded));
     }
 
     /// A snapshot build that finishes after a newer snapshot was kept (openraft builds

@@ -56,6 +56,11 @@ impl Connection {
             .cloned()
             .ok_or_else(|| RPCError::Unreachable(Unreachable::new(&Down)))
     }
+
+    /// The target's own error, as the caller receives it.
+    fn remote<E: std::error::Error>(&self, error: E) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::RemoteError(RemoteError::new(self.target, error))
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Router {
@@ -73,7 +78,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let raft = self.raft()?;
-        raft.append_entries(rpc).await.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
+        raft.append_entries(rpc).await.map_err(|error| self.remote(error))
     }
 
     async fn install_snapshot(
@@ -83,7 +88,7 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
     {
         let raft = self.raft()?;
-        raft.install_snapshot(rpc).await.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
+        raft.install_snapshot(rpc).await.map_err(|error| self.remote(error))
     }
 
     async fn vote(
@@ -92,7 +97,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         _option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         let raft = self.raft()?;
-        raft.vote(rpc).await.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
+        raft.vote(rpc).await.map_err(|error| self.remote(error))
     }
 }
 
