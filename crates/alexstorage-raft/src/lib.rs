@@ -16,10 +16,13 @@
 //! `postcard` (serde's compact binary form): an entry takes about its request's size.
 //!
 //! # How openraft's calls map onto the store, and what is durable when
-//! - `append`: one [`WriteBatch`] of every entry, then [`Db::flush`]; the flush callback
-//!   is called once the flush returned, so an append is reported flushed only when it is
-//!   on stable storage, whatever the store's `Durability`.
-//! - `save_vote`: a put and a flush before it returns.
+//! - `append`: one [`WriteBatch`] of every entry, and returns (the entries are
+//!   readable); openraft's flush callback is called by a flushing thread of the store's
+//!   own once a [`Db::flush`] after the write returned, so an append is reported flushed
+//!   only when it is on stable storage, whatever the store's `Durability`. The thread
+//!   serves every waiter that arrived during one flush with the next: appends and votes
+//!   that come together share one sync.
+//! - `save_vote`: a put, then it awaits a flush on that thread before it returns.
 //! - `save_committed` (a put), `truncate`, `purge`: one write each, without a flush of
 //!   their own. The store keeps a prefix of the write order through any crash or power
 //!   cut, so a later flushed append (or vote) makes them durable first; a purge writes
@@ -44,8 +47,11 @@
 //!   refused before anything is written.
 //!
 //! # Limits
-//! - The calls run their store work (flushes included) on the async runtime's thread,
-//!   as openraft's RocksDB example does; a flush takes a sync of the log.
+//! - The calls run their store work on the async runtime's thread, but for the flushes,
+//!   which run on the flushing thread (a sync of the log takes a millisecond or more).
+//!   Writes are `Buffered` (they land in the page cache) and reads are memory-mapped,
+//!   so neither waits for the disk; a snapshot build or install encodes the whole state
+//!   on the runtime's thread.
 //! - An entry is one value of the store, so a request's value must fit the store's
 //!   `max_value_size` (64 MiB by default) with a few bytes to spare; a snapshot is kept
 //!   in chunks of 16 MiB, so that limit must be at least that; a snapshot (and an
@@ -82,6 +88,10 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::flusher::Flusher;
+
+mod flusher;
+
 /// A Raft member's id.
 pub type NodeId = u64;
 
@@ -100,6 +110,28 @@ pub enum Request {
         /// The key.
         key: i64,
     },
+    /// Several writes applied together, in order, at one log index: all or none of
+    /// them, after any crash.
+    Batch(Vec<Request>),
+}
+
+impl Request {
+    /// Adds this write's puts and deletes of `data` to `batch`, in order.
+    fn add_to(self, batch: &mut WriteBatch, data: &ColumnFamily) {
+        match self {
+            Request::Put { key, value } => {
+                batch.put_cf(data, key, value);
+            }
+            Request::Delete { key } => {
+                batch.delete_cf(data, key);
+            }
+            Request::Batch(writes) => {
+                for write in writes {
+                    write.add_to(batch, data);
+                }
+            }
+        }
+    }
 }
 
 /// What applying an entry answers.
@@ -144,7 +176,7 @@ pub fn open(path: impl AsRef<Path>) -> alexstorage::Result<(LogStore, StateMachi
 /// created on first use).
 pub fn stores(db: Db) -> alexstorage::Result<(LogStore, StateMachineStore)> {
     let state = db.column_family(STATE)?;
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Shared { pending_purge: Mutex::new(None), flusher: Flusher::start(db.clone())? });
     let log = LogStore {
         log: db.column_family(LOG)?,
         meta: db.column_family(META)?,
@@ -284,7 +316,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
         self.write_meta(VOTE_KEY, vote).map_err(StorageIOError::write_vote)?;
         // Durable before it returns.
-        self.db.flush().map_err(|error| StorageIOError::write_vote(io_error(error)))?;
+        self.shared.flusher.flushed().await.map_err(StorageIOError::write_vote)?;
         Ok(())
     }
 
@@ -312,18 +344,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let key = index_key(entry.log_id.index).map_err(StorageIOError::write_logs)?;
             batch.put_cf(&self.log, key, encode(&entry).map_err(StorageIOError::write_logs)?);
         }
-        // Readable once written; reported flushed only once on stable storage.
+        // Readable once written; reported flushed only once on stable storage, by the
+        // flushing thread.
         self.db.write(batch).map_err(|error| StorageIOError::write_logs(io_error(error)))?;
-        match self.db.flush() {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(error) => {
-                callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
-                Err(StorageIOError::write_logs(io_error(error)).into())
-            }
-        }
+        self.shared.flusher.after_flush(callback);
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
@@ -359,11 +384,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 /// What a store's log and state machine share.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     /// A purge openraft asked for past the state machine's applied log id: done in
     /// memory until the state machine holds it, then written.
     pending_purge: Mutex<Option<LogId<NodeId>>>,
+    /// The thread that flushes for appends, votes and snapshots.
+    flusher: Flusher,
 }
 
 /// The last applied log id the state family holds.
@@ -546,7 +573,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         }
         // The state the snapshot describes, and everything applied before it, durable
         // before openraft purges the log up to it (a flush covers every earlier write).
-        self.db.flush().map_err(|error| failed(io_error(error)))?;
+        self.shared.flusher.flushed().await.map_err(failed)?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -574,12 +601,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for entry in entries {
             match entry.payload {
                 EntryPayload::Blank => {}
-                EntryPayload::Normal(Request::Put { key, value }) => {
-                    batch.put_cf(&self.data, key, value);
-                }
-                EntryPayload::Normal(Request::Delete { key }) => {
-                    batch.delete_cf(&self.data, key);
-                }
+                EntryPayload::Normal(request) => request.add_to(&mut batch, &self.data),
                 EntryPayload::Membership(membership) => {
                     let stored = StoredMembership::new(Some(entry.log_id), membership);
                     batch.put_cf(&self.state, MEMBERSHIP_KEY, encode(&stored).map_err(failed)?);
@@ -653,7 +675,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             written?;
         }
         self.settle_purge().map_err(failed)?;
-        self.db.flush().map_err(|error| failed(io_error(error)))?;
+        self.shared.flusher.flushed().await.map_err(failed)?;
         Ok(())
     }
 
