@@ -36,6 +36,7 @@
 
 pub mod api;
 pub mod client;
+mod coalesce;
 pub mod network;
 pub mod server;
 

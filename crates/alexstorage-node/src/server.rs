@@ -35,6 +35,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
@@ -47,6 +48,7 @@ use crate::api::{
     AddLearnerRequest, BatchRequest, ChangeMembershipRequest, ErrorReply, InitRequest, LeaderHint, Status, WriteReply,
     FORWARDED_HEADER, LEADER_HEADER,
 };
+use crate::coalesce::{Coalescer, ReadIndex};
 use crate::network::{http_client, HttpNetwork, RAFT_ERROR_STATUS};
 
 /// The largest body a client request may have (a value is at most the store's
@@ -128,11 +130,19 @@ impl Node {
         let app = Arc::new(App {
             id: config.id,
             raft: raft.clone(),
+            writes: Coalescer::start(raft.clone()),
+            reads: ReadIndex::start(raft.clone()),
             state_machine: state_machine.clone(),
             client: http_client()?,
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
+            // Answers go out at once (no Nagle delay behind a delayed ACK).
+            let listener = listener.tap_io(|stream| {
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::warn!("TCP_NODELAY: {error}");
+                }
+            });
             axum::serve(listener, router(app))
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
@@ -174,6 +184,10 @@ impl Node {
 struct App {
     id: NodeId,
     raft: Raft<TypeConfig>,
+    /// Client writes, gathered into batches.
+    writes: Coalescer,
+    /// Linearizable reads, checked in groups.
+    reads: ReadIndex,
     state_machine: StateMachineStore,
     /// For requests forwarded to the leader.
     client: reqwest::Client,
@@ -295,8 +309,8 @@ impl App {
 
     /// Replicates `request` and answers once it is committed and applied.
     async fn write(&self, request: Request, incoming: Incoming) -> Response {
-        match self.raft.client_write(request).await {
-            Ok(written) => Json(WriteReply { index: written.log_id.index }).into_response(),
+        match self.writes.write(request).await {
+            Ok(index) => Json(WriteReply { index }).into_response(),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => self.forward(to, incoming).await,
             Err(error) => error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None),
         }
@@ -366,8 +380,8 @@ async fn get_key(
     if query.consistency == Consistency::Linearizable {
         // Waits until this member, as leader, confirmed its leadership with a quorum and
         // applied everything committed before the read.
-        match app.raft.ensure_linearizable().await {
-            Ok(_) => {}
+        match app.reads.ready().await {
+            Ok(()) => {}
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
                 return app.forward(to, Incoming { method, uri, headers, body: Bytes::new() }).await
             }
@@ -381,7 +395,11 @@ async fn get_key(
     }
 }
 
-async fn init(State(app): Shared, Json(request): Json<InitRequest>) -> Response {
+async fn init(State(app): Shared, body: Bytes) -> Response {
+    let request: InitRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return error_reply(StatusCode::BAD_REQUEST, error, None),
+    };
     let members: BTreeMap<NodeId, BasicNode> =
         request.members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
     if !members.contains_key(&app.id) {
