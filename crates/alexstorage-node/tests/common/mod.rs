@@ -86,6 +86,14 @@ impl Member {
         child.wait().unwrap();
     }
 
+    /// Plays a power cut on the store of this (killed) member: every page of its log
+    /// past what it made durable lost, kept or torn, as `choices` say. Returns the
+    /// number of pages whose bytes changed.
+    pub fn cut_power(&self, choices: &mut impl Iterator<Item = u8>) -> usize {
+        assert!(self.child.is_none(), "member {} is running", self.id);
+        alexstorage::testing::power_cuts::cut_power_after_kill(&self.dir, &[], choices)
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -153,6 +161,11 @@ pub fn value_of(key: i64) -> Vec<u8> {
 impl Writers {
     /// `count` writers; writer `w` puts keys `w`, `w + count`, ...
     pub fn start(client: Arc<Client>, count: i64) -> Self {
+        Self::start_from(client, count, 0)
+    }
+
+    /// `count` writers; writer `w` puts keys `first + w`, `first + w + count`, ...
+    pub fn start_from(client: Arc<Client>, count: i64, first: i64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(BTreeMap::new()));
         let tasks = (0..count)
@@ -160,7 +173,7 @@ impl Writers {
                 let (client, stop, acked) = (Arc::clone(&client), Arc::clone(&stop), Arc::clone(&acked));
                 tokio::spawn(async move {
                     let mut failed = 0;
-                    let mut key = writer;
+                    let mut key = first + writer;
                     while !stop.load(Ordering::Relaxed) {
                         match client.put(key, value_of(key)).await {
                             Ok(_) => {
