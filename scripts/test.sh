@@ -15,21 +15,22 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy (all targets, warnings are errors)"
-cargo clippy -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft --all-targets -- -D warnings
+cargo clippy -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft -p alexstorage-node --all-targets -- -D warnings
 
 echo "== tests (debug)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft --no-fail-fast
+    cargo nextest run -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft -p alexstorage-node --no-fail-fast
 else
-    cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft --no-fail-fast
+    cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-cli -p alexstorage-raft -p alexstorage-node --no-fail-fast
 fi
-cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-raft --doc
-RUSTDOCFLAGS="-D warnings" cargo doc -p alexstorage -p alexstorage-raft --no-deps --quiet
+cargo test -p alexstorage -p alexstorage-keygen -p alexstorage-raft -p alexstorage-node --doc
+RUSTDOCFLAGS="-D warnings" cargo doc -p alexstorage -p alexstorage-raft -p alexstorage-node --no-deps --quiet
 
 echo "== benchmark smoke run (correctness checks of the benchmark itself)"
 cargo bench -p alexstorage --bench index -- --keys 20000 --repeats 1 >/dev/null
 cargo bench -p alexstorage --bench engine -- --keys 20000 --repeats 1 >/dev/null
 cargo bench -p alexstorage --bench compression -- --keys 20000 --repeats 1 >/dev/null
+cargo bench -p alexstorage-node --bench replication -- --writes 400 --clients 1,8 >/dev/null
 
 echo "== model check of the lock-free publication protocol (loom)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \

@@ -14,9 +14,10 @@
 //!   cost of the server, openraft and the log flush without replication);
 //! - `alexstorage-node x3`: three processes, writes through the leader, each
 //!   acknowledged once two members flushed it;
-//! - `openraft-rocksdb x3` (with `--openraft-example`): openraft's own example
-//!   `raft-kv-rocksdb` (v0.9.25, its binary `raft-key-value-rocks`), three processes,
-//!   the same load through its `/api/write`.
+//! - `openraft-rocksdb x1` and `x3` (with `--openraft-example PATH`): openraft's own
+//!   example `raft-kv-rocksdb` (v0.9.25, its binary `raft-key-value-rocks`; see
+//!   `docs/BENCHMARKS.md` for how it was built here), one and three processes, the same
+//!   puts (`--openraft-writes` of them, 2,000 by default) through its `/api/write`.
 //!
 //! Then linearizable reads of the written keys through the leader (`GET /kv/{key}`)
 //! for the alexstorage-node clusters. It prints a Markdown table: writes per second,
@@ -41,10 +42,12 @@ struct Args {
     clients: Vec<usize>,
     value_size: usize,
     openraft_example: Option<PathBuf>,
+    openraft_writes: usize,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { writes: 10_000, clients: vec![1, 16], value_size: 100, openraft_example: None };
+    let mut args =
+        Args { writes: 10_000, clients: vec![1, 16], value_size: 100, openraft_example: None, openraft_writes: 2_000 };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
         let mut value = || given.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -53,6 +56,7 @@ fn parse_args() -> Args {
             "--clients" => args.clients = value().split(',').map(|count| count.parse().unwrap()).collect(),
             "--value-size" => args.value_size = value().parse().unwrap(),
             "--openraft-example" => args.openraft_example = Some(PathBuf::from(value())),
+            "--openraft-writes" => args.openraft_writes = value().parse().unwrap(),
             // What cargo bench passes to every bench target.
             "--bench" => {}
             other => panic!("unknown flag {other}"),
@@ -96,8 +100,10 @@ impl Measured {
     }
 }
 
+/// The value put at `key`: `size` ASCII digits (the same bytes for every engine; JSON
+/// carries them as they are).
 fn value(key: i64, size: usize) -> Vec<u8> {
-    let mut value = key.to_le_bytes().repeat(size / 8 + 1);
+    let mut value = format!("{key:020}").into_bytes().repeat(size / 20 + 1);
     value.truncate(size);
     value
 }
@@ -162,7 +168,7 @@ where
 }
 
 /// A cluster of `size` alexstorage-node processes: writes, then linearizable reads.
-async fn alexstorage_cluster(root: &Path, size: u64, args: &Args, clients: usize) -> Vec<Measured> {
+async fn alexstorage_cluster(root: &Path, size: u64, args: &Args, clients: usize) -> [Measured; 2] {
     let mut members: Vec<Member> = (1..=size).map(|id| Member::new(root, id, &[])).collect();
     for member in &mut members {
         member.start();
@@ -190,11 +196,13 @@ async fn alexstorage_cluster(root: &Path, size: u64, args: &Args, clients: usize
     })
     .await;
     drop(members);
-    vec![writes, reads]
+    [writes, reads]
 }
 
-/// openraft's raft-kv-rocksdb example: three processes, the same writes.
-async fn openraft_example(binary: &Path, root: &Path, args: &Args, clients: usize) -> Measured {
+/// openraft's raft-kv-rocksdb example: `size` processes, the same writes (as many as
+/// `--openraft-writes` says: its three-member cluster commits a write every 165 ms or
+/// so on this machine).
+async fn openraft_example(binary: &Path, root: &Path, size: usize, args: &Args, clients: usize) -> Measured {
     struct Killed(Vec<Child>);
     impl Drop for Killed {
         fn drop(&mut self) {
@@ -205,10 +213,10 @@ async fn openraft_example(binary: &Path, root: &Path, args: &Args, clients: usiz
         }
     }
     let addrs: Vec<(String, String)> =
-        (0..3).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
+        (0..size).map(|_| (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()))).collect();
     let mut children = Killed(Vec::new());
     for (index, (http, rpc)) in addrs.iter().enumerate() {
-        let dir = root.join(format!("openraft-{index}"));
+        let dir = root.join(format!("openraft-x{size}-{index}"));
         std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new(binary)
             .args(["--id", &(index + 1).to_string(), "--http-addr", http, "--rpc-addr", rpc])
@@ -223,15 +231,20 @@ async fn openraft_example(binary: &Path, root: &Path, args: &Args, clients: usiz
     let post = |addr: &str, path: &'static str, body: serde_json::Value| {
         let request = http.post(format!("http://{addr}{path}")).json(&body);
         async move {
+            // The example answers 200 with {"Err": ...} when it refuses: only "Ok" counts.
+            let mut last = serde_json::Value::Null;
             for _ in 0..100 {
                 if let Ok(answer) = request.try_clone().unwrap().send().await {
-                    if answer.status().is_success() {
-                        return answer.json::<serde_json::Value>().await.unwrap();
+                    if let Ok(answer) = answer.json::<serde_json::Value>().await {
+                        if let Some(ok) = answer.get("Ok") {
+                            return ok.clone();
+                        }
+                        last = answer;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            panic!("{path} failed");
+            panic!("{path} failed: {last}");
         }
     };
     let first = &addrs[0].0;
@@ -239,13 +252,17 @@ async fn openraft_example(binary: &Path, root: &Path, args: &Args, clients: usiz
     for (index, (http, rpc)) in addrs.iter().enumerate().skip(1) {
         post(first, "/cluster/add-learner", serde_json::json!([index + 1, http, rpc])).await;
     }
-    post(first, "/cluster/change-membership", serde_json::json!([1, 2, 3])).await;
+    let voters: Vec<usize> = (1..=size).collect();
+    let changed = post(first, "/cluster/change-membership", serde_json::json!(voters)).await;
+    let configs = changed.pointer("/membership/configs").cloned().unwrap_or_default();
+    assert_eq!(configs, serde_json::json!([voters]), "the example's voters");
     let leader = first.clone();
     let value_size = args.value_size;
-    let measured = load("openraft-rocksdb x3: put", clients, args.writes, move |key| {
+    let what = format!("openraft-rocksdb x{size}: put");
+    let measured = load(&what, clients, args.openraft_writes, move |key| {
         let (http, leader) = (http.clone(), leader.clone());
         async move {
-            let text = String::from_utf8_lossy(&value(key, value_size)).into_owned();
+            let text = String::from_utf8(value(key, value_size)).unwrap();
             let body = serde_json::json!({"Set": {"key": key.to_string(), "value": text}});
             let answer: serde_json::Value =
                 http.post(format!("http://{leader}/api/write")).json(&body).send().await.unwrap().json().await.unwrap();
@@ -269,13 +286,16 @@ fn main() {
         rows.push(embedded(Durability::Buffered, clients, args.writes, args.value_size).row(Some(baseline)));
         for size in [1, 3] {
             let cluster_root = root.path().join(format!("x{size}"));
-            for measured in runtime.block_on(alexstorage_cluster(&cluster_root, size, &args, clients)) {
-                rows.push(measured.row(Some(baseline)));
-            }
+            let [writes, reads] = runtime.block_on(alexstorage_cluster(&cluster_root, size, &args, clients));
+            rows.push(writes.row(Some(baseline)));
+            // Reads are not compared with durable writes.
+            rows.push(reads.row(None));
         }
         if let Some(binary) = &args.openraft_example {
-            let measured = runtime.block_on(openraft_example(binary, root.path(), &args, clients));
-            rows.push(measured.row(Some(baseline)));
+            for size in [1, 3] {
+                let measured = runtime.block_on(openraft_example(binary, root.path(), size, &args, clients));
+                rows.push(measured.row(Some(baseline)));
+            }
         }
     }
     println!("| what | clients | operations | per second | vs embedded Sync | p50 µs | p99 µs |");

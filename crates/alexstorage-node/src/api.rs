@@ -107,7 +107,7 @@ pub struct InitRequest {
 }
 
 /// `POST /cluster/add-learner`: a member to replicate to, not yet voting. Answers once
-/// it has caught up.
+/// it is within openraft's `replication_lag_threshold` (5,000 entries) of the leader.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddLearnerRequest {
@@ -160,7 +160,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// The bytes hexadecimal digits stand for, if they are such digits, two a byte.
 pub fn unhex(digits: &str) -> Option<Vec<u8>> {
-    if digits.len() % 2 != 0 {
+    if digits.len() % 2 != 0 || !digits.bytes().all(|digit| digit.is_ascii_hexdigit()) {
         return None;
     }
     (0..digits.len())
@@ -195,6 +195,8 @@ mod tests {
             r#"{"put":{"key":1,"value":"a","hex":"00"}}"#,
             r#"{"put":{"key":1,"hex":"0g"}}"#,
             r#"{"put":{"key":1,"hex":"0"}}"#,
+            r#"{"put":{"key":1,"hex":"+f"}}"#,
+            r#"{"put":{"key":1,"hex":"+f+f"}}"#,
         ] {
             let op: Operation = serde_json::from_str(bad).unwrap();
             assert!(op.into_request().is_err(), "{bad} is refused");

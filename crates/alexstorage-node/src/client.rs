@@ -52,8 +52,12 @@ pub struct Client {
 /// What one attempt came to.
 enum Attempt {
     Done(reqwest::Response),
-    /// Try another member (it is down, has no leader, or is not the leader).
-    Retry(String),
+    /// Try again: the leader the member named (now the current member), or else the
+    /// next member (it is down, has no leader, or is not the leader).
+    Retry {
+        failure: String,
+        followed: bool,
+    },
     Refused(ClientError),
 }
 
@@ -90,13 +94,16 @@ impl Client {
         Ok(reply.index)
     }
 
-    /// Removes `key`; returns the log index.
+    /// Removes `key`; returns the log index. Like a put, a delete retried after a
+    /// member failed mid-call may be applied twice.
     pub async fn delete(&self, key: i64) -> Result<u64, ClientError> {
         let reply: WriteReply = self.json(Method::DELETE, &format!("/kv/{key}"), None).await?;
         Ok(reply.index)
     }
 
-    /// Applies `ops` together at one log index, which it returns.
+    /// Applies `ops` together at one log index, which it returns. A batch retried after
+    /// a member failed mid-call may be applied twice (at two indexes): make its writes
+    /// idempotent, as puts of fixed values and deletes are.
     pub async fn batch(&self, ops: Vec<Operation>) -> Result<u64, ClientError> {
         let body = serde_json::to_vec(&BatchRequest { ops }).map_err(refused_locally)?;
         let reply: WriteReply = self.json(Method::POST, "/kv", Some(body)).await?;
@@ -136,7 +143,8 @@ impl Client {
         self.call(Method::POST, "/cluster/init", Some(body), Some(addr)).await.map(drop)
     }
 
-    /// Adds the member `id` at `addr` as a learner; returns once it caught up.
+    /// Adds the member `id` at `addr` as a learner; returns once it is within openraft's
+    /// `replication_lag_threshold` (5,000 entries) of the leader.
     pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<u64, ClientError> {
         let body = serde_json::to_vec(&AddLearnerRequest { id, addr: addr.to_owned() }).map_err(refused_locally)?;
         let reply: WriteReply = self.json(Method::POST, "/cluster/add-learner", Some(body)).await?;
@@ -168,7 +176,8 @@ impl Client {
         body: Option<Vec<u8>>,
         only: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
-        let deadline = Instant::now() + self.retry_for;
+        let now = Instant::now();
+        let deadline = now.checked_add(self.retry_for).unwrap_or(now + Duration::from_secs(86_400 * 365));
         loop {
             let addr = match only {
                 Some(addr) => addr.to_owned(),
@@ -180,13 +189,17 @@ impl Client {
                     return Ok(answer);
                 }
                 Attempt::Refused(error) => return Err(error),
-                Attempt::Retry(failure) => failure,
+                Attempt::Retry { failure, followed } => (failure, followed),
             };
+            let (failure, followed) = failure;
             if only.is_some() || Instant::now() >= deadline {
                 return Err(ClientError::Unavailable(format!("{addr}: {failure}")));
             }
-            // The next member; a short pause so that an election can finish.
-            self.current.fetch_add(1, Ordering::Relaxed);
+            // The leader named, or the next member; a short pause so that an election
+            // can finish.
+            if !followed {
+                self.current.fetch_add(1, Ordering::Relaxed);
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -199,7 +212,7 @@ impl Client {
         }
         let answer = match request.send().await {
             Ok(answer) => answer,
-            Err(error) => return Attempt::Retry(error.to_string()),
+            Err(error) => return Attempt::Retry { failure: error.to_string(), followed: false },
         };
         let status = answer.status();
         if status.is_success() {
@@ -210,10 +223,16 @@ impl Client {
         let message = reply.as_ref().map_or(text.clone(), |reply| reply.error.clone());
         match status {
             StatusCode::MISDIRECTED_REQUEST | StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => {
-                if let Some(addr) = reply.and_then(|reply| reply.leader).and_then(|leader| leader.addr) {
-                    self.follow(Some(&addr));
-                }
-                Attempt::Retry(format!("{status}: {message}"))
+                let leader = reply.and_then(|reply| reply.leader).and_then(|leader| leader.addr);
+                // A member that names itself (or the member just asked) is no lead.
+                let followed = match leader {
+                    Some(leader) if leader != addr => {
+                        self.follow(Some(&leader));
+                        true
+                    }
+                    _ => false,
+                };
+                Attempt::Retry { failure: format!("{status}: {message}"), followed }
             }
             _ => Attempt::Refused(ClientError::Refused { status, message }),
         }

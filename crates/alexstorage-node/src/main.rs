@@ -4,7 +4,9 @@
 //! alexstorage-node --id 1 --addr 127.0.0.1:21001 --dir data/1
 //! ```
 //! It prints `alexstorage-node <id> listening on <addr>` once it serves, and stops
-//! cleanly on SIGINT or SIGTERM (its store closed, everything acknowledged durable).
+//! cleanly on SIGINT or SIGTERM (its store closed, everything acknowledged durable; a
+//! second signal ends it at once). It exits with status 1 if openraft stops on an
+//! error of its own (a failed write to the store, for one).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,12 +34,17 @@ struct Args {
     /// Log entries kept behind a snapshot for members that lag a little.
     #[arg(long, default_value_t = 1_000)]
     keep_logs: u64,
-    /// Heartbeat interval, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    /// Heartbeat interval, in milliseconds (also the time an append to another member
+    /// may take before it is sent again).
+    #[arg(long, default_value_t = 150)]
     heartbeat_ms: u64,
     /// The shortest election timeout, in milliseconds (the longest is twice it).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 750)]
     election_timeout_ms: u64,
+    /// Stop when standard input reaches its end (for a supervisor that holds the
+    /// other end of a pipe: the member stops with it).
+    #[arg(long)]
+    stop_on_stdin_eof: bool,
 }
 
 fn main() -> ExitCode {
@@ -78,10 +85,39 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         out.flush()?;
     }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let stdin_closed = stdin_eof(args.stop_on_stdin_eof);
+    let failed = tokio::select! {
+        _ = interrupt.recv() => None,
+        _ = terminate.recv() => None,
+        _ = stdin_closed => None,
+        error = node.failed() => Some(error),
+    };
+    // A second signal while stopping ends the process at once.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("alexstorage-node: stopped by a second signal");
+        std::process::exit(130);
+    });
     node.stop().await?;
-    Ok(())
+    match failed {
+        Some(error) => Err(format!("openraft stopped: {error}").into()),
+        None => Ok(()),
+    }
+}
+
+/// Resolves when standard input reaches its end, if `watch`; never otherwise.
+async fn stdin_eof(watch: bool) {
+    if !watch {
+        return std::future::pending().await;
+    }
+    let (closed, eof) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = closed.send(());
+    });
+    let _ = eof.await;
 }

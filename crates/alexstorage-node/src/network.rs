@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use alexstorage_raft::{NodeId, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -22,6 +24,12 @@ use serde::Serialize;
 /// The HTTP status a member answers an RPC with when its Raft returned an error (the
 /// body is the error, in JSON).
 pub const RAFT_ERROR_STATUS: u16 = 409;
+
+/// An append of more than one entry is sent only if it encodes to at most this many
+/// bytes; a larger one is refused with a hint of how many entries fit, and openraft
+/// sends fewer (it gives an append one heartbeat interval to be answered, and resends
+/// it after that: a payload of hundreds of megabytes would never make it).
+pub const APPEND_BUDGET: usize = 4 << 20;
 
 /// Connections to the other members (openraft's `RaftNetworkFactory`): one HTTP client
 /// with a pool of kept-alive connections, shared by every target.
@@ -77,6 +85,20 @@ impl HttpConnection {
         E: std::error::Error + DeserializeOwned,
     {
         let body = postcard::to_stdvec(request).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        self.post(rpc, body, option).await
+    }
+
+    /// Posts an encoded request to the target's `/raft/{rpc}` and decodes its answer.
+    async fn post<A, E>(
+        &self,
+        rpc: &str,
+        body: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<A, RPCError<NodeId, BasicNode, E>>
+    where
+        A: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let response = self
             .client
             .post(format!("http://{}/raft/{rpc}", self.addr))
@@ -114,7 +136,12 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call("append", &rpc, &option).await
+        let body = postcard::to_stdvec(&rpc).map_err(|error| RPCError::Network(NetworkError::new(&error)))?;
+        if body.len() > APPEND_BUDGET && rpc.entries.len() > 1 {
+            let fit = (rpc.entries.len() as u128 * APPEND_BUDGET as u128 / body.len() as u128) as u64;
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit.max(1))));
+        }
+        self.post("append", body, &option).await
     }
 
     async fn install_snapshot(

@@ -10,7 +10,7 @@
 //! | `GET /kv/{key}` | the value's bytes, or 404: a linearizable read through the leader |
 //! | `GET /kv/{key}?consistency=local` | this member's own state machine, without asking the leader (may be stale) |
 //! | `POST /cluster/init` | the first membership (on one member of a new cluster) |
-//! | `POST /cluster/add-learner` | a new member to replicate to; answers once it caught up |
+//! | `POST /cluster/add-learner` | a new member to replicate to; answers once it is within openraft's `replication_lag_threshold` (5,000 entries) of the leader |
 //! | `POST /cluster/change-membership` | the voters from now on |
 //! | `GET /cluster/status` | this member's view (JSON [`Status`]) |
 //! | `GET /cluster/metrics` | openraft's metrics of this member (JSON) |
@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alexstorage_raft::{stores, NodeId, Request, StateMachineStore, TypeConfig};
 use axum::body::Bytes;
@@ -48,12 +49,24 @@ use crate::api::{
     AddLearnerRequest, BatchRequest, ChangeMembershipRequest, ErrorReply, InitRequest, LeaderHint, Status, WriteReply,
     FORWARDED_HEADER, LEADER_HEADER,
 };
-use crate::coalesce::{Coalescer, ReadIndex};
+use crate::coalesce::{self, Coalescer, ReadIndex, ReadRefused};
 use crate::network::{http_client, HttpNetwork, RAFT_ERROR_STATUS};
 
-/// The largest body a client request may have (a value is at most the store's
-/// `max_value_size`, 64 MiB by default).
-pub const MAX_CLIENT_BODY: usize = 64 << 20;
+/// The largest body a client request may have (a batch in JSON, with values in
+/// hexadecimal, takes about twice its bytes).
+pub const MAX_CLIENT_BODY: usize = 80 << 20;
+
+/// The most bytes one write (a put's value, or a batch's values together) may carry:
+/// an entry of the Raft log is one value of the store, whose `max_value_size` is
+/// 64 MiB by default. A larger write is refused with 413 before it reaches the log.
+pub const MAX_WRITE_BYTES: usize = 32 << 20;
+
+/// How long a forwarded request may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long [`Node::stop`] lets requests in flight finish, and then waits for the
+/// store to be released.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a member could not start or stop.
 #[derive(Debug, thiserror::Error)]
@@ -89,15 +102,16 @@ pub struct NodeConfig {
     pub raft: openraft::Config,
 }
 
-/// openraft's settings a member uses unless told otherwise: heartbeats every 100 ms,
-/// an election after 500 to 1,000 ms without one, a snapshot every `snapshot_every`
-/// applied entries, `keep_logs` entries kept behind it for members that lag a little.
+/// openraft's settings a member uses unless told otherwise: heartbeats every 150 ms
+/// (openraft also gives an append this long to be answered), an election after 750 to
+/// 1,500 ms without one, a snapshot every `snapshot_every` applied entries,
+/// `keep_logs` entries kept behind it for members that lag a little.
 pub fn raft_config(snapshot_every: u64, keep_logs: u64) -> openraft::Config {
     openraft::Config {
         cluster_name: "alexstorage".into(),
-        heartbeat_interval: 100,
-        election_timeout_min: 500,
-        election_timeout_max: 1000,
+        heartbeat_interval: 150,
+        election_timeout_min: 750,
+        election_timeout_max: 1500,
         // A snapshot chunk over HTTP in a debug build on a loaded machine.
         install_snapshot_timeout: 5000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
@@ -124,6 +138,9 @@ impl Node {
         let local_addr = listener.local_addr()?;
         let (log, state_machine) = stores(alexstorage::Db::open(&config.dir)?)?;
         let raft_config = Arc::new(config.raft.validate()?);
+        // A read check gets two election timeouts: a leader that cannot confirm itself
+        // by then is not going to.
+        let patience = Duration::from_millis(raft_config.election_timeout_max.saturating_mul(2).max(1000));
         let raft = Raft::new(config.id, raft_config, HttpNetwork::new()?, log, state_machine.clone())
             .await
             .map_err(|error| NodeError::Raft(error.to_string()))?;
@@ -131,7 +148,7 @@ impl Node {
             id: config.id,
             raft: raft.clone(),
             writes: Coalescer::start(raft.clone()),
-            reads: ReadIndex::start(raft.clone()),
+            reads: ReadIndex::start(raft.clone(), patience),
             state_machine: state_machine.clone(),
             client: http_client()?,
         });
@@ -167,16 +184,56 @@ impl Node {
         &self.state_machine
     }
 
-    /// Stops serving (requests in flight finish), shuts openraft down and closes the
-    /// store (everything acknowledged made durable).
-    pub async fn stop(mut self) -> Result<(), NodeError> {
-        if let Some(stop) = self.stop.take() {
+    /// Resolves when openraft stopped on an error of its own (a failed write to the
+    /// store, for one): the member no longer takes part, and should be stopped and
+    /// looked at. Returns the error.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(error) = &metrics.borrow_and_update().running_state {
+                return error.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "openraft stopped".into();
+            }
+        }
+    }
+
+    /// Stops serving (requests in flight get a few seconds to finish), shuts openraft
+    /// down (what still waits is answered with an error), and waits until the store
+    /// is released: closed, everything acknowledged made durable.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        let Node { raft, state_machine, stop, mut server, .. } = self;
+        if let Some(stop) = stop {
             let _ = stop.send(());
         }
-        let served = (&mut self.server).await.map_err(|error| NodeError::Raft(error.to_string()))?;
-        self.raft.shutdown().await.map_err(|error| NodeError::Raft(error.to_string()))?;
-        served?;
-        Ok(())
+        let served = tokio::time::timeout(STOP_GRACE, &mut server).await;
+        let shutdown = raft.shutdown().await.map_err(|error| NodeError::Raft(error.to_string()));
+        let served = match served {
+            Ok(served) => Some(served),
+            // Requests that waited on openraft are answered now; connections that still
+            // linger are cut.
+            Err(_) => match tokio::time::timeout(STOP_GRACE, &mut server).await {
+                Ok(served) => Some(served),
+                Err(_) => {
+                    server.abort();
+                    None
+                }
+            },
+        };
+        let released = state_machine.released();
+        drop((state_machine, raft));
+        // openraft's detached tasks (state machine, replication) drop their handles of
+        // the store as they see the shutdown.
+        if tokio::time::timeout(STOP_GRACE, released.wait()).await.is_err() {
+            tracing::warn!("the store was not released {STOP_GRACE:?} after openraft stopped");
+        }
+        shutdown?;
+        match served {
+            Some(Ok(outcome)) => outcome.map_err(NodeError::from),
+            Some(Err(error)) => Err(NodeError::Raft(error.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -280,6 +337,7 @@ impl App {
         let mut request = self
             .client
             .request(incoming.method, format!("http://{}{path}", leader.addr))
+            .timeout(FORWARD_TIMEOUT)
             .header(FORWARDED_HEADER, self.id.to_string())
             .body(incoming.body);
         if let Some(content_type) = incoming.headers.get(header::CONTENT_TYPE) {
@@ -309,10 +367,30 @@ impl App {
 
     /// Replicates `request` and answers once it is committed and applied.
     async fn write(&self, request: Request, incoming: Incoming) -> Response {
+        let bytes = coalesce::size(&request);
+        if bytes > MAX_WRITE_BYTES {
+            let error = format!("a write of {bytes} bytes; at most {MAX_WRITE_BYTES}");
+            return error_reply(StatusCode::PAYLOAD_TOO_LARGE, error, None);
+        }
         match self.writes.write(request).await {
             Ok(index) => Json(WriteReply { index }).into_response(),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => self.forward(to, incoming).await,
-            Err(error) => error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None),
+            Err(error) => self.write_failed(error, incoming).await,
+        }
+    }
+
+    /// The answer to a write or a membership change openraft refused: forwarded to the
+    /// leader, 409 for a change that cannot be made, 503 when no quorum or no Raft.
+    async fn write_failed(
+        &self,
+        error: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+        incoming: Incoming,
+    ) -> Response {
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => self.forward(to, incoming).await,
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+                error_reply(StatusCode::CONFLICT, error, None)
+            }
+            RaftError::Fatal(error) => error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None),
         }
     }
 }
@@ -382,10 +460,16 @@ async fn get_key(
         // applied everything committed before the read.
         match app.reads.ready().await {
             Ok(()) => {}
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
-                return app.forward(to, Incoming { method, uri, headers, body: Bytes::new() }).await
+            Err(ReadRefused::Raft(error)) => match *error {
+                RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to)) => {
+                    return app.forward(to, Incoming { method, uri, headers, body: Bytes::new() }).await
+                }
+                error => return error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None),
+            },
+            Err(ReadRefused::TimedOut) => {
+                let error = "the leader could not confirm its leadership in time";
+                return error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None);
             }
-            Err(error) => return error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None),
         }
     }
     match app.state_machine.get(key) {
@@ -418,10 +502,7 @@ async fn add_learner(State(app): Shared, method: Method, uri: Uri, headers: Head
     };
     match app.raft.add_learner(request.id, BasicNode { addr: request.addr }, true).await {
         Ok(written) => Json(WriteReply { index: written.log_id.index }).into_response(),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-            app.forward(to, Incoming { method, uri, headers, body }).await
-        }
-        Err(error) => error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None),
+        Err(error) => app.write_failed(error, Incoming { method, uri, headers, body }).await,
     }
 }
 
@@ -432,10 +513,7 @@ async fn change_membership(State(app): Shared, method: Method, uri: Uri, headers
     };
     match app.raft.change_membership(request.members, false).await {
         Ok(written) => Json(WriteReply { index: written.log_id.index }).into_response(),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
-            app.forward(to, Incoming { method, uri, headers, body }).await
-        }
-        Err(error) => error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None),
+        Err(error) => app.write_failed(error, Incoming { method, uri, headers, body }).await,
     }
 }
 

@@ -60,9 +60,30 @@ async fn the_client_api_through_any_member() {
     .await
     .unwrap();
     let follower = addrs[(leader % 3) as usize].clone();
+    let leader_addr = addrs[(leader - 1) as usize].clone();
+    // A write sent to a follower is forwarded: the follower itself answers 200, naming
+    // the leader.
+    let http = reqwest::Client::new();
+    let answer = http.put(format!("http://{follower}/kv/1")).body("one").send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers().get("x-alexstorage-leader").unwrap().to_str().unwrap(), leader_addr);
     let client = Client::new([follower.clone()]).unwrap();
     client.put(1, b"one".to_vec()).await.unwrap();
-    assert_eq!(client.current().unwrap(), addrs[(leader - 1) as usize], "the client follows the leader it was told of");
+    assert_eq!(client.current().unwrap(), leader_addr, "the client follows the leader it was told of");
+    // A read sent to a follower is linearizable: it sees a write acknowledged just
+    // before, every time (a follower answering from its own state would lag now and
+    // then: it applies a write only after the leader tells it the write committed).
+    for round in 0..50 {
+        let value = format!("round {round}");
+        client.put(10, value.clone()).await.unwrap();
+        let answer = http.get(format!("http://{follower}/kv/10")).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.bytes().await.unwrap(), value.as_bytes(), "round {round}");
+    }
+    // An oversized write is refused before it reaches the log.
+    let huge = http.put(format!("http://{leader_addr}/kv/11")).body(vec![0u8; (32 << 20) + 1]).send().await.unwrap();
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(client.get(11).await.unwrap(), None);
     assert_eq!(client.get(1).await.unwrap().as_deref(), Some(&b"one"[..]));
     assert_eq!(client.get(2).await.unwrap(), None);
 

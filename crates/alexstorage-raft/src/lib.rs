@@ -383,6 +383,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// Resolves once the stores it came from were all dropped
+/// ([`StateMachineStore::released`]).
+#[derive(Debug)]
+pub struct Released(tokio::sync::watch::Receiver<bool>);
+
+impl Released {
+    /// Waits for the release.
+    pub async fn wait(mut self) {
+        // The sender sets the value before it is dropped: an error means it is set.
+        let _ = self.0.wait_for(|released| *released).await;
+    }
+}
+
 /// What a store's log and state machine share.
 #[derive(Debug)]
 struct Shared {
@@ -473,6 +486,13 @@ impl StateMachineStore {
     /// Whether the state machine holds no key.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
+    }
+
+    /// Resolves once every handle of these stores (the log's and the state
+    /// machine's, with their clones) was dropped and their flushing thread ended: the
+    /// store is then closed, unless the application holds a `Db` handle of its own.
+    pub fn released(&self) -> Released {
+        Released(self.shared.flusher.released())
     }
 
     /// Writes a pending purge once the state holds what it covers (after the write

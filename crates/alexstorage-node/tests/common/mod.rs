@@ -20,9 +20,12 @@ use alexstorage_node::Client;
 /// a loaded two-core machine; no test asserts on time).
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
-/// One member process.
+/// One member process. Its standard input is a pipe the test holds: if the test
+/// process dies, the member sees the pipe close and stops (`--stop-on-stdin-eof`).
 pub struct Member {
     pub id: u64,
+    /// Its address: port 0 until its first start, then the port it bound, which
+    /// restarts reuse (the other members know it by that address).
     pub addr: String,
     pub dir: PathBuf,
     log: PathBuf,
@@ -30,7 +33,7 @@ pub struct Member {
     child: Option<Child>,
 }
 
-/// A free port on 127.0.0.1 (the listener is dropped; the member binds it next).
+/// A free port on 127.0.0.1 (the listener is dropped; the caller binds it next).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -41,7 +44,7 @@ impl Member {
         std::fs::create_dir_all(root).unwrap();
         Member {
             id,
-            addr: format!("127.0.0.1:{}", free_port()),
+            addr: "127.0.0.1:0".into(),
             dir: root.join(format!("member-{id}")),
             log: root.join(format!("member-{id}.log")),
             flags: flags.iter().map(|flag| flag.to_string()).collect(),
@@ -49,20 +52,28 @@ impl Member {
         }
     }
 
+    /// Replaces the flags the next start passes.
+    pub fn set_flags(&mut self, flags: &[&str]) {
+        self.flags = flags.iter().map(|flag| flag.to_string()).collect();
+    }
+
     /// Starts the process and waits until it serves.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "member {} is running", self.id);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_alexstorage-node"))
-            .args(["--id", &self.id.to_string(), "--addr", &self.addr, "--dir"])
+            .args(["--id", &self.id.to_string(), "--addr", &self.addr, "--stop-on-stdin-eof", "--dir"])
             .arg(&self.dir)
             .args(&self.flags)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        // Held (with its stdin) from now on: dropped, the member is killed.
+        self.child = Some(child);
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -70,13 +81,17 @@ impl Member {
             let _ = sender.send(line);
         });
         let line = receiver.recv_timeout(PATIENCE).unwrap_or_default();
-        assert!(
-            line.contains(&format!("listening on {}", self.addr)),
-            "member {} did not start ({line:?}); its log: {}",
-            self.id,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        self.child = Some(child);
+        let Some(addr) = line.trim().split("listening on ").nth(1) else {
+            panic!(
+                "member {} did not start ({line:?}); its log: {}",
+                self.id,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            )
+        };
+        if self.addr.ends_with(":0") {
+            self.addr = addr.to_owned();
+        }
+        assert_eq!(addr, self.addr, "member {} restarted at another address", self.id);
     }
 
     /// SIGKILL, then waits for the process to end.
@@ -84,6 +99,18 @@ impl Member {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// SIGKILL to every member of `members` first, then waits for each: none of them
+    /// runs on after another was killed.
+    pub fn kill_together(members: &mut [Member]) {
+        let mut children: Vec<Child> = members.iter_mut().map(|member| member.child.take().unwrap()).collect();
+        for child in &mut children {
+            child.kill().unwrap();
+        }
+        for child in &mut children {
+            child.wait().unwrap();
+        }
     }
 
     /// Plays a power cut on the store of this (killed) member: every page of its log
