@@ -227,7 +227,10 @@ async fn openraft_example(binary: &Path, root: &Path, size: usize, args: &Args, 
             .unwrap();
         children.0.push(child);
     }
-    let http = common::http();
+    // A new connection for every request: the example's HTTP server (tide) answers a
+    // request on a kept-alive connection about 40 ms late on this machine (Nagle's
+    // algorithm against a delayed ACK), and a client should not pay that for it.
+    let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(0).build().unwrap();
     let post = |addr: &str, path: &'static str, body: serde_json::Value| {
         let request = http.post(format!("http://{addr}{path}")).json(&body);
         async move {
