@@ -7,13 +7,15 @@
 //! | family | key | value |
 //! |---|---|---|
 //! | `raft_log` | the entry's log index | the entry |
-//! | `raft_meta` | 0: vote, 1: committed log id, 2: last purged log id | as named |
+//! | `raft_meta` | 0: vote, 1: committed log id, 2: last purged log id, 3: layout version | as named |
 //! | `raft_data` | the application's key | the application's value |
 //! | `raft_state` | 0: last applied log id, 1: last membership | as named |
 //! | `raft_snapshot` | 0: the current snapshot's metadata and chunk count; 1..: its data in chunks | metadata; raw bytes |
 //!
-//! Everything but the application's values and the snapshot data is encoded with
-//! `postcard` (serde's compact binary form): an entry takes about its request's size.
+//! Everything but the application's values, the snapshot data and the layout version
+//! is encoded with `postcard` (serde's compact binary form): an entry takes about its
+//! request's size. `docs/FORMAT.md` ("Replication's layout") gives every byte; a store
+//! laid out by another version ([`LAYOUT_VERSION`]) is refused.
 //!
 //! # How openraft's calls map onto the store, and what is durable when
 //! - `append`: one [`WriteBatch`] of every entry, and returns (the entries are
@@ -159,6 +161,11 @@ const SNAPSHOT: &str = "raft_snapshot";
 const VOTE_KEY: i64 = 0;
 const COMMITTED_KEY: i64 = 1;
 const PURGED_KEY: i64 = 2;
+/// The version of this layout (`docs/FORMAT.md`, "Replication's layout"), 4 bytes
+/// little-endian, written when the stores are first made on a store.
+const LAYOUT_KEY: i64 = 3;
+/// The layout this build writes and reads.
+pub const LAYOUT_VERSION: u32 = 1;
 const APPLIED_KEY: i64 = 0;
 const MEMBERSHIP_KEY: i64 = 1;
 const SNAPSHOT_META_KEY: i64 = 0;
@@ -175,6 +182,7 @@ pub fn open(path: impl AsRef<Path>) -> alexstorage::Result<(LogStore, StateMachi
 /// The Raft log and the state machine over an open store (its column families are
 /// created on first use).
 pub fn stores(db: Db) -> alexstorage::Result<(LogStore, StateMachineStore)> {
+    check_layout(&db.column_family(META)?)?;
     let state = db.column_family(STATE)?;
     let shared = Arc::new(Shared { pending_purge: Mutex::new(None), flusher: Flusher::start(db.clone())? });
     let log = LogStore {
@@ -195,6 +203,27 @@ pub fn stores(db: Db) -> alexstorage::Result<(LogStore, StateMachineStore)> {
         db,
     };
     Ok((log, state_machine))
+}
+
+/// Refuses a store laid out by another version of this crate; records the version on
+/// a store that has none yet (a read-only store is left as it is).
+fn check_layout(meta: &ColumnFamily) -> alexstorage::Result<()> {
+    match meta.get(LAYOUT_KEY)? {
+        Some(bytes) => match <[u8; 4]>::try_from(&bytes[..]).map(u32::from_le_bytes) {
+            Ok(LAYOUT_VERSION) => Ok(()),
+            Ok(found) => Err(alexstorage::Error::InvalidArgument(format!(
+                "the store's Raft layout is version {found}; this build reads version {LAYOUT_VERSION}"
+            ))),
+            Err(_) => Err(alexstorage::Error::InvalidArgument(format!(
+                "the store's Raft layout version is {} bytes long, not 4",
+                bytes.len()
+            ))),
+        },
+        None => match meta.put(LAYOUT_KEY, LAYOUT_VERSION.to_le_bytes()) {
+            Ok(()) | Err(alexstorage::Error::ReadOnly) => Ok(()),
+            Err(error) => Err(error),
+        },
+    }
 }
 
 fn io_error(error: impl std::error::Error + 'static) -> AnyError {
@@ -765,5 +794,21 @@ mod tests {
         let current = state_machine.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(current.meta.snapshot_id, built.meta.snapshot_id);
         assert_eq!(current.meta.last_log_id, Some(log_id(60)));
+    }
+
+    #[test]
+    fn a_store_of_another_layout_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        drop(stores(db.clone()).unwrap());
+        let meta = db.column_family(META).unwrap();
+        assert_eq!(meta.get(LAYOUT_KEY).unwrap().as_deref(), Some(&LAYOUT_VERSION.to_le_bytes()[..]));
+        // The version is kept, and accepted again.
+        drop(stores(db.clone()).unwrap());
+        meta.put(LAYOUT_KEY, 2u32.to_le_bytes()).unwrap();
+        let refused = stores(db.clone()).unwrap_err();
+        assert!(refused.to_string().contains("version 2"), "{refused}");
+        meta.put(LAYOUT_KEY, [1u8, 0]).unwrap();
+        assert!(stores(db).is_err(), "a version of the wrong length is refused");
     }
 }
