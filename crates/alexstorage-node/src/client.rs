@@ -177,8 +177,9 @@ impl Client {
         only: Option<&str>,
     ) -> Result<reqwest::Response, ClientError> {
         let now = Instant::now();
-        let deadline = now.checked_add(self.retry_for).unwrap_or(now + Duration::from_secs(86_400 * 365));
+        let deadline = now.checked_add(self.retry_for).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         loop {
+            let at = self.current.load(Ordering::Relaxed);
             let addr = match only {
                 Some(addr) => addr.to_owned(),
                 None => self.current().ok_or_else(|| ClientError::Unavailable("no member address".into()))?,
@@ -197,8 +198,9 @@ impl Client {
             }
             // The leader named, or the next member; a short pause so that an election
             // can finish.
+            // Unless another call moved it meanwhile (to a leader it was told of).
             if !followed {
-                self.current.fetch_add(1, Ordering::Relaxed);
+                let _ = self.current.compare_exchange(at, at.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -30,8 +30,10 @@ pub(crate) type WriteOutcome = Result<u64, RaftError<NodeId, ClientWriteError<No
 const IN_FLIGHT: usize = 2;
 /// At most this many writes in one entry.
 const MOST_WRITES: usize = 4096;
-/// At most about this many bytes of values in one entry (one larger write goes alone).
-const MOST_BYTES: usize = 8 << 20;
+/// At most about this many bytes of values in one entry (one larger write goes alone;
+/// the server refuses writes past `MAX_WRITE_BYTES`). openraft gives an append one
+/// heartbeat interval to reach a follower, be decoded and flushed.
+const MOST_BYTES: usize = 1 << 20;
 /// Writes waiting for an entry at most; a caller past them waits for room.
 const MOST_WAITING: usize = 16_384;
 
@@ -41,41 +43,65 @@ struct Pending {
     reply: oneshot::Sender<WriteOutcome>,
 }
 
+/// Why a write got no index.
+#[derive(Clone, Debug)]
+pub(crate) enum WriteRefused {
+    /// openraft's answer (not the leader, a membership change refused, stopped).
+    Raft(Box<RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>),
+    /// Not committed within the patience: its outcome is unknown (a leader cut off
+    /// from its quorum keeps it pending until the partition heals).
+    TimedOut,
+}
+
 /// Takes client writes and hands them to openraft in batches.
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     sender: mpsc::Sender<Pending>,
+    patience: Duration,
 }
 
 impl Coalescer {
-    /// Starts gathering writes for `raft` (on the current Tokio runtime).
-    pub(crate) fn start(raft: Raft<TypeConfig>) -> Self {
-        Self::with(move |request| {
-            let raft = raft.clone();
-            async move { raft.client_write(request).await.map(|written| written.log_id.index) }
-        })
+    /// Starts gathering writes for `raft` (on the current Tokio runtime); a caller
+    /// waits at most `patience` for its write to commit.
+    pub(crate) fn start(raft: Raft<TypeConfig>, patience: Duration) -> Self {
+        Self::with(
+            move |request| {
+                let raft = raft.clone();
+                async move { raft.client_write(request).await.map(|written| written.log_id.index) }
+            },
+            patience,
+        )
     }
 
     /// Starts gathering writes for `submit`, which replicates one entry.
-    fn with<F, Fut>(submit: F) -> Self
+    fn with<F, Fut>(submit: F, patience: Duration) -> Self
     where
         F: Fn(Request) -> Fut + Send + 'static,
         Fut: Future<Output = WriteOutcome> + Send + 'static,
     {
         let (sender, receiver) = mpsc::channel(MOST_WAITING);
         tokio::spawn(gather(submit, receiver));
-        Coalescer { sender }
+        Coalescer { sender, patience }
     }
 
     /// Replicates `request` with the writes gathered beside it; answers once its entry
-    /// is committed and applied (or failed).
-    pub(crate) async fn write(&self, request: Request) -> WriteOutcome {
+    /// is committed and applied, or failed, or after the patience (outcome unknown;
+    /// the entry keeps its slot until openraft answers).
+    pub(crate) async fn write(&self, request: Request) -> Result<u64, WriteRefused> {
+        let stopped = || WriteRefused::Raft(Box::new(RaftError::Fatal(Fatal::Stopped)));
         let (reply, answer) = oneshot::channel();
         let pending = Pending { bytes: size(&request), request, reply };
-        if self.sender.send(pending).await.is_err() {
-            return Err(RaftError::Fatal(Fatal::Stopped));
-        }
-        answer.await.unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
+        let waited = tokio::time::timeout(self.patience, async {
+            if self.sender.send(pending).await.is_err() {
+                return Err(stopped());
+            }
+            match answer.await {
+                Ok(outcome) => outcome.map_err(|error| WriteRefused::Raft(Box::new(error))),
+                Err(_) => Err(stopped()),
+            }
+        })
+        .await;
+        waited.unwrap_or(Err(WriteRefused::TimedOut))
     }
 }
 
@@ -215,11 +241,14 @@ mod tests {
     /// A replication that hands each entry to the test and answers when told to.
     fn held_submissions() -> (Coalescer, mpsc::UnboundedReceiver<(Request, oneshot::Sender<WriteOutcome>)>) {
         let (seen, submissions) = mpsc::unbounded_channel();
-        let coalescer = Coalescer::with(move |request| {
-            let (answer, answered) = oneshot::channel();
-            seen.send((request, answer)).unwrap();
-            async move { answered.await.unwrap() }
-        });
+        let coalescer = Coalescer::with(
+            move |request| {
+                let (answer, answered) = oneshot::channel();
+                seen.send((request, answer)).unwrap();
+                async move { answered.await.unwrap() }
+            },
+            Duration::from_secs(3600),
+        );
         (coalescer, submissions)
     }
 
@@ -242,28 +271,28 @@ mod tests {
         let b = write(put(2, 10));
         let (entry_b, answer_b) = submissions.recv().await.unwrap();
         assert_eq!(entry_b, put(2, 10));
-        // C, D and E wait (3 MiB each: C and D fit one entry, E goes to the next).
-        let c = write(put(3, 3 << 20));
-        let d = write(put(4, 3 << 20));
-        let e = write(put(5, 3 << 20));
+        // C, D and E wait (400 KiB each: C and D fit one entry, E goes to the next).
+        let c = write(put(3, 400 << 10));
+        let d = write(put(4, 400 << 10));
+        let e = write(put(5, 400 << 10));
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
         assert!(submissions.try_recv().is_err(), "no third entry while two are in flight");
         answer_a.send(Ok(10)).unwrap();
-        assert_eq!(a.await.unwrap(), Ok(10));
+        assert_eq!(a.await.unwrap().ok(), Some(10));
         let (entry_cd, answer_cd) = submissions.recv().await.unwrap();
-        assert_eq!(entry_cd, Request::Batch(vec![put(3, 3 << 20), put(4, 3 << 20)]));
+        assert_eq!(entry_cd, Request::Batch(vec![put(3, 400 << 10), put(4, 400 << 10)]));
         // E was held back, not lost: it goes once a slot frees.
         answer_b.send(Err(RaftError::Fatal(Fatal::Stopped))).unwrap();
         assert!(b.await.unwrap().is_err(), "B gets its entry's failure");
         let (entry_e, answer_e) = submissions.recv().await.unwrap();
-        assert_eq!(entry_e, put(5, 3 << 20));
+        assert_eq!(entry_e, put(5, 400 << 10));
         answer_cd.send(Ok(12)).unwrap();
         answer_e.send(Ok(13)).unwrap();
-        assert_eq!(c.await.unwrap(), Ok(12));
-        assert_eq!(d.await.unwrap(), Ok(12), "both writes of one entry get its index");
-        assert_eq!(e.await.unwrap(), Ok(13));
+        assert_eq!(c.await.unwrap().ok(), Some(12));
+        assert_eq!(d.await.unwrap().ok(), Some(12), "both writes of one entry get its index");
+        assert_eq!(e.await.unwrap().ok(), Some(13));
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -330,5 +359,12 @@ mod tests {
         );
         assert!(matches!(reads.ready().await, Err(ReadRefused::TimedOut)));
         assert!(reads.ready().await.is_ok());
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_write_not_committed_in_time_is_answered_as_unknown() {
+        let coalescer =
+            Coalescer::with(|_request| async { std::future::pending::<WriteOutcome>().await }, Duration::from_secs(10));
+        assert!(matches!(coalescer.write(put(1, 1)).await, Err(WriteRefused::TimedOut)));
     }
 }

@@ -5,7 +5,7 @@
 //! ```
 //! It prints `alexstorage-node <id> listening on <addr>` once it serves, and stops
 //! cleanly on SIGINT or SIGTERM (its store closed, everything acknowledged durable; a
-//! second signal ends it at once). It exits with status 1 if openraft stops on an
+//! signal while it stops ends it at once). It exits with status 1 if openraft stops on an
 //! error of its own (a failed write to the store, for one).
 
 use std::io::Write;
@@ -93,14 +93,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         _ = stdin_closed => None,
         error = node.failed() => Some(error),
     };
-    // A second signal while stopping ends the process at once.
+    // A signal while stopping ends the process at once (128 + the signal's number).
     tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        eprintln!("alexstorage-node: stopped by a second signal");
-        std::process::exit(130);
+        let code = tokio::select! {
+            _ = interrupt.recv() => 130,
+            _ = terminate.recv() => 143,
+        };
+        eprintln!("alexstorage-node: ended by a signal while stopping");
+        std::process::exit(code);
     });
     node.stop().await?;
     match failed {

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use alexstorage_raft::{stores, NodeId, Request, StateMachineStore, TypeConfig};
@@ -49,20 +49,27 @@ use crate::api::{
     AddLearnerRequest, BatchRequest, ChangeMembershipRequest, ErrorReply, InitRequest, LeaderHint, Status, WriteReply,
     FORWARDED_HEADER, LEADER_HEADER,
 };
-use crate::coalesce::{self, Coalescer, ReadIndex, ReadRefused};
+use crate::coalesce::{self, Coalescer, ReadIndex, ReadRefused, WriteRefused};
 use crate::network::{http_client, HttpNetwork, RAFT_ERROR_STATUS};
 
 /// The largest body a client request may have (a batch in JSON, with values in
 /// hexadecimal, takes about twice its bytes).
-pub const MAX_CLIENT_BODY: usize = 80 << 20;
+pub const MAX_CLIENT_BODY: usize = 10 << 20;
 
-/// The most bytes one write (a put's value, or a batch's values together) may carry:
-/// an entry of the Raft log is one value of the store, whose `max_value_size` is
-/// 64 MiB by default. A larger write is refused with 413 before it reaches the log.
-pub const MAX_WRITE_BYTES: usize = 32 << 20;
+/// The most bytes one write (a put's value, or a batch's values together) may carry.
+/// A write is one entry of the Raft log, and openraft 0.9 gives an append one
+/// heartbeat interval (150 ms by default) to reach a follower, be decoded and flushed,
+/// then sends it again: an entry that cannot make it in time would stop replication
+/// for good. 4 MiB crosses a 1 Gbit/s link in about 35 ms. A larger write is refused
+/// with 413 before it reaches the log; a longer `--heartbeat-ms` allows no more.
+pub const MAX_WRITE_BYTES: usize = 4 << 20;
 
 /// How long a forwarded request may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a write waits to be committed before it is answered 503, its outcome
+/// unknown (a leader cut off from its quorum keeps writes pending).
+const WRITE_PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long [`Node::stop`] lets requests in flight finish, and then waits for the
 /// store to be released.
@@ -86,6 +93,9 @@ pub enum NodeError {
     /// openraft failed to start or stop.
     #[error("raft: {0}")]
     Raft(String),
+    /// [`Node::stop`]: the store was still held some seconds after openraft stopped.
+    #[error("the store was not released after openraft stopped")]
+    NotReleased,
 }
 
 /// How to run one member.
@@ -125,6 +135,8 @@ pub struct Node {
     local_addr: SocketAddr,
     raft: Raft<TypeConfig>,
     state_machine: StateMachineStore,
+    /// The handlers' state, to take the store out of it when stopping.
+    app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
 }
@@ -136,22 +148,25 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let listener = tokio::net::TcpListener::bind(&config.addr).await?;
         let local_addr = listener.local_addr()?;
+        let client = http_client()?;
+        let network = HttpNetwork::new()?;
         let (log, state_machine) = stores(alexstorage::Db::open(&config.dir)?)?;
         let raft_config = Arc::new(config.raft.validate()?);
         // A read check gets two election timeouts: a leader that cannot confirm itself
         // by then is not going to.
         let patience = Duration::from_millis(raft_config.election_timeout_max.saturating_mul(2).max(1000));
-        let raft = Raft::new(config.id, raft_config, HttpNetwork::new()?, log, state_machine.clone())
+        let raft = Raft::new(config.id, raft_config, network, log, state_machine.clone())
             .await
             .map_err(|error| NodeError::Raft(error.to_string()))?;
         let app = Arc::new(App {
             id: config.id,
             raft: raft.clone(),
-            writes: Coalescer::start(raft.clone()),
+            writes: Coalescer::start(raft.clone(), WRITE_PATIENCE),
             reads: ReadIndex::start(raft.clone(), patience),
-            state_machine: state_machine.clone(),
-            client: http_client()?,
+            state_machine: std::sync::RwLock::new(Some(state_machine.clone())),
+            client,
         });
+        let server_app = Arc::clone(&app);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             // Answers go out at once (no Nagle delay behind a delayed ACK).
@@ -166,7 +181,7 @@ impl Node {
                 })
                 .await
         });
-        Ok(Node { local_addr, raft, state_machine, stop: Some(stop), server })
+        Ok(Node { local_addr, raft, state_machine, app: server_app, stop: Some(stop), server })
     }
 
     /// The address it listens on.
@@ -203,7 +218,7 @@ impl Node {
     /// down (what still waits is answered with an error), and waits until the store
     /// is released: closed, everything acknowledged made durable.
     pub async fn stop(self) -> Result<(), NodeError> {
-        let Node { raft, state_machine, stop, mut server, .. } = self;
+        let Node { raft, state_machine, stop, mut server, app, .. } = self;
         if let Some(stop) = stop {
             let _ = stop.send(());
         }
@@ -221,12 +236,15 @@ impl Node {
                 }
             },
         };
+        // Connections that outlived the server's task (each is a task of its own) hold
+        // the handlers' state, but no longer the store: their reads answer 503.
+        app.state_machine.write().unwrap_or_else(PoisonError::into_inner).take();
         let released = state_machine.released();
-        drop((state_machine, raft));
+        drop((state_machine, raft, app));
         // openraft's detached tasks (state machine, replication) drop their handles of
         // the store as they see the shutdown.
         if tokio::time::timeout(STOP_GRACE, released.wait()).await.is_err() {
-            tracing::warn!("the store was not released {STOP_GRACE:?} after openraft stopped");
+            return Err(NodeError::NotReleased);
         }
         shutdown?;
         match served {
@@ -245,7 +263,9 @@ struct App {
     writes: Coalescer,
     /// Linearizable reads, checked in groups.
     reads: ReadIndex,
-    state_machine: StateMachineStore,
+    /// The state machine; taken out by [`Node::stop`] (connections that outlive the
+    /// server must not hold the store open).
+    state_machine: std::sync::RwLock<Option<StateMachineStore>>,
     /// For requests forwarded to the leader.
     client: reqwest::Client,
 }
@@ -324,6 +344,11 @@ struct Incoming {
 }
 
 impl App {
+    /// The state machine, unless the member is stopping.
+    fn state_machine(&self) -> Option<StateMachineStore> {
+        self.state_machine.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Sends `incoming` to the leader `to` names and answers with the leader's answer
     /// (and its address in `x-alexstorage-leader`); 421 if the leader is unknown or the
     /// request was already forwarded once, 503 if the leader cannot be reached.
@@ -374,7 +399,11 @@ impl App {
         }
         match self.writes.write(request).await {
             Ok(index) => Json(WriteReply { index }).into_response(),
-            Err(error) => self.write_failed(error, incoming).await,
+            Err(WriteRefused::Raft(error)) => self.write_failed(*error, incoming).await,
+            Err(WriteRefused::TimedOut) => {
+                let error = format!("not committed within {WRITE_PATIENCE:?}: the write's outcome is unknown");
+                error_reply(StatusCode::SERVICE_UNAVAILABLE, error, None)
+            }
         }
     }
 
@@ -472,7 +501,10 @@ async fn get_key(
             }
         }
     }
-    match app.state_machine.get(key) {
+    let Some(state_machine) = app.state_machine() else {
+        return error_reply(StatusCode::SERVICE_UNAVAILABLE, "the member is stopping", None);
+    };
+    match state_machine.get(key) {
         Ok(Some(value)) => ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response(),
         Ok(None) => error_reply(StatusCode::NOT_FOUND, format!("key {key} not found"), None),
         Err(error) => error_reply(StatusCode::INTERNAL_SERVER_ERROR, error, None),
@@ -533,7 +565,7 @@ async fn status(State(app): Shared) -> Response {
         purged: metrics.purged.map(|id| id.index),
         voters,
         nodes,
-        keys: app.state_machine.len(),
+        keys: app.state_machine().map_or(0, |state_machine| state_machine.len()),
     })
     .into_response()
 }

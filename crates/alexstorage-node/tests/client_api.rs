@@ -81,7 +81,7 @@ async fn the_client_api_through_any_member() {
         assert_eq!(answer.bytes().await.unwrap(), value.as_bytes(), "round {round}");
     }
     // An oversized write is refused before it reaches the log.
-    let huge = http.put(format!("http://{leader_addr}/kv/11")).body(vec![0u8; (32 << 20) + 1]).send().await.unwrap();
+    let huge = http.put(format!("http://{leader_addr}/kv/11")).body(vec![0u8; (4 << 20) + 1]).send().await.unwrap();
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(client.get(11).await.unwrap(), None);
     assert_eq!(client.get(1).await.unwrap().as_deref(), Some(&b"one"[..]));

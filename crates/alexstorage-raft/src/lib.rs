@@ -171,6 +171,10 @@ const MEMBERSHIP_KEY: i64 = 1;
 const SNAPSHOT_META_KEY: i64 = 0;
 /// Snapshot data is kept in chunks of this many bytes (a store's values are limited).
 const SNAPSHOT_CHUNK: usize = 16 << 20;
+/// A read of log entries for replication stops once it holds this many bytes of
+/// encoded entries (always holding at least one): openraft asks for up to
+/// `max_payload_entries` at once, and entries may hold batches of many writes.
+pub const LOG_READ_BUDGET: usize = 4 << 20;
 
 /// Opens (or creates) the store at `path` and returns its Raft log and state machine.
 /// The store is opened with AlexStorage's default options; see [`stores`] to choose
@@ -297,23 +301,44 @@ fn key_range(range: &impl RangeBounds<u64>) -> (Bound<i64>, Bound<i64>) {
     (start, end)
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
-        let range = key_range(&range);
+impl LogStore {
+    /// The entries in `range`, stopping once they hold `budget` encoded bytes (with at
+    /// least one entry, if the range holds any).
+    fn entries(&self, range: &impl RangeBounds<u64>, budget: usize) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let range = key_range(range);
         // Entries a pending purge covers are gone as far as openraft is concerned.
         let purged = self.purged().map_err(StorageIOError::read_logs)?.map(|purged| purged.index);
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         for entry in self.log.range(range) {
             let (key, value) = entry.map_err(|error| StorageIOError::read_logs(io_error(error)))?;
             if purged.is_some_and(|purged| key as u64 <= purged) {
                 continue;
             }
+            if !entries.is_empty() && bytes.saturating_add(value.len()) > budget {
+                break;
+            }
+            bytes = bytes.saturating_add(value.len());
             entries.push(decode(&value).map_err(StorageIOError::read_logs)?);
         }
         Ok(entries)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        self.entries(&range, usize::MAX)
+    }
+
+    /// Replication's reads: the first entries of `start..end` up to
+    /// [`LOG_READ_BUDGET`] bytes (at least one), so that an append to a member that
+    /// lags stays small enough to be sent, decoded and flushed within openraft's
+    /// append timeout (one heartbeat interval).
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        self.entries(&(start..end), LOG_READ_BUDGET)
     }
 }
 
@@ -810,5 +835,32 @@ mod tests {
         assert!(refused.to_string().contains("version 2"), "{refused}");
         meta.put(LAYOUT_KEY, [1u8, 0]).unwrap();
         assert!(stores(db).is_err(), "a version of the wrong length is refused");
+    }
+
+    /// Replication reads stop at the budget, but always return an entry, however large.
+    #[tokio::test(flavor = "current_thread")]
+    async fn replication_reads_stop_at_the_budget_with_at_least_one_entry() {
+        use openraft::storage::RaftLogReader;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _state_machine) = open(dir.path()).unwrap();
+        let entry = |index: u64, bytes: usize| Entry::<TypeConfig> {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Request::Put { key: index as i64, value: vec![1; bytes] }),
+        };
+        let mut batch = WriteBatch::new();
+        for (index, bytes) in [(1, 3 << 20), (2, 3 << 20), (3, 10), (4, 6 << 20)] {
+            batch.put_cf(&log.log, index as i64, encode(&entry(index, bytes)).unwrap());
+        }
+        log.db.write(batch).unwrap();
+        let indexes =
+            |entries: Vec<Entry<TypeConfig>>| entries.iter().map(|entry| entry.log_id.index).collect::<Vec<_>>();
+        assert_eq!(indexes(log.limited_get_log_entries(1, 5).await.unwrap()), vec![1], "3 + 3 MiB is past 4 MiB");
+        assert_eq!(indexes(log.limited_get_log_entries(2, 5).await.unwrap()), vec![2, 3]);
+        assert_eq!(
+            indexes(log.limited_get_log_entries(4, 5).await.unwrap()),
+            vec![4],
+            "one entry past the budget alone"
+        );
+        assert_eq!(indexes(log.try_get_log_entries(1..5).await.unwrap()), vec![1, 2, 3, 4], "other reads are whole");
     }
 }
