@@ -62,14 +62,15 @@ enum Attempt {
 }
 
 impl Client {
-    /// A client of the members at `addrs` (`host:port`), retrying for 10 s.
+    /// A client of the members at `addrs` (`host:port`), retrying for 30 s; one attempt
+    /// waits up to 15 s (a member answers a write it could not commit in 10 s).
     pub fn new(addrs: impl IntoIterator<Item = impl Into<String>>) -> Result<Self, ClientError> {
         Ok(Self {
             http: http_client()?,
             members: Mutex::new(addrs.into_iter().map(Into::into).collect()),
             current: AtomicUsize::new(0),
-            retry_for: Duration::from_secs(10),
-            attempt_timeout: Duration::from_secs(5),
+            retry_for: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(15),
         })
     }
 

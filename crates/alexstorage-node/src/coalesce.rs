@@ -105,8 +105,17 @@ impl Coalescer {
     }
 }
 
+/// The bytes of values a write carries (what the server's limit counts).
+pub(crate) fn value_bytes(request: &Request) -> usize {
+    match request {
+        Request::Put { value, .. } => value.len(),
+        Request::Delete { .. } => 0,
+        Request::Batch(writes) => writes.iter().map(value_bytes).fold(0, usize::saturating_add),
+    }
+}
+
 /// The bytes a write adds to an entry (about).
-pub(crate) fn size(request: &Request) -> usize {
+fn size(request: &Request) -> usize {
     match request {
         Request::Put { value, .. } => value.len().saturating_add(16),
         Request::Delete { .. } => 16,
@@ -132,10 +141,19 @@ where
         };
         // Wait for a slot, then gather everything that arrived meanwhile.
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        // A write whose caller stopped waiting (it was answered "unknown", or its
+        // connection closed) is not written: the caller may have written again since,
+        // and this one must not land after that.
+        if first.reply.is_closed() {
+            continue;
+        }
         let mut bytes = first.bytes;
         let mut batch = vec![first];
         while batch.len() < MOST_WRITES {
             let Ok(next) = receiver.try_recv() else { break };
+            if next.reply.is_closed() {
+                continue;
+            }
             if bytes.saturating_add(next.bytes) > MOST_BYTES {
                 held = Some(next);
                 break;
@@ -366,5 +384,36 @@ mod tests {
         let coalescer =
             Coalescer::with(|_request| async { std::future::pending::<WriteOutcome>().await }, Duration::from_secs(10));
         assert!(matches!(coalescer.write(put(1, 1)).await, Err(WriteRefused::TimedOut)));
+    }
+
+    /// A write still waiting when its caller gave up is dropped, never submitted.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_write_whose_caller_gave_up_is_not_submitted() {
+        let (seen, mut submissions) = mpsc::unbounded_channel();
+        let coalescer = Arc::new(Coalescer::with(
+            move |request| {
+                let (answer, answered) = oneshot::channel::<WriteOutcome>();
+                seen.send((request, answer)).unwrap();
+                async move { answered.await.unwrap() }
+            },
+            Duration::from_secs(10),
+        ));
+        // Two writes hold both slots (one after the other, so each goes alone); a third
+        // waits, and its caller gives up.
+        let (a, b) = (Arc::clone(&coalescer), Arc::clone(&coalescer));
+        let _a = tokio::spawn(async move { a.write(put(1, 1)).await });
+        let (_, answer_a) = submissions.recv().await.unwrap();
+        let _b = tokio::spawn(async move { b.write(put(2, 1)).await });
+        let (_, _answer_b) = submissions.recv().await.unwrap();
+        assert!(matches!(coalescer.write(put(3, 1)).await, Err(WriteRefused::TimedOut)));
+        // A fourth write arrives; a slot frees: the fourth goes, the third never does.
+        let d = Arc::clone(&coalescer);
+        let d = tokio::spawn(async move { d.write(put(4, 1)).await });
+        tokio::task::yield_now().await;
+        answer_a.send(Ok(1)).unwrap();
+        let (entry, answer_d) = submissions.recv().await.unwrap();
+        assert_eq!(entry, put(4, 1), "the abandoned write is skipped");
+        answer_d.send(Ok(2)).unwrap();
+        assert_eq!(d.await.unwrap().ok(), Some(2));
     }
 }

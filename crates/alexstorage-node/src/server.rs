@@ -16,6 +16,10 @@
 //! | `GET /cluster/metrics` | openraft's metrics of this member (JSON) |
 //! | `POST /raft/{append,vote,snapshot}` | the Raft RPCs between members (see [`network`](crate::network)) |
 //!
+//! A write carries at most [`MAX_WRITE_BYTES`] of values (413 beyond); one not
+//! committed within 10 s (a leader cut off from the others) is answered 503, its
+//! outcome unknown.
+//!
 //! A write, a linearizable read or a membership call sent to a follower is forwarded
 //! to the leader, and the answer carries the leader's address in the
 //! `x-alexstorage-leader` header; a member that cannot reach a leader answers 421 (with
@@ -243,10 +247,11 @@ impl Node {
         drop((state_machine, raft, app));
         // openraft's detached tasks (state machine, replication) drop their handles of
         // the store as they see the shutdown.
-        if tokio::time::timeout(STOP_GRACE, released.wait()).await.is_err() {
+        let released = tokio::time::timeout(STOP_GRACE, released.wait()).await;
+        shutdown?;
+        if released.is_err() {
             return Err(NodeError::NotReleased);
         }
-        shutdown?;
         match served {
             Some(Ok(outcome)) => outcome.map_err(NodeError::from),
             Some(Err(error)) => Err(NodeError::Raft(error.to_string())),
@@ -392,9 +397,9 @@ impl App {
 
     /// Replicates `request` and answers once it is committed and applied.
     async fn write(&self, request: Request, incoming: Incoming) -> Response {
-        let bytes = coalesce::size(&request);
+        let bytes = coalesce::value_bytes(&request);
         if bytes > MAX_WRITE_BYTES {
-            let error = format!("a write of {bytes} bytes; at most {MAX_WRITE_BYTES}");
+            let error = format!("a write of {bytes} bytes of values; at most {MAX_WRITE_BYTES}");
             return error_reply(StatusCode::PAYLOAD_TOO_LARGE, error, None);
         }
         match self.writes.write(request).await {

@@ -80,10 +80,23 @@ async fn the_client_api_through_any_member() {
         assert_eq!(answer.status(), StatusCode::OK);
         assert_eq!(answer.bytes().await.unwrap(), value.as_bytes(), "round {round}");
     }
-    // An oversized write is refused before it reaches the log.
-    let huge = http.put(format!("http://{leader_addr}/kv/11")).body(vec![0u8; (4 << 20) + 1]).send().await.unwrap();
+    // A write of 4 MiB of values is taken (and replicated); one byte more is refused
+    // by the server's own check before it reaches the log, as is a batch past it.
+    let largest = vec![7u8; 4 << 20];
+    client.put(11, largest.clone()).await.unwrap();
+    assert_eq!(client.get(11).await.unwrap().as_deref(), Some(&largest[..]));
+    let huge = http.put(format!("http://{leader_addr}/kv/12")).body(vec![0u8; (4 << 20) + 1]).send().await.unwrap();
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(client.get(11).await.unwrap(), None);
+    let error = huge.text().await.unwrap();
+    assert!(error.contains("at most 4194304"), "{error}");
+    assert_eq!(client.get(12).await.unwrap(), None);
+    let ops = vec![Operation::put(13, &vec![b'a'; 3 << 20]), Operation::put(14, &vec![b'b'; 2 << 20])];
+    let refused = client.batch(ops).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Refused { status: StatusCode::PAYLOAD_TOO_LARGE, message }) if message.contains("at most")),
+        "{refused:?}"
+    );
+    assert_eq!(client.get(13).await.unwrap(), None);
     assert_eq!(client.get(1).await.unwrap().as_deref(), Some(&b"one"[..]));
     assert_eq!(client.get(2).await.unwrap(), None);
 

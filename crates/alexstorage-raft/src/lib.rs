@@ -104,7 +104,8 @@ pub enum Request {
     Put {
         /// The key.
         key: i64,
-        /// The value.
+        /// The value (encoded as a byte string: a length, then the bytes as they are).
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Removes `key`.
@@ -173,8 +174,9 @@ const SNAPSHOT_META_KEY: i64 = 0;
 const SNAPSHOT_CHUNK: usize = 16 << 20;
 /// A read of log entries for replication stops once it holds this many bytes of
 /// encoded entries (always holding at least one): openraft asks for up to
-/// `max_payload_entries` at once, and entries may hold batches of many writes.
-pub const LOG_READ_BUDGET: usize = 4 << 20;
+/// `max_payload_entries` at once, and entries may hold batches of many writes. A
+/// little under 4 MiB, so that the append that carries them stays under a 4 MiB budget.
+pub const LOG_READ_BUDGET: usize = (4 << 20) - (64 << 10);
 
 /// Opens (or creates) the store at `path` and returns its Raft log and state machine.
 /// The store is opened with AlexStorage's default options; see [`stores`] to choose
