@@ -200,8 +200,8 @@ async fn alexstorage_cluster(root: &Path, size: u64, args: &Args, clients: usize
 }
 
 /// openraft's raft-kv-rocksdb example: `size` processes, the same writes (as many as
-/// `--openraft-writes` says: its three-member cluster commits a write every 165 ms or
-/// so on this machine).
+/// `--openraft-writes` says: its three-member cluster committed a write every 176 ms
+/// with one client on this machine).
 async fn openraft_example(binary: &Path, root: &Path, size: usize, args: &Args, clients: usize) -> Measured {
     struct Killed(Vec<Child>);
     impl Drop for Killed {
@@ -228,8 +228,8 @@ async fn openraft_example(binary: &Path, root: &Path, size: usize, args: &Args, 
         children.0.push(child);
     }
     // A new connection for every request: the example's HTTP server (tide) answers a
-    // request on a kept-alive connection about 40 ms late on this machine (Nagle's
-    // algorithm against a delayed ACK), and a client should not pay that for it.
+    // request on a kept-alive connection about 40 ms late on this machine (by its size,
+    // Nagle's algorithm against a delayed ACK), and a client should not pay that.
     let http = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(0).build().unwrap();
     let post = |addr: &str, path: &'static str, body: serde_json::Value| {
         let request = http.post(format!("http://{addr}{path}")).json(&body);

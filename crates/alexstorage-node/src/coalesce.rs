@@ -90,7 +90,7 @@ impl Coalescer {
     pub(crate) async fn write(&self, request: Request) -> Result<u64, WriteRefused> {
         let stopped = || WriteRefused::Raft(Box::new(RaftError::Fatal(Fatal::Stopped)));
         let (reply, answer) = oneshot::channel();
-        let pending = Pending { bytes: size(&request), request, reply };
+        let pending = Pending { bytes: value_bytes(&request), request, reply };
         let waited = tokio::time::timeout(self.patience, async {
             if self.sender.send(pending).await.is_err() {
                 return Err(stopped());
@@ -105,21 +105,14 @@ impl Coalescer {
     }
 }
 
-/// The bytes of values a write carries (what the server's limit counts).
+/// The bytes of values a write carries: what the server's limit and an entry's
+/// [`MOST_BYTES`] count (the keys and framing add a few bytes a write; an entry also
+/// holds at most [`MOST_WRITES`] writes).
 pub(crate) fn value_bytes(request: &Request) -> usize {
     match request {
         Request::Put { value, .. } => value.len(),
         Request::Delete { .. } => 0,
         Request::Batch(writes) => writes.iter().map(value_bytes).fold(0, usize::saturating_add),
-    }
-}
-
-/// The bytes a write adds to an entry (about).
-fn size(request: &Request) -> usize {
-    match request {
-        Request::Put { value, .. } => value.len().saturating_add(16),
-        Request::Delete { .. } => 16,
-        Request::Batch(writes) => writes.iter().map(size).fold(8, usize::saturating_add),
     }
 }
 

@@ -315,6 +315,11 @@ fn rpc_reply<A: Serialize, E: Serialize>(outcome: Result<A, E>) -> Response {
     }
 }
 
+/// A client request's JSON body, or the 400 that answers it.
+fn json_request<T: for<'a> Deserialize<'a>>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|error| error_reply(StatusCode::BAD_REQUEST, error, None))
+}
+
 fn rpc_request<T: for<'a> Deserialize<'a>>(body: &[u8]) -> Result<T, Response> {
     postcard::from_bytes(body).map_err(|error| error_reply(StatusCode::BAD_REQUEST, error, None))
 }
@@ -452,9 +457,9 @@ async fn delete_key(
 }
 
 async fn batch(State(app): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let parsed: BatchRequest = match serde_json::from_slice(&body) {
+    let parsed: BatchRequest = match json_request(&body) {
         Ok(parsed) => parsed,
-        Err(error) => return error_reply(StatusCode::BAD_REQUEST, error, None),
+        Err(refused) => return refused,
     };
     let requests: Result<Vec<Request>, String> = parsed.ops.into_iter().map(|op| op.into_request()).collect();
     match requests {
@@ -517,9 +522,9 @@ async fn get_key(
 }
 
 async fn init(State(app): Shared, body: Bytes) -> Response {
-    let request: InitRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => return error_reply(StatusCode::BAD_REQUEST, error, None),
+    let request: InitRequest = match json_request(&body) {
+        Ok(parsed) => parsed,
+        Err(refused) => return refused,
     };
     let members: BTreeMap<NodeId, BasicNode> =
         request.members.into_iter().map(|(id, addr)| (id, BasicNode { addr })).collect();
@@ -533,9 +538,9 @@ async fn init(State(app): Shared, body: Bytes) -> Response {
 }
 
 async fn add_learner(State(app): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let request: AddLearnerRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => return error_reply(StatusCode::BAD_REQUEST, error, None),
+    let request: AddLearnerRequest = match json_request(&body) {
+        Ok(parsed) => parsed,
+        Err(refused) => return refused,
     };
     match app.raft.add_learner(request.id, BasicNode { addr: request.addr }, true).await {
         Ok(written) => Json(WriteReply { index: written.log_id.index }).into_response(),
@@ -544,9 +549,9 @@ async fn add_learner(State(app): Shared, method: Method, uri: Uri, headers: Head
 }
 
 async fn change_membership(State(app): Shared, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let request: ChangeMembershipRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => return error_reply(StatusCode::BAD_REQUEST, error, None),
+    let request: ChangeMembershipRequest = match json_request(&body) {
+        Ok(parsed) => parsed,
+        Err(refused) => return refused,
     };
     match app.raft.change_membership(request.members, false).await {
         Ok(written) => Json(WriteReply { index: written.log_id.index }).into_response(),

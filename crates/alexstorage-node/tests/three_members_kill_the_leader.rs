@@ -45,7 +45,12 @@ async fn a_killed_leader_loses_no_acknowledged_write_and_catches_up_when_restart
     })
     .await;
     members[killed].kill();
+    let killed_at = std::time::Instant::now();
     let at_kill = writers.acked();
+    // Reported, never asserted: how long writes stopped (the election and the
+    // clients finding the new leader).
+    writers.until_acked(at_kill + 1).await;
+    eprintln!("writes resumed {} ms after the leader was killed", killed_at.elapsed().as_millis());
     let last_before = before.last_log_index.unwrap();
 
     // Writes go on under a new leader, until it purged its log well past the killed
@@ -95,7 +100,13 @@ async fn a_killed_leader_loses_no_acknowledged_write_and_catches_up_when_restart
         let leading = leader(&client, &members.iter().collect::<Vec<_>>()).await;
         let victim = if round % 2 == 1 { leading.id } else { leading.id % 3 + 1 };
         members[(victim - 1) as usize].kill();
+        let killed_at = std::time::Instant::now();
         let at_kill = writers.acked();
+        writers.until_acked(at_kill + 1).await;
+        eprintln!(
+            "round {round}: writes resumed {} ms after member {victim} was killed",
+            killed_at.elapsed().as_millis()
+        );
         writers.until_acked(at_kill + 300).await;
         let (acked, failed) = writers.stop().await;
         eprintln!("round {round}: member {victim} killed, {} writes acknowledged, {failed} failed", acked.len());

@@ -50,7 +50,7 @@
 //!
 //! # Limits
 //! - The calls run their store work on the async runtime's thread, but for the flushes,
-//!   which run on the flushing thread (a sync of the log takes a millisecond or more).
+//!   which run on the flushing thread (a sync waits for the disk).
 //!   Writes are `Buffered` (they land in the page cache) and reads are memory-mapped,
 //!   so neither waits for the disk; a snapshot build or install encodes the whole state
 //!   on the runtime's thread.
@@ -188,12 +188,13 @@ pub fn open(path: impl AsRef<Path>) -> alexstorage::Result<(LogStore, StateMachi
 /// The Raft log and the state machine over an open store (its column families are
 /// created on first use).
 pub fn stores(db: Db) -> alexstorage::Result<(LogStore, StateMachineStore)> {
-    check_layout(&db.column_family(META)?)?;
+    let meta = db.column_family(META)?;
+    check_layout(&meta)?;
     let state = db.column_family(STATE)?;
     let shared = Arc::new(Shared { pending_purge: Mutex::new(None), flusher: Flusher::start(db.clone())? });
     let log = LogStore {
         log: db.column_family(LOG)?,
-        meta: db.column_family(META)?,
+        meta,
         state: state.clone(),
         shared: Arc::clone(&shared),
         db: db.clone(),

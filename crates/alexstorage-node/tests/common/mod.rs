@@ -262,8 +262,3 @@ pub async fn check_member(client: &Client, member: &Member, index: u64, acked: &
     }
     status
 }
-
-/// A plain HTTP client.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().tcp_nodelay(true).build().unwrap()
-}
