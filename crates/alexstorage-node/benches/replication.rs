@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use alexstorage::{Durability, Options};
 use alexstorage_node::Client;
-use common::{free_port, leader, membership, Member};
+use common::{free_port, leader, membership, start_members};
 
 struct Args {
     writes: usize,
@@ -169,10 +169,7 @@ where
 
 /// A cluster of `size` alexstorage-node processes: writes, then linearizable reads.
 async fn alexstorage_cluster(root: &Path, size: u64, args: &Args, clients: usize) -> [Measured; 2] {
-    let mut members: Vec<Member> = (1..=size).map(|id| Member::new(root, id, &[])).collect();
-    for member in &mut members {
-        member.start();
-    }
+    let members = start_members(root, size, &[]);
     let client = Client::new(members.iter().map(|member| member.addr.clone())).unwrap();
     client.init(&members[0].addr, membership(&members)).await.unwrap();
     let leading = leader(&client, &members.iter().collect::<Vec<_>>()).await;

@@ -17,11 +17,8 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_majority_nothing_is_acknowledged_and_with_it_back_everything_is_there() {
     let root = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (1..=3).map(|id| Member::new(root.path(), id, &[])).collect();
-    for member in &mut members {
-        member.start();
-    }
-    let addrs: Vec<String> = members.iter().map(|member| member.addr.clone()).collect();
+    let mut members = start_members(root.path(), 3, &[]);
+    let addrs = addrs(&members);
     let client = Arc::new(Client::new(addrs).unwrap());
     client.init(&members[0].addr, membership(&members)).await.unwrap();
     let writers = Writers::start(Arc::clone(&client), 4);

@@ -20,13 +20,10 @@ use common::*;
 async fn a_member_is_added_and_another_removed_while_writes_go_on() {
     let root = tempfile::tempdir().unwrap();
     let flags = ["--snapshot-every", "200", "--keep-logs", "50"];
-    let mut members: Vec<Member> = (1..=3).map(|id| Member::new(root.path(), id, &flags)).collect();
+    let mut members = start_members(root.path(), 3, &flags);
     // The new member builds no snapshot of its own: one it holds came from the leader.
     members.push(Member::new(root.path(), 4, &["--snapshot-every", "1000000000"]));
-    for member in &mut members[..3] {
-        member.start();
-    }
-    let addrs: Vec<String> = members[..3].iter().map(|member| member.addr.clone()).collect();
+    let addrs = addrs(&members[..3]);
     let client = Arc::new(Client::new(addrs).unwrap().retry_for(std::time::Duration::from_secs(30)));
     client.init(&members[0].addr, membership(&members[..3])).await.unwrap();
 

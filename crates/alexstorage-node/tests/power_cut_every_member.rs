@@ -20,11 +20,8 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_a_power_cut_of_every_member() {
     let root = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (1..=3).map(|id| Member::new(root.path(), id, &[])).collect();
-    for member in &mut members {
-        member.start();
-    }
-    let addrs: Vec<String> = members.iter().map(|member| member.addr.clone()).collect();
+    let mut members = start_members(root.path(), 3, &[]);
+    let addrs = addrs(&members);
     // The writers' client retries briefly: once every member is down, they give up
     // quickly. The checks' client waits through elections.
     let client = Arc::new(Client::new(addrs.clone()).unwrap().retry_for(Duration::from_secs(2)));

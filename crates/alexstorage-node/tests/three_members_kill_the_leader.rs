@@ -25,11 +25,8 @@ const NO_SNAPSHOTS: [&str; 4] = ["--snapshot-every", "1000000000", "--keep-logs"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_leader_loses_no_acknowledged_write_and_catches_up_when_restarted() {
     let root = tempfile::tempdir().unwrap();
-    let mut members: Vec<Member> = (1..=3).map(|id| Member::new(root.path(), id, &FLAGS)).collect();
-    for member in &mut members {
-        member.start();
-    }
-    let addrs: Vec<String> = members.iter().map(|member| member.addr.clone()).collect();
+    let mut members = start_members(root.path(), 3, &FLAGS);
+    let addrs = addrs(&members);
     let client = Arc::new(Client::new(addrs.clone()).unwrap().retry_for(std::time::Duration::from_secs(30)));
     client.init(&members[0].addr, membership(&members)).await.unwrap();
 

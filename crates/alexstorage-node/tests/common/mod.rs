@@ -135,6 +135,20 @@ impl Drop for Member {
     }
 }
 
+/// Members `1..=count` under `root`, each started with `flags`.
+pub fn start_members(root: &Path, count: u64, flags: &[&str]) -> Vec<Member> {
+    let mut members: Vec<Member> = (1..=count).map(|id| Member::new(root, id, flags)).collect();
+    for member in &mut members {
+        member.start();
+    }
+    members
+}
+
+/// The members' addresses.
+pub fn addrs(members: &[Member]) -> Vec<String> {
+    members.iter().map(|member| member.addr.clone()).collect()
+}
+
 /// The members' ids and addresses, as `/cluster/init` takes them.
 pub fn membership(members: &[Member]) -> BTreeMap<u64, String> {
     members.iter().map(|member| (member.id, member.addr.clone())).collect()
